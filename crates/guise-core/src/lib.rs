@@ -1,0 +1,18 @@
+//! guise's domain: identifiers, users, clients, permissions, the audit hash chain, the
+//! clock and the narrow store traits the protocol crates depend on. No I/O lives here.
+
+pub mod audit;
+pub mod audit_query;
+pub mod client;
+pub mod clock;
+pub mod ids;
+pub mod page;
+pub mod permission;
+pub mod role;
+pub mod signing_key;
+pub mod store;
+pub mod user;
+pub mod user_query;
+
+pub use clock::{Clock, SystemClock};
+pub use store::StoreError;

@@ -1,0 +1,152 @@
+//! Narrow storage traits, one per need, so each protocol depends only on what it uses.
+//! Every mutating call takes the audit events that describe it; implementations append
+//! them in the same transaction, so no write lands unaudited.
+
+use crate::audit::{AuditEvent, AuditRecord, ChainBreak};
+use crate::client::{Client, ClientPatch};
+use crate::page::{Page, PageRequest};
+use crate::permission::{Permission, PermissionSet};
+use crate::role::{ClientGrant, Role, RolePatch};
+use crate::signing_key::SigningKey;
+use crate::user::{Attribution, NewUser, User, UserPatch};
+use crate::user_query::UserTerm;
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; the string names what collided (safe to show).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A reference to something that does not exist (e.g. an unknown role id).
+    #[error("invalid reference: {0}")]
+    InvalidReference(String),
+    /// The database failed. The message is for logs only, never for responses.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub trait UserStore: Send + Sync {
+    fn create_user(&self, user: NewUser, audit: AuditEvent) -> StoreResult<User>;
+    fn user_by_id(&self, user_id: &str) -> StoreResult<User>;
+    fn user_by_email(&self, email: &str) -> StoreResult<User>;
+    fn user_by_external_id(&self, external_id: &str) -> StoreResult<User>;
+    fn search_users(&self, terms: &[UserTerm], page: PageRequest, with_total: bool) -> StoreResult<Page<User>>;
+    fn update_user(
+        &self,
+        user_id: &str,
+        patch: UserPatch,
+        by: Attribution,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<User>;
+    fn delete_user(&self, user_id: &str, audit: AuditEvent) -> StoreResult<()>;
+}
+
+pub trait ClientStore: Send + Sync {
+    fn create_client(&self, client: Client, audit: AuditEvent) -> StoreResult<Client>;
+    fn client_by_id(&self, client_id: &str) -> StoreResult<Client>;
+    fn list_clients(&self, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>>;
+    fn update_client(
+        &self,
+        client_id: &str,
+        patch: ClientPatch,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Client>;
+    fn set_client_secret_hash(
+        &self,
+        client_id: &str,
+        hash: &str,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Client>;
+    fn delete_client(&self, client_id: &str, audit: AuditEvent) -> StoreResult<()>;
+}
+
+pub trait ClientGrantStore: Send + Sync {
+    fn create_client_grant(&self, grant: ClientGrant, audit: AuditEvent) -> StoreResult<ClientGrant>;
+    fn client_grant(&self, client_id: &str, audience: &str) -> StoreResult<ClientGrant>;
+    fn client_grant_by_id(&self, id: &str) -> StoreResult<ClientGrant>;
+    fn list_client_grants(
+        &self,
+        client_id: Option<&str>,
+        audience: Option<&str>,
+        page: PageRequest,
+    ) -> StoreResult<Page<ClientGrant>>;
+    fn update_client_grant_scope(&self, id: &str, scope: Vec<String>, audit: AuditEvent) -> StoreResult<ClientGrant>;
+    fn delete_client_grant(&self, id: &str, audit: AuditEvent) -> StoreResult<()>;
+}
+
+pub trait RoleStore: Send + Sync {
+    fn create_role(&self, role: Role, audit: AuditEvent) -> StoreResult<Role>;
+    fn role_by_id(&self, id: &str) -> StoreResult<Role>;
+    fn list_roles(&self, name_filter: Option<&str>, page: PageRequest) -> StoreResult<Page<Role>>;
+    fn update_role(&self, id: &str, patch: RolePatch, audit: AuditEvent) -> StoreResult<Role>;
+    fn delete_role(&self, id: &str, audit: AuditEvent) -> StoreResult<()>;
+    fn role_permissions(&self, role_id: &str, page: PageRequest) -> StoreResult<Page<Permission>>;
+    fn add_role_permissions(&self, role_id: &str, permissions: &[Permission], audit: AuditEvent) -> StoreResult<()>;
+    fn remove_role_permissions(&self, role_id: &str, permissions: &[Permission], audit: AuditEvent) -> StoreResult<()>;
+    fn role_users(&self, role_id: &str, page: PageRequest) -> StoreResult<Page<User>>;
+    fn user_roles(&self, user_id: &str, page: PageRequest) -> StoreResult<Page<Role>>;
+    fn assign_roles(&self, user_id: &str, role_ids: &[String], audit: AuditEvent) -> StoreResult<()>;
+    fn unassign_roles(&self, user_id: &str, role_ids: &[String], audit: AuditEvent) -> StoreResult<()>;
+    /// Every permission a user holds through its roles, with the roles granting each.
+    fn user_permissions(&self, user_id: &str) -> StoreResult<Vec<(Permission, Vec<Role>)>>;
+
+    /// The permission set a user holds (the union over its roles).
+    fn user_permission_set(&self, user_id: &str) -> StoreResult<PermissionSet> {
+        Ok(PermissionSet::new(self.user_permissions(user_id)?.into_iter().map(|(p, _)| p)))
+    }
+}
+
+pub trait SigningKeyStore: Send + Sync {
+    /// Keys that are active or retiring (retired keys are not returned).
+    fn published_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Insert `new_key` as the active key for its algorithm; the previous active key of
+    /// that algorithm becomes retiring until `retire_previous_after`.
+    fn rotate_in(
+        &self,
+        new_key: SigningKey,
+        retire_previous_after: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+    /// Install `key` as the active key for its algorithm unless one exists already
+    /// (checked under the write lock, so nodes starting together install one key).
+    fn install_first_key(&self, key: SigningKey, audit: AuditEvent) -> StoreResult<bool>;
+    /// Mark retiring keys whose time has passed as retired; returns how many.
+    fn retire_expired(&self, now: DateTime<Utc>) -> StoreResult<usize>;
+}
+
+/// Filters for reading the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub event_type: Option<String>,
+    /// Events whose subject or actor is this user.
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Only rows after this sequence number (checkpoint pagination).
+    pub after_seq: Option<i64>,
+    /// Newest first (default) or oldest first.
+    pub ascending: bool,
+}
+
+pub trait AuditStore: Send + Sync {
+    /// Append events outside any other write (e.g. a refused request).
+    fn append(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>>;
+    fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+        with_total: bool,
+    ) -> StoreResult<Page<AuditRecord>>;
+    fn audit_record(&self, seq: i64) -> StoreResult<AuditRecord>;
+    /// Walk the whole chain. `Ok(Ok(rows))` when intact, `Ok(Err(break))` naming the
+    /// first bad row.
+    fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>>;
+}

@@ -1,0 +1,203 @@
+//! Users: the stored profile, what creating and patching one may change, and the
+//! validation rules (email shape, metadata objects) that apply before any store call.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub user_id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub blocked: bool,
+    pub app_metadata: Map<String, Value>,
+    pub user_metadata: Map<String, Value>,
+    pub external_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Who the change was attributed to; with act-as, the user acted as.
+    pub created_by: Option<String>,
+    pub modified_by: Option<String>,
+    /// Who really made the change when it was made on someone's behalf.
+    pub created_on_behalf_by: Option<String>,
+    pub modified_on_behalf_by: Option<String>,
+    pub last_login: Option<DateTime<Utc>>,
+    pub last_ip: Option<String>,
+    pub logins_count: i64,
+    /// Whether a password is set (the hash itself never leaves the store).
+    pub has_password: bool,
+}
+
+/// Who a write is attributed to, and on whose behalf it was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub by: Option<String>,
+    pub on_behalf_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub user_id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub blocked: bool,
+    pub app_metadata: Map<String, Value>,
+    pub user_metadata: Map<String, Value>,
+    pub external_id: Option<String>,
+    /// An argon2id PHC string; hashing happens before the store sees it.
+    pub password_hash: Option<String>,
+    pub attribution: Attribution,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A partial update. `Some(None)` clears an optional field; metadata objects are merged
+/// key by key, a `null` value deleting the key (Auth0's semantics).
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub name: Option<Option<String>>,
+    pub given_name: Option<Option<String>>,
+    pub family_name: Option<Option<String>>,
+    pub nickname: Option<Option<String>>,
+    pub picture: Option<Option<String>>,
+    pub blocked: Option<bool>,
+    pub app_metadata: Option<Map<String, Value>>,
+    pub user_metadata: Option<Map<String, Value>>,
+    pub external_id: Option<Option<String>>,
+    pub password_hash: Option<String>,
+}
+
+impl UserPatch {
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none()
+            && self.email_verified.is_none()
+            && self.name.is_none()
+            && self.given_name.is_none()
+            && self.family_name.is_none()
+            && self.nickname.is_none()
+            && self.picture.is_none()
+            && self.blocked.is_none()
+            && self.app_metadata.is_none()
+            && self.user_metadata.is_none()
+            && self.external_id.is_none()
+            && self.password_hash.is_none()
+    }
+
+    /// Apply this patch to `user` in memory (the store persists the result).
+    pub fn apply_to(&self, user: &mut User) {
+        if let Some(email) = &self.email {
+            user.email = email.clone();
+        }
+        if let Some(v) = self.email_verified {
+            user.email_verified = v;
+        }
+        for (field, value) in [
+            (&mut user.name, &self.name),
+            (&mut user.given_name, &self.given_name),
+            (&mut user.family_name, &self.family_name),
+            (&mut user.nickname, &self.nickname),
+            (&mut user.picture, &self.picture),
+            (&mut user.external_id, &self.external_id),
+        ] {
+            if let Some(v) = value {
+                field.clone_from(v);
+            }
+        }
+        if let Some(v) = self.blocked {
+            user.blocked = v;
+        }
+        if let Some(m) = &self.app_metadata {
+            merge_metadata(&mut user.app_metadata, m);
+        }
+        if let Some(m) = &self.user_metadata {
+            merge_metadata(&mut user.user_metadata, m);
+        }
+        if self.password_hash.is_some() {
+            user.has_password = true;
+        }
+    }
+}
+
+/// Merge `patch` into `target` one level deep; `null` removes a key.
+pub fn merge_metadata(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// Why a user's fields were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserValidationError {
+    #[error("Object didn't pass validation for format email: {0}")]
+    InvalidEmail(String),
+    #[error("external_id must be 1 to 255 characters without ':' at the start")]
+    InvalidExternalId,
+    #[error("{0} is too long (maximum {1} characters)")]
+    TooLong(&'static str, usize),
+}
+
+/// Validate an email address; returns it trimmed. Case is kept for display, uniqueness
+/// is checked on [`normalize_email`].
+pub fn validate_email(email: &str) -> Result<String, UserValidationError> {
+    let trimmed = email.trim();
+    if trimmed.len() > 254 || !email_address::EmailAddress::is_valid(trimmed) || !trimmed.contains('.') {
+        return Err(UserValidationError::InvalidEmail(email.to_owned()));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// The form under which emails are unique: lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub fn validate_external_id(id: &str) -> Result<(), UserValidationError> {
+    if id.is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
+        return Err(UserValidationError::InvalidExternalId);
+    }
+    Ok(())
+}
+
+pub fn validate_length(field: &'static str, value: &str, max: usize) -> Result<(), UserValidationError> {
+    if value.chars().count() > max {
+        return Err(UserValidationError::TooLong(field, max));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn emails_are_validated_and_normalised() {
+        assert_eq!(validate_email(" Ada@Example.com ").as_deref(), Ok("Ada@Example.com"));
+        assert!(validate_email("not-an-email").is_err());
+        assert!(validate_email("a@b").is_err());
+        assert_eq!(normalize_email("Ada@Example.COM"), "ada@example.com");
+    }
+
+    #[test]
+    fn metadata_merges_and_null_deletes() {
+        let mut target = json!({"a": 1, "b": 2}).as_object().cloned().unwrap_or_default();
+        let patch = json!({"b": null, "c": 3}).as_object().cloned().unwrap_or_default();
+        merge_metadata(&mut target, &patch);
+        assert_eq!(Value::Object(target), json!({"a": 1, "c": 3}));
+    }
+}

@@ -1,0 +1,161 @@
+//! Signing keys in memory: generating RS256 keys, the JWKS document, and the key ring
+//! that signs with the active key and verifies against every published one.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use guise_core::ids::new_key_id;
+use guise_core::signing_key::{KeyState, SigningKey};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use rsa::RsaPrivateKey;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// The algorithm new keys use unless a client asks for another.
+pub const DEFAULT_ALG: &str = "RS256";
+const RSA_BITS: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key generation failed")]
+    Generation,
+    #[error("stored key {0} is unusable")]
+    Unusable(String),
+    #[error("no active signing key")]
+    NoActiveKey,
+}
+
+/// Generate a fresh RS256 key, ready to store.
+pub fn generate_rs256(now: DateTime<Utc>) -> Result<SigningKey, KeyError> {
+    let private = RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS).map_err(|_| KeyError::Generation)?;
+    let pem = private.to_pkcs8_pem(LineEnding::LF).map_err(|_| KeyError::Generation)?;
+    let kid = new_key_id();
+    let public_jwk = json!({
+        "kty": "RSA",
+        "use": "sig",
+        "alg": "RS256",
+        "kid": kid,
+        "n": URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
+        "e": URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
+    });
+    Ok(SigningKey {
+        kid,
+        alg: DEFAULT_ALG.to_owned(),
+        private_key_pem: pem.to_string(),
+        public_jwk,
+        state: KeyState::Active,
+        created_at: now,
+        retire_after: None,
+    })
+}
+
+struct Signer {
+    kid: String,
+    alg: Algorithm,
+    key: EncodingKey,
+}
+
+/// Keys loaded for use: one signer per algorithm and a verifier per published kid.
+pub struct KeyRing {
+    signers: HashMap<String, Signer>,
+    verifiers: HashMap<String, (Algorithm, DecodingKey)>,
+    jwks: serde_json::Value,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("kids", &self.verifiers.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+fn parse_alg(alg: &str) -> Option<Algorithm> {
+    match alg {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+impl KeyRing {
+    /// Build from the store's published keys, as of `now`.
+    pub fn new(keys: &[SigningKey], now: DateTime<Utc>) -> Result<Self, KeyError> {
+        let mut signers = HashMap::new();
+        let mut verifiers = HashMap::new();
+        let mut published = Vec::new();
+        for key in keys.iter().filter(|k| k.is_published(now)) {
+            let alg = parse_alg(&key.alg).ok_or_else(|| KeyError::Unusable(key.kid.clone()))?;
+            let jwk: Jwk =
+                serde_json::from_value(key.public_jwk.clone()).map_err(|_| KeyError::Unusable(key.kid.clone()))?;
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| KeyError::Unusable(key.kid.clone()))?;
+            verifiers.insert(key.kid.clone(), (alg, decoding));
+            published.push(key.public_jwk.clone());
+            if key.state == KeyState::Active {
+                let encoding = match alg {
+                    Algorithm::RS256 => EncodingKey::from_rsa_pem(key.private_key_pem.as_bytes()),
+                    Algorithm::ES256 => EncodingKey::from_ec_pem(key.private_key_pem.as_bytes()),
+                    _ => EncodingKey::from_ed_pem(key.private_key_pem.as_bytes()),
+                }
+                .map_err(|_| KeyError::Unusable(key.kid.clone()))?;
+                signers.insert(key.alg.clone(), Signer { kid: key.kid.clone(), alg, key: encoding });
+            }
+        }
+        Ok(Self { signers, verifiers, jwks: json!({ "keys": published }) })
+    }
+
+    /// The JWKS document (`/.well-known/jwks.json`): public parts only.
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
+    }
+
+    pub fn knows(&self, kid: &str) -> bool {
+        self.verifiers.contains_key(kid)
+    }
+
+    /// Sign `claims` with the active key of `alg` (RS256 unless a client chose another).
+    pub fn sign<T: serde::Serialize>(&self, alg: &str, claims: &T, typ: &str) -> Result<String, KeyError> {
+        let signer = self.signers.get(alg).ok_or(KeyError::NoActiveKey)?;
+        let mut header = jsonwebtoken::Header::new(signer.alg);
+        header.kid = Some(signer.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &signer.key).map_err(|_| KeyError::Unusable(signer.kid.clone()))
+    }
+
+    /// The verifier for a token's `kid`, if published.
+    pub(crate) fn verifier(&self, kid: &str) -> Option<&(Algorithm, DecodingKey)> {
+        self.verifiers.get(kid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_signs_and_is_published() -> Result<(), KeyError> {
+        let now = Utc::now();
+        let key = generate_rs256(now)?;
+        assert!(key.private_key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let ring = KeyRing::new(std::slice::from_ref(&key), now)?;
+        assert!(ring.knows(&key.kid));
+        let jwks = ring.jwks().to_string();
+        assert!(!jwks.contains("PRIVATE") && !jwks.contains("\"d\""), "JWKS must carry public parts only");
+        let token = ring.sign(DEFAULT_ALG, &json!({"sub": "x"}), "JWT")?;
+        assert_eq!(token.split('.').count(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn retired_keys_are_not_published() -> Result<(), KeyError> {
+        let now = Utc::now();
+        let mut key = generate_rs256(now)?;
+        key.state = KeyState::Retiring;
+        key.retire_after = Some(now - chrono::Duration::seconds(1));
+        let ring = KeyRing::new(&[key.clone()], now)?;
+        assert!(!ring.knows(&key.kid));
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! guise's OAuth 2.0 / OpenID Connect protocol: typed requests in, typed outcomes out.
+//! No HTTP types and no SQL: the server adapts requests, the store traits persist.
+
+pub mod access_token;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod grant;
+pub mod keys;
+pub mod settings;
+
+pub use error::{OAuthError, OAuthErrorCode};
+pub use settings::OidcSettings;

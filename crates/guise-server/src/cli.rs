@@ -1,0 +1,269 @@
+//! The `guise` command line: serve, migrate, init, users, clients, keys, audit.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::startup::{Application, StartupError, build_state};
+use crate::state::AppState;
+use crate::tenant::init_tenant;
+use clap::{Parser, Subcommand};
+use guise_core::SystemClock;
+use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::client::{AppType, Client};
+use guise_core::ids::{new_client_id, new_user_id};
+use guise_core::store::{AuditStore, UserStore};
+use guise_core::user::{Attribution, NewUser, validate_email};
+use guise_store::password::hash_password;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "guise", version, about = "guise identity provider")]
+pub struct Cli {
+    /// Configuration file (TOML); GUISE_* environment variables override it.
+    #[arg(long, global = true, env = "GUISE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (creates the schema and the first signing key if needed).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Create the first administrator and a management client (idempotent); prints JSON.
+    Init {
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long, env = "GUISE_ADMIN_PASSWORD")]
+        admin_password: String,
+    },
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage clients (applications).
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Inspect the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "GUISE_USER_PASSWORD")]
+        password: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    Create {
+        #[arg(long)]
+        name: String,
+        /// regular_web, spa, native or non_interactive.
+        #[arg(long, default_value = "regular_web")]
+        app_type: String,
+        /// A registered callback URL (repeatable).
+        #[arg(long = "callback")]
+        callbacks: Vec<String>,
+        /// Grant this (machine) client every Management API scope.
+        #[arg(long)]
+        management: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Publish a new signing key; the old one verifies until its tokens expire.
+    Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain; exits non-zero naming the first bad row.
+    Verify,
+}
+
+fn offline_state(config: Config) -> Result<AppState, StartupError> {
+    let issuer = match &config.issuer {
+        Some(issuer) => issuer.clone(),
+        None => format!("http://{}/", config.listen),
+    };
+    build_state(config, &issuer, Arc::new(SystemClock))
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("guise: {message}");
+    ExitCode::FAILURE
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    crate::telemetry::init(config.log_format == "json");
+    match cli.command {
+        Command::Serve => serve(config).await,
+        command => match tokio::task::spawn_blocking(move || offline(config, command)).await {
+            Ok(code) => code,
+            Err(e) => fail(e),
+        },
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    tracing::info!(port = app.port(), issuer = %app.state().settings.issuer, "guise listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn offline(config: Config, command: Command) -> ExitCode {
+    let state = match offline_state(config) {
+        Ok(state) => state,
+        Err(e) => return fail(e),
+    };
+    let result = match command {
+        Command::Serve => Ok(()),
+        Command::Migrate => {
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Init { admin_email, admin_password } => init_tenant(&state, &admin_email, &admin_password)
+            .map(|outcome| print_json(&serde_json::to_value(outcome).unwrap_or_default())),
+        Command::Users { command: UsersCommand::Create { email, password, name } } => {
+            create_user(&state, &email, password.as_deref(), name)
+        }
+        Command::Clients { command: ClientsCommand::Create { name, app_type, callbacks, management } } => {
+            create_client(&state, name, &app_type, callbacks, management)
+        }
+        Command::Keys { command: KeysCommand::Rotate } => {
+            // Old keys stay published for the longest access-token lifetime.
+            crate::keyring::rotate(&state.db, state.clock.now(), state.settings.access_token_lifetime)
+                .map(|key| print_json(&json!({ "kid": key.kid, "alg": key.alg, "state": "active" })))
+                .map_err(|e| ApiError::internal(&e))
+        }
+        Command::Audit { command: AuditCommand::Verify } => return verify_audit(&state),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.message),
+    }
+}
+
+fn cli_event(state: &AppState, description: &str) -> AuditEvent {
+    AuditEvent::new(event_type::API_OPERATION, state.clock.now(), Actor::System, description)
+        .details(json!({ "request": { "method": "CLI" } }))
+}
+
+fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Option<String>) -> Result<(), ApiError> {
+    let email = validate_email(email).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let password_hash = password.map(hash_password).transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let user_id = new_user_id();
+    let user = state.db.create_user(
+        NewUser {
+            user_id: user_id.clone(),
+            email: email.clone(),
+            email_verified: false,
+            name: name.or_else(|| Some(email.clone())),
+            given_name: None,
+            family_name: None,
+            nickname: email.split('@').next().map(str::to_owned),
+            picture: None,
+            blocked: false,
+            app_metadata: Default::default(),
+            user_metadata: Default::default(),
+            external_id: None,
+            password_hash,
+            attribution: Attribution::default(),
+            created_at: state.clock.now(),
+        },
+        cli_event(state, "Create a user").subject(user_id),
+    )?;
+    print_json(&crate::management::user_view(user));
+    Ok(())
+}
+
+fn create_client(
+    state: &AppState,
+    name: String,
+    app_type: &str,
+    callbacks: Vec<String>,
+    management: bool,
+) -> Result<(), ApiError> {
+    let app_type = AppType::parse(app_type).ok_or_else(|| ApiError::bad_request("unknown app type"))?;
+    guise_core::client::validate_urls("callbacks", &callbacks).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let now = state.clock.now();
+    let client = Client {
+        client_id: new_client_id(),
+        client_secret_hash: None,
+        name,
+        description: String::new(),
+        app_type,
+        is_first_party: true,
+        callbacks,
+        allowed_logout_urls: vec![],
+        grant_types: app_type.default_grant_types(),
+        token_endpoint_auth_method: app_type.default_auth_method(),
+        allow_impersonation: false,
+        allow_act_as: false,
+        initiate_login_uri: None,
+        addons: Default::default(),
+        jwt_configuration: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    let (client, secret) = crate::management::create_client(&state.db, client, cli_event(state, "Create a client"))?;
+    if management {
+        let audience = state.settings.management_audience();
+        crate::management_client::ensure_management_grant(
+            state,
+            &client.client_id,
+            &audience,
+            cli_event(state, "Grant every Management API scope"),
+        )?;
+    }
+    print_json(&crate::management::client_view(client, secret));
+    Ok(())
+}
+
+fn verify_audit(state: &AppState) -> ExitCode {
+    match state.db.verify_chain() {
+        Ok(Ok(rows)) => {
+            println!("audit chain intact: {rows} rows verified");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(broken)) => fail(format!("audit chain broken: {broken}")),
+        Err(e) => fail(e),
+    }
+}

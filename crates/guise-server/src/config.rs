@@ -1,0 +1,82 @@
+//! Configuration: defaults, then a TOML file, then `GUISE_*` environment variables
+//! (the environment wins).
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://{data_dir}/guise.db`.
+    pub database_url: Option<String>,
+    /// Address to listen on.
+    pub listen: String,
+    /// Issuer URL; defaults to `http://{listen}/`.
+    pub issuer: Option<String>,
+    pub data_dir: PathBuf,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    pub access_token_lifetime_secs: i64,
+    pub db_max_connections: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            listen: "127.0.0.1:8080".to_owned(),
+            issuer: None,
+            data_dir: PathBuf::from("./data"),
+            log_format: "text".to_owned(),
+            max_body_bytes: 64 * 1024,
+            access_token_lifetime_secs: 86_400,
+            db_max_connections: 16,
+            trust_forwarded_for: false,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Load from `file` (or `GUISE_CONFIG`, or `./guise.toml` when present), then env.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("GUISE_CONFIG").map(PathBuf::from));
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("guise.toml")),
+        }
+        figment
+            .merge(Env::prefixed("GUISE_").ignore(&["CONFIG", "TEST_POSTGRES_URL", "LOG"]))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("guise.db").display()))
+    }
+
+    /// The issuer, given the address actually bound (port 0 resolves at bind time).
+    pub fn issuer_for(&self, bound: std::net::SocketAddr) -> String {
+        match &self.issuer {
+            Some(issuer) => issuer.clone(),
+            None => format!("http://{bound}/"),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `ApiError`: every Management API failure as Auth0's JSON
+//! `{statusCode, error, message, errorCode}`. Server faults are logged with their cause
+//! and answered with a generic body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use guise_core::StoreError;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub error_code: &'static str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error_code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), error_code }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_body", message)
+    }
+
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query_string", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", message)
+    }
+
+    pub fn insufficient_scope(expected: &[&str]) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("Insufficient scope, expected any of: {}", expected.join(",")),
+        )
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "inexistent_resource", format!("The {what} does not exist."))
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// A server fault: log the cause, answer generically.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
+    }
+
+    /// Map a store error, naming the kind of resource for 404s.
+    pub fn from_store(e: StoreError, what: &str) -> Self {
+        match e {
+            StoreError::NotFound => Self::not_found(what),
+            StoreError::Conflict(message) => Self::conflict(message),
+            StoreError::InvalidReference(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_body", message),
+            StoreError::Backend(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.error_code, self.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from_store(e, "resource")
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({
+            "statusCode": self.status.as_u16(),
+            "error": self.status.canonical_reason().unwrap_or("Error"),
+            "message": self.message,
+            "errorCode": self.error_code,
+        }))
+    }
+}

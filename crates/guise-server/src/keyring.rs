@@ -1,0 +1,81 @@
+//! The signing keys in memory: installs the first key on start, reloads from the
+//! database (so a rotation by any node or the CLI is picked up), retires expired keys.
+
+use chrono::{DateTime, Utc};
+use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::signing_key::SigningKey;
+use guise_core::store::{SigningKeyStore, StoreError};
+use guise_oidc::keys::{KeyError, KeyRing, generate_rs256};
+use guise_store::Database;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// How often keys are reloaded in the background.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Least time between reloads triggered by an unknown `kid`.
+const MIN_ON_DEMAND_REFRESH: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCacheError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+pub struct KeyCache {
+    ring: RwLock<Arc<KeyRing>>,
+    last_refresh: Mutex<Instant>,
+}
+
+impl KeyCache {
+    /// Load keys, installing a first RS256 key when the database has none.
+    pub fn load(db: &Database, now: DateTime<Utc>) -> Result<Self, KeyCacheError> {
+        ensure_signing_key(db, now)?;
+        let ring = KeyRing::new(&db.published_keys()?, now)?;
+        Ok(Self { ring: RwLock::new(Arc::new(ring)), last_refresh: Mutex::new(Instant::now()) })
+    }
+
+    pub fn current(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.ring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Reload from the database (blocking).
+    pub fn refresh(&self, db: &Database, now: DateTime<Utc>) -> Result<(), KeyCacheError> {
+        db.retire_expired(now)?;
+        let ring = KeyRing::new(&db.published_keys()?, now)?;
+        *self.ring.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        *self.last_refresh.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+        Ok(())
+    }
+
+    /// Whether an on-demand reload (for an unknown kid) is allowed now.
+    pub fn may_refresh_on_demand(&self) -> bool {
+        self.last_refresh.lock().map(|t| t.elapsed() >= MIN_ON_DEMAND_REFRESH).unwrap_or(true)
+    }
+}
+
+/// Install a first RS256 key unless one is active (safe when nodes start together).
+pub fn ensure_signing_key(db: &Database, now: DateTime<Utc>) -> Result<(), KeyCacheError> {
+    if db.published_keys()?.iter().any(|k| k.state == guise_core::signing_key::KeyState::Active) {
+        return Ok(());
+    }
+    let key = generate_rs256(now)?;
+    let event = key_event(&key, now, "First signing key created");
+    db.install_first_key(key, event)?;
+    Ok(())
+}
+
+/// Rotate: a new active key; the previous one stays published for `overlap` (the
+/// longest lifetime of a token it signed), then retires.
+pub fn rotate(db: &Database, now: DateTime<Utc>, overlap: chrono::Duration) -> Result<SigningKey, KeyCacheError> {
+    let key = generate_rs256(now)?;
+    let event = key_event(&key, now, "Signing key rotated");
+    db.rotate_in(key.clone(), now + overlap, event)?;
+    Ok(key)
+}
+
+fn key_event(key: &SigningKey, now: DateTime<Utc>, description: &str) -> AuditEvent {
+    AuditEvent::new(event_type::SIGNING_KEY_ROTATED, now, Actor::System, description)
+        .details(serde_json::json!({ "kid": key.kid, "alg": key.alg }))
+}

@@ -1,0 +1,18 @@
+//! guise's HTTP server: actix-web routes, the Management API, configuration, and the
+//! pieces of the `guise` command line. The only crate that knows HTTP.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod keyring;
+pub mod management;
+pub mod management_client;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tenant;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,314 @@
+//! `/api/v2/clients`: applications. The secret is shown once, at creation or rotation;
+//! only its SHA-256 is stored.
+
+use super::{ListParams, iso, paged, require_non_empty};
+use crate::auth::{Caller, RequestMeta};
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use guise_core::client::{
+    AppType, Client, ClientPatch, TokenEndpointAuthMethod, hash_client_secret, validate_grant_types, validate_name,
+    validate_urls,
+};
+use guise_core::ids::{new_client_id, new_secret};
+use guise_core::permission::scopes;
+use guise_core::store::ClientStore;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/clients").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            web::resource("/clients/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete)),
+        )
+        .service(web::resource("/clients/{id}/rotate-secret").route(web::post().to(rotate_secret)));
+}
+
+pub fn client_view(client: Client, secret: Option<String>) -> Value {
+    let mut view = json!({
+        "client_id": client.client_id,
+        "name": client.name,
+        "description": client.description,
+        "app_type": client.app_type.as_str(),
+        "is_first_party": client.is_first_party,
+        "callbacks": client.callbacks,
+        "allowed_logout_urls": client.allowed_logout_urls,
+        "grant_types": client.grant_types,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str(),
+        "allow_impersonation": client.allow_impersonation,
+        "allow_act_as": client.allow_act_as,
+        "initiate_login_uri": client.initiate_login_uri,
+        "addons": client.addons,
+        "jwt_configuration": client.jwt_configuration,
+        "created_at": iso(client.created_at),
+        "updated_at": iso(client.updated_at),
+    });
+    if let Some(secret) = secret {
+        view["client_secret"] = Value::String(secret);
+    }
+    view
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClient {
+    name: String,
+    #[serde(default)]
+    description: String,
+    app_type: Option<String>,
+    is_first_party: Option<bool>,
+    #[serde(default)]
+    callbacks: Vec<String>,
+    #[serde(default)]
+    allowed_logout_urls: Vec<String>,
+    grant_types: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    allow_impersonation: bool,
+    #[serde(default)]
+    allow_act_as: bool,
+    initiate_login_uri: Option<String>,
+    #[serde(default)]
+    addons: Map<String, Value>,
+    #[serde(default)]
+    jwt_configuration: Map<String, Value>,
+}
+
+fn app_type(s: &str) -> Result<AppType, ApiError> {
+    AppType::parse(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Payload validation error: 'app_type' must be one of regular_web, spa, native, non_interactive (got '{s}')"
+        ))
+    })
+}
+
+fn auth_method(s: &str) -> Result<TokenEndpointAuthMethod, ApiError> {
+    TokenEndpointAuthMethod::parse(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Payload validation error: 'token_endpoint_auth_method' must be none, client_secret_post or client_secret_basic (got '{s}')"
+        ))
+    })
+}
+
+fn validate_initiate_login_uri(uri: &Option<String>) -> Result<(), ApiError> {
+    if let Some(uri) = uri {
+        let parsed = url::Url::parse(uri).map_err(|_| ApiError::bad_request("initiate_login_uri must be a URL"))?;
+        if parsed.scheme() != "https" && !guise_core::client::is_loopback_or_localhost(&parsed) {
+            return Err(ApiError::bad_request("initiate_login_uri must use https"));
+        }
+    }
+    Ok(())
+}
+
+/// Validate what a registration says, whichever route set it.
+fn validate(client: &Client) -> Result<(), ApiError> {
+    let bad = |e: guise_core::client::ClientValidationError| ApiError::bad_request(e.to_string());
+    validate_name(&client.name).map_err(bad)?;
+    validate_urls("callbacks", &client.callbacks).map_err(bad)?;
+    validate_urls("allowed_logout_urls", &client.allowed_logout_urls).map_err(bad)?;
+    validate_grant_types(&client.grant_types).map_err(bad)?;
+    validate_initiate_login_uri(&client.initiate_login_uri)?;
+    if client.grant_types.iter().any(|g| g == "client_credentials") && !client.is_confidential() {
+        return Err(ApiError::bad_request(
+            "A public client (token_endpoint_auth_method none) cannot use client_credentials",
+        ));
+    }
+    Ok(())
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    body: web::Json<CreateClient>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::CREATE_CLIENTS)?;
+    let body = body.into_inner();
+    let app_type = app_type(body.app_type.as_deref().unwrap_or("regular_web"))?;
+    let method = match &body.token_endpoint_auth_method {
+        Some(m) => auth_method(m)?,
+        None => app_type.default_auth_method(),
+    };
+    let now = state.clock.now();
+    let client = Client {
+        client_id: new_client_id(),
+        client_secret_hash: None,
+        name: body.name,
+        description: body.description,
+        app_type,
+        is_first_party: body.is_first_party.unwrap_or(true),
+        callbacks: body.callbacks,
+        allowed_logout_urls: body.allowed_logout_urls,
+        grant_types: body.grant_types.unwrap_or_else(|| app_type.default_grant_types()),
+        token_endpoint_auth_method: method,
+        allow_impersonation: body.allow_impersonation,
+        allow_act_as: body.allow_act_as,
+        initiate_login_uri: body.initiate_login_uri,
+        addons: body.addons,
+        jwt_configuration: body.jwt_configuration,
+        created_at: now,
+        updated_at: now,
+    };
+    validate(&client)?;
+    let (client, secret) = state
+        .into_inner()
+        .blocking(move |s| create_client(&s.db, client, meta.api_event(&caller, now, "Create a client")))
+        .await?;
+    Ok(HttpResponse::Created().json(client_view(client, secret)))
+}
+
+/// Store a new client, minting its secret when it is confidential. Returns the secret
+/// (the only time it exists in clear).
+pub fn create_client(
+    db: &dyn ClientStore,
+    mut client: Client,
+    mut audit: guise_core::audit::AuditEvent,
+) -> Result<(Client, Option<String>), ApiError> {
+    let secret = client.is_confidential().then(new_secret);
+    client.client_secret_hash = secret.as_deref().map(hash_client_secret);
+    audit.client_id = Some(client.client_id.clone());
+    audit.details["client"] = json!({ "client_id": client.client_id, "name": client.name });
+    let client = db.create_client(client, audit).map_err(|e| ApiError::from_store(e, "client"))?;
+    Ok((client, secret))
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_CLIENTS)?;
+    let page = params.page_request();
+    let with_total = params.include_totals;
+    let clients = state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.list_clients(page, with_total)?)).await?;
+    Ok(paged(clients, with_total, "clients", |c| client_view(c, None)))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_CLIENTS)?;
+    let id = id.into_inner();
+    let client = state
+        .into_inner()
+        .blocking(move |s| s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client")))
+        .await?;
+    Ok(HttpResponse::Ok().json(client_view(client, None)))
+}
+
+fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
+    require_non_empty(body)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Patch {
+        name: Option<String>,
+        description: Option<String>,
+        app_type: Option<String>,
+        is_first_party: Option<bool>,
+        callbacks: Option<Vec<String>>,
+        allowed_logout_urls: Option<Vec<String>>,
+        grant_types: Option<Vec<String>>,
+        token_endpoint_auth_method: Option<String>,
+        allow_impersonation: Option<bool>,
+        allow_act_as: Option<bool>,
+        #[serde(default, deserialize_with = "nullable")]
+        initiate_login_uri: Option<Option<String>>,
+        addons: Option<Map<String, Value>>,
+        jwt_configuration: Option<Map<String, Value>>,
+    }
+    fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+    let p: Patch = serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
+    Ok(ClientPatch {
+        name: p.name,
+        description: p.description,
+        app_type: p.app_type.as_deref().map(app_type).transpose()?,
+        is_first_party: p.is_first_party,
+        callbacks: p.callbacks,
+        allowed_logout_urls: p.allowed_logout_urls,
+        grant_types: p.grant_types,
+        token_endpoint_auth_method: p.token_endpoint_auth_method.as_deref().map(auth_method).transpose()?,
+        allow_impersonation: p.allow_impersonation,
+        allow_act_as: p.allow_act_as,
+        initiate_login_uri: p.initiate_login_uri,
+        addons: p.addons,
+        jwt_configuration: p.jwt_configuration,
+    })
+}
+
+async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_CLIENTS)?;
+    let patch = parse_client_patch(&body)?;
+    let id = id.into_inner();
+    let client = state
+        .into_inner()
+        .blocking(move |s| {
+            // Validate the result of the patch, not just its parts.
+            let mut preview = s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client"))?;
+            patch.clone().apply_to(&mut preview);
+            validate(&preview)?;
+            let now = s.clock.now();
+            let mut audit = meta.api_event(&caller, now, "Update a client");
+            audit.client_id = Some(id.clone());
+            audit.details["request"]["fields"] = json!(body.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()));
+            s.db.update_client(&id, patch, now, audit).map_err(|e| ApiError::from_store(e, "client"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(client_view(client, None)))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::DELETE_CLIENTS)?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Delete a client");
+            audit.client_id = Some(id.clone());
+            s.db.delete_client(&id, audit).map_err(|e| ApiError::from_store(e, "client"))
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn rotate_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_CLIENTS)?;
+    let id = id.into_inner();
+    let (client, secret) = state
+        .into_inner()
+        .blocking(move |s| {
+            let client = s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client"))?;
+            if !client.is_confidential() {
+                return Err(ApiError::bad_request("A public client has no secret to rotate"));
+            }
+            let secret = new_secret();
+            let now = s.clock.now();
+            let mut audit = meta.api_event(&caller, now, "Rotate a client secret");
+            audit.client_id = Some(id.clone());
+            let client =
+                s.db.set_client_secret_hash(&id, &hash_client_secret(&secret), now, audit)
+                    .map_err(|e| ApiError::from_store(e, "client"))?;
+            Ok((client, secret))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(client_view(client, Some(secret))))
+}

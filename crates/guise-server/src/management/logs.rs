@@ -1,0 +1,92 @@
+//! `/api/v2/logs`: the audit log, filtered and paginated (page/per_page, or checkpoint
+//! pagination with `from` and `take`).
+
+use super::{ListParams, iso, paged};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use guise_core::audit::AuditRecord;
+use guise_core::audit_query::parse_log_query;
+use guise_core::page::PageRequest;
+use guise_core::permission::scopes;
+use guise_core::store::AuditStore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/logs").route(web::get().to(list)))
+        .service(web::resource("/logs/{id}").route(web::get().to(get)));
+}
+
+pub fn log_view(record: AuditRecord) -> Value {
+    let log_id = record.log_id();
+    let e = record.event;
+    json!({
+        "log_id": log_id,
+        "date": iso(e.occurred_at),
+        "type": e.event_type,
+        "description": e.description,
+        "client_id": e.client_id,
+        "ip": e.source_ip,
+        "user_id": e.subject,
+        "actor": { "type": e.actor.kind(), "id": e.actor.id() },
+        "on_behalf_of": e.on_behalf_of,
+        "details": e.details,
+        "hash": record.hash,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct LogParams {
+    q: Option<String>,
+    /// Checkpoint: return events after this log id, oldest first.
+    from: Option<String>,
+    take: Option<u32>,
+    /// `date:1` oldest first, `date:-1` (default) newest first.
+    sort: Option<String>,
+}
+
+fn parse_seq(log_id: &str) -> Result<i64, ApiError> {
+    log_id.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::invalid_query("Invalid log id"))
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<LogParams>,
+    list: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_LOGS)?;
+    let params = params.into_inner();
+    let mut filter = parse_log_query(params.q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
+    filter.ascending = match params.sort.as_deref() {
+        None | Some("date:-1") => false,
+        Some("date:1") => true,
+        Some(other) => return Err(ApiError::invalid_query(format!("Invalid sort '{other}' (date:1 or date:-1)"))),
+    };
+    let page = match (&params.from, params.take) {
+        (Some(from), take) => {
+            filter.after_seq = Some(parse_seq(from)?);
+            filter.ascending = true;
+            PageRequest::new(Some(0), take.or(list.per_page))
+        }
+        (None, Some(take)) => PageRequest::new(Some(0), Some(take)),
+        (None, None) => list.page_request(),
+    };
+    let with_total = list.include_totals;
+    let records =
+        state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.audit_records(&filter, page, with_total)?)).await?;
+    Ok(paged(records, with_total, "logs", log_view))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_LOGS)?;
+    let seq = parse_seq(&id)?;
+    let record = state
+        .into_inner()
+        .blocking(move |s| s.db.audit_record(seq).map_err(|e| ApiError::from_store(e, "log event")))
+        .await?;
+    Ok(HttpResponse::Ok().json(log_view(record)))
+}

@@ -1,0 +1,298 @@
+//! `/api/v2/roles`: roles, their permissions, and the users holding them.
+
+use super::{ListParams, paged, require_non_empty};
+use crate::auth::{Caller, RequestMeta};
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use guise_core::ids::new_role_id;
+use guise_core::permission::{Permission, is_valid_scope_token, scopes};
+use guise_core::role::{Role, RolePatch};
+use guise_core::store::RoleStore;
+use guise_core::user::User;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/roles").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            web::resource("/roles/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete)),
+        )
+        .service(
+            web::resource("/roles/{id}/permissions")
+                .route(web::get().to(list_permissions))
+                .route(web::post().to(add_permissions))
+                .route(web::delete().to(remove_permissions)),
+        )
+        .service(
+            web::resource("/roles/{id}/users").route(web::get().to(list_users)).route(web::post().to(assign_users)),
+        );
+}
+
+pub fn role_view(role: Role) -> Value {
+    json!({ "id": role.id, "name": role.name, "description": role.description })
+}
+
+pub fn permission_view(p: &Permission) -> Value {
+    json!({
+        "permission_name": p.permission_name,
+        "description": scopes::description(&p.permission_name),
+        "resource_server_identifier": p.resource_server_identifier,
+        "resource_server_name": p.resource_server_identifier,
+    })
+}
+
+fn role_user_view(user: User) -> Value {
+    json!({ "user_id": user.user_id, "email": user.email, "name": user.name, "picture": user.picture })
+}
+
+fn validate_role_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 50 {
+        return Err(ApiError::bad_request("Payload validation error: 'name' must be 1 to 50 characters"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRole {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    body: web::Json<CreateRole>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::CREATE_ROLES)?;
+    let body = body.into_inner();
+    validate_role_name(&body.name)?;
+    let role = state
+        .into_inner()
+        .blocking(move |s| {
+            let role = Role { id: new_role_id(), name: body.name, description: body.description };
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Create a role");
+            audit.details["role"] = json!({ "id": role.id, "name": role.name });
+            s.db.create_role(role, audit).map_err(|e| ApiError::from_store(e, "role"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(role_view(role)))
+}
+
+#[derive(Debug, Deserialize)]
+struct RoleFilter {
+    name_filter: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    filter: web::Query<RoleFilter>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_ROLES)?;
+    let name = filter.into_inner().name_filter;
+    let page = params.page_request();
+    let roles =
+        state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.list_roles(name.as_deref(), page)?)).await?;
+    Ok(paged(roles, params.include_totals, "roles", role_view))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_ROLES)?;
+    let id = id.into_inner();
+    let role =
+        state.into_inner().blocking(move |s| s.db.role_by_id(&id).map_err(|e| ApiError::from_store(e, "role"))).await?;
+    Ok(HttpResponse::Ok().json(role_view(role)))
+}
+
+async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_ROLES)?;
+    require_non_empty(&body)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Patch {
+        name: Option<String>,
+        description: Option<String>,
+    }
+    let p: Patch = serde_json::from_value(body.into_inner())
+        .map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
+    if let Some(name) = &p.name {
+        validate_role_name(name)?;
+    }
+    let id = id.into_inner();
+    let role = state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Update a role");
+            audit.details["role"] = json!({ "id": id });
+            s.db.update_role(&id, RolePatch { name: p.name, description: p.description }, audit)
+                .map_err(|e| ApiError::from_store(e, "role"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(role_view(role)))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::DELETE_ROLES)?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Delete a role");
+            audit.details["role"] = json!({ "id": id });
+            s.db.delete_role(&id, audit).map_err(|e| ApiError::from_store(e, "role"))
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_permissions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_ROLES)?;
+    let id = id.into_inner();
+    let page = params.page_request();
+    let permissions = state
+        .into_inner()
+        .blocking(move |s| s.db.role_permissions(&id, page).map_err(|e| ApiError::from_store(e, "role")))
+        .await?;
+    Ok(paged(permissions, params.include_totals, "permissions", |p| permission_view(&p)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PermissionList {
+    permissions: Vec<Permission>,
+}
+
+fn validate_permissions(management_audience: &str, body: PermissionList) -> Result<Vec<Permission>, ApiError> {
+    if body.permissions.is_empty() || body.permissions.len() > 100 {
+        return Err(ApiError::bad_request("Payload validation error: 'permissions' must hold 1 to 100 items"));
+    }
+    for p in &body.permissions {
+        super::client_grants::validate_scopes(
+            management_audience,
+            &p.resource_server_identifier,
+            std::slice::from_ref(&p.permission_name),
+        )?;
+        if !is_valid_scope_token(&p.permission_name) {
+            return Err(ApiError::bad_request(format!("Invalid permission name '{}'", p.permission_name)));
+        }
+    }
+    Ok(body.permissions)
+}
+
+async fn add_permissions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<PermissionList>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_ROLES)?;
+    let permissions = validate_permissions(&state.settings.management_audience(), body.into_inner())?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Add permissions to a role");
+            audit.details["role"] = json!({ "id": id, "permissions": permissions });
+            s.db.add_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
+        })
+        .await?;
+    Ok(HttpResponse::Created().finish())
+}
+
+async fn remove_permissions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<PermissionList>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_ROLES)?;
+    let permissions = validate_permissions(&state.settings.management_audience(), body.into_inner())?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Remove permissions from a role");
+            audit.details["role"] = json!({ "id": id, "permissions": permissions });
+            s.db.remove_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_users(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_ROLES)?;
+    caller.require(scopes::READ_USERS)?;
+    let id = id.into_inner();
+    let page = params.page_request();
+    let users = state
+        .into_inner()
+        .blocking(move |s| s.db.role_users(&id, page).map_err(|e| ApiError::from_store(e, "role")))
+        .await?;
+    Ok(paged(users, params.include_totals, "users", role_user_view))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserIds {
+    users: Vec<String>,
+}
+
+async fn assign_users(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<UserIds>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_ROLES)?;
+    caller.require(scopes::UPDATE_USERS)?;
+    let users = body.into_inner().users;
+    if users.is_empty() || users.len() > 100 {
+        return Err(ApiError::bad_request("Payload validation error: 'users' must hold 1 to 100 user ids"));
+    }
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            s.db.role_by_id(&id).map_err(|e| ApiError::from_store(e, "role"))?;
+            let now = s.clock.now();
+            for user in &users {
+                let mut audit = meta.api_event(&caller, now, "Assign users to a role").subject(user.clone());
+                audit.details["role"] = json!({ "id": id });
+                s.db.assign_roles(user, std::slice::from_ref(&id), audit)
+                    .map_err(|e| ApiError::from_store(e, "user"))?;
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().finish())
+}

@@ -1,0 +1,457 @@
+//! `/api/v2/users`: create, read, search, patch, delete; roles and permissions of a user.
+
+use super::{ListParams, iso, paged, require_non_empty};
+use crate::auth::{Caller, RequestMeta};
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use guise_core::ids::new_user_id;
+use guise_core::permission::scopes;
+use guise_core::store::{RoleStore, UserStore};
+use guise_core::user::{Attribution, NewUser, User, UserPatch, validate_email, validate_external_id, validate_length};
+use guise_core::user_query::parse_user_query;
+use guise_store::password::{PasswordError, hash_password};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/users").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            web::resource("/users/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(delete)),
+        )
+        .service(
+            web::resource("/users/{id}/roles")
+                .route(web::get().to(list_roles))
+                .route(web::post().to(assign_roles))
+                .route(web::delete().to(unassign_roles)),
+        )
+        .service(web::resource("/users/{id}/permissions").route(web::get().to(permissions)));
+}
+
+/// The connection every guise user belongs to (Auth0's database connection name).
+pub const CONNECTION: &str = "Username-Password-Authentication";
+
+pub fn user_view(user: User) -> Value {
+    let mut view = json!({
+        "user_id": user.user_id,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "blocked": user.blocked,
+        "app_metadata": user.app_metadata,
+        "user_metadata": user.user_metadata,
+        "created_at": iso(user.created_at),
+        "updated_at": iso(user.updated_at),
+        "logins_count": user.logins_count,
+        "identities": [{
+            "connection": CONNECTION,
+            "provider": "guise",
+            "user_id": user.user_id.strip_prefix(guise_core::ids::USER_ID_PREFIX).unwrap_or(&user.user_id),
+            "isSocial": false,
+        }],
+    });
+    let optional = [
+        ("name", user.name),
+        ("given_name", user.given_name),
+        ("family_name", user.family_name),
+        ("nickname", user.nickname),
+        ("picture", user.picture),
+        ("external_id", user.external_id),
+        ("created_by", user.created_by),
+        ("modified_by", user.modified_by),
+        ("created_on_behalf_by", user.created_on_behalf_by),
+        ("modified_on_behalf_by", user.modified_on_behalf_by),
+        ("last_ip", user.last_ip),
+        ("last_login", user.last_login.map(iso)),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            view[key] = Value::String(value);
+        }
+    }
+    view
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUser {
+    email: Option<String>,
+    password: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+    /// Accepted for Auth0 compatibility; guise sends no email.
+    #[serde(default, rename = "verify_email")]
+    _verify_email: bool,
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    nickname: Option<String>,
+    picture: Option<String>,
+    #[serde(default)]
+    blocked: bool,
+    app_metadata: Option<Map<String, Value>>,
+    user_metadata: Option<Map<String, Value>>,
+    external_id: Option<String>,
+    connection: Option<String>,
+    user_id: Option<String>,
+}
+
+fn password_error(e: PasswordError) -> ApiError {
+    match e {
+        PasswordError::Hashing => ApiError::internal(&e),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+fn check_profile_lengths(fields: &[(&'static str, &Option<String>)]) -> Result<(), ApiError> {
+    for (name, value) in fields {
+        if let Some(value) = value {
+            validate_length(name, value, 300).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn valid_picture(picture: &Option<String>) -> Result<(), ApiError> {
+    match picture {
+        Some(p) if url::Url::parse(p).is_err() => Err(ApiError::bad_request("picture must be a URL")),
+        _ => Ok(()),
+    }
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    body: web::Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::CREATE_USERS)?;
+    let body = body.into_inner();
+    if let Some(connection) = body.connection.as_ref().filter(|c| *c != CONNECTION) {
+        return Err(ApiError::bad_request(format!("The connection does not exist: {connection}")));
+    }
+    let email = validate_email(
+        body.email
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("Payload validation error: 'Missing required property: email'"))?,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(id) = &body.external_id {
+        validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    check_profile_lengths(&[
+        ("name", &body.name),
+        ("given_name", &body.given_name),
+        ("family_name", &body.family_name),
+        ("nickname", &body.nickname),
+        ("picture", &body.picture),
+    ])?;
+    valid_picture(&body.picture)?;
+    let user_id = match body.user_id {
+        Some(id)
+            if id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            return Err(ApiError::bad_request("user_id must be 1 to 64 letters, digits, '-' or '_'"));
+        }
+        Some(id) => format!("{}{id}", guise_core::ids::USER_ID_PREFIX),
+        None => new_user_id(),
+    };
+    let state = state.into_inner();
+    let user = state
+        .blocking(move |s| {
+            let password_hash = body.password.as_deref().map(hash_password).transpose().map_err(password_error)?;
+            let now = s.clock.now();
+            let nickname = body.nickname.or_else(|| email.split('@').next().map(str::to_owned));
+            let name = body.name.or_else(|| Some(email.clone()));
+            let attribution = Attribution { by: caller.actor().id().map(str::to_owned), on_behalf_by: None };
+            let audit = meta.api_event(&caller, now, "Create a user").subject(user_id.clone());
+            let new = NewUser {
+                user_id,
+                email,
+                email_verified: body.email_verified,
+                name,
+                given_name: body.given_name,
+                family_name: body.family_name,
+                nickname,
+                picture: body.picture,
+                blocked: body.blocked,
+                app_metadata: body.app_metadata.unwrap_or_default(),
+                user_metadata: body.user_metadata.unwrap_or_default(),
+                external_id: body.external_id,
+                password_hash,
+                attribution,
+                created_at: now,
+            };
+            s.db.create_user(new, audit).map_err(|e| ApiError::from_store(e, "user"))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(user_view(user)))
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    /// Accepted for Auth0 compatibility (`v3`); there is one search engine.
+    #[serde(rename = "search_engine")]
+    _search_engine: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<SearchParams>,
+    list: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    let terms = parse_user_query(params.q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
+    let page = list.page_request();
+    let with_total = list.include_totals;
+    let result =
+        state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.search_users(&terms, page, with_total)?)).await?;
+    Ok(paged(result, with_total, "users", user_view))
+}
+
+async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    let id = id.into_inner();
+    let user =
+        state.into_inner().blocking(move |s| s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))).await?;
+    Ok(HttpResponse::Ok().json(user_view(user)))
+}
+
+/// A field that may be absent, set, or explicitly `null`.
+fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<Option<String>>, ApiError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(ApiError::bad_request(format!("Payload validation error: '{key}' must be a string"))),
+    }
+}
+
+fn optional_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad_request(format!("Payload validation error: '{key}' must be a boolean"))),
+    }
+}
+
+fn optional_object(body: &Map<String, Value>, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    match body.get(key) {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("Payload validation error: '{key}' must be an object"))),
+    }
+}
+
+const PATCHABLE: &[&str] = &[
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "nickname",
+    "picture",
+    "blocked",
+    "app_metadata",
+    "user_metadata",
+    "external_id",
+    "password",
+    "connection",
+    "verify_email",
+];
+
+/// Parse a PATCH body into a `UserPatch` plus the new password, if any.
+pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), ApiError> {
+    require_non_empty(body)?;
+    let map = body.as_object().cloned().unwrap_or_default();
+    if let Some(unknown) = map.keys().find(|k| !PATCHABLE.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "Payload validation error: 'Additional properties not allowed: {unknown}'"
+        )));
+    }
+    let email = match optional_string(&map, "email")? {
+        Some(Some(e)) => Some(validate_email(&e).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        Some(None) => return Err(ApiError::bad_request("email cannot be removed")),
+        None => None,
+    };
+    let external_id = optional_string(&map, "external_id")?;
+    if let Some(Some(id)) = &external_id {
+        validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let password = match map.get("password") {
+        None => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => return Err(ApiError::bad_request("Payload validation error: 'password' must be a string")),
+    };
+    let patch = UserPatch {
+        email,
+        email_verified: optional_bool(&map, "email_verified")?,
+        name: optional_string(&map, "name")?,
+        given_name: optional_string(&map, "given_name")?,
+        family_name: optional_string(&map, "family_name")?,
+        nickname: optional_string(&map, "nickname")?,
+        picture: optional_string(&map, "picture")?,
+        blocked: optional_bool(&map, "blocked")?,
+        app_metadata: optional_object(&map, "app_metadata")?,
+        user_metadata: optional_object(&map, "user_metadata")?,
+        external_id,
+        password_hash: None,
+    };
+    check_profile_lengths(&[
+        ("name", &patch.name.clone().flatten()),
+        ("given_name", &patch.given_name.clone().flatten()),
+        ("family_name", &patch.family_name.clone().flatten()),
+        ("nickname", &patch.nickname.clone().flatten()),
+        ("picture", &patch.picture.clone().flatten()),
+    ])?;
+    valid_picture(&patch.picture.clone().flatten())?;
+    Ok((patch, password))
+}
+
+async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_USERS)?;
+    let (mut patch, password) = parse_user_patch(&body)?;
+    let id = id.into_inner();
+    let user = state
+        .into_inner()
+        .blocking(move |s| {
+            patch.password_hash = password.as_deref().map(hash_password).transpose().map_err(password_error)?;
+            let now = s.clock.now();
+            let mut audit = meta.api_event(&caller, now, "Update a user").subject(id.clone());
+            audit.details["request"]["fields"] = json!(body.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()));
+            let by = Attribution { by: caller.actor().id().map(str::to_owned), on_behalf_by: None };
+            s.db.update_user(&id, patch, by, now, audit).map_err(|e| ApiError::from_store(e, "user"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(user_view(user)))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::DELETE_USERS)?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let audit = meta.api_event(&caller, s.clock.now(), "Delete a user").subject(id.clone());
+            s.db.delete_user(&id, audit).map_err(|e| ApiError::from_store(e, "user"))
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_roles(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    caller.require(scopes::READ_ROLES)?;
+    let id = id.into_inner();
+    let page = params.page_request();
+    let roles = state
+        .into_inner()
+        .blocking(move |s| s.db.user_roles(&id, page).map_err(|e| ApiError::from_store(e, "user")))
+        .await?;
+    Ok(paged(roles, params.include_totals, "roles", super::roles::role_view))
+}
+
+#[derive(Debug, Deserialize)]
+struct RoleIds {
+    roles: Vec<String>,
+}
+
+fn role_ids(body: RoleIds) -> Result<Vec<String>, ApiError> {
+    if body.roles.is_empty() || body.roles.len() > 100 {
+        return Err(ApiError::bad_request("Payload validation error: 'roles' must hold 1 to 100 role ids"));
+    }
+    Ok(body.roles)
+}
+
+async fn assign_roles(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<RoleIds>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_USERS)?;
+    let roles = role_ids(body.into_inner())?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Assign roles to a user").subject(id.clone());
+            audit.details["roles"] = json!(roles);
+            s.db.assign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn unassign_roles(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+    body: web::Json<RoleIds>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_USERS)?;
+    let roles = role_ids(body.into_inner())?;
+    let id = id.into_inner();
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let mut audit = meta.api_event(&caller, s.clock.now(), "Remove roles from a user").subject(id.clone());
+            audit.details["roles"] = json!(roles);
+            s.db.unassign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn permissions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    let id = id.into_inner();
+    let held = state
+        .into_inner()
+        .blocking(move |s| {
+            s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))?;
+            s.db.user_permissions(&id).map_err(ApiError::from)
+        })
+        .await?;
+    let body: Vec<Value> = held
+        .into_iter()
+        .map(|(permission, roles)| {
+            let mut view = super::roles::permission_view(&permission);
+            view["sources"] = roles
+                .into_iter()
+                .map(|r| json!({ "source_id": r.id, "source_name": r.name, "source_type": "ROLE" }))
+                .collect();
+            view
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}

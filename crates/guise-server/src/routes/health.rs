@@ -1,0 +1,21 @@
+//! `/healthz` (the process answers) and `/readyz` (the database answers too).
+
+use crate::state::AppState;
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let state = state.into_inner();
+    let ready = state.blocking(|s| Ok::<_, crate::error::ApiError>(s.db.ping())).await.unwrap_or(false);
+    if ready {
+        HttpResponse::Ok().json(json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": "database" }))
+    }
+}

@@ -1,0 +1,189 @@
+//! OAuth endpoints: `POST /oauth/token` (form or JSON body, `client_secret_basic` or
+//! `client_secret_post`), discovery and JWKS. Errors are RFC 6749 `error` objects.
+
+use crate::auth::RequestMeta;
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, CacheControl, CacheDirective, ContentType};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use guise_oidc::client_auth::ClientCredentials;
+use guise_oidc::grant::{TokenContext, TokenRequest, exchange};
+use guise_oidc::{OAuthError, OAuthErrorCode, discovery};
+use serde::Deserialize;
+use serde_json::json;
+
+/// An OAuth error as an HTTP response.
+#[derive(Debug)]
+pub struct OAuthResponseError {
+    pub error: OAuthError,
+    /// Whether the client tried HTTP Basic (then a 401 names the scheme).
+    pub basic_attempted: bool,
+    /// A status other than the error code's own (413 for an oversized body).
+    pub status: Option<StatusCode>,
+}
+
+impl std::fmt::Display for OAuthResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl From<ApiError> for OAuthResponseError {
+    fn from(_: ApiError) -> Self {
+        OAuthResponseError { error: OAuthError::server_error(), basic_attempted: false, status: None }
+    }
+}
+
+impl ResponseError for OAuthResponseError {
+    fn status_code(&self) -> StatusCode {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match self.error.code {
+            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+        if self.basic_attempted && self.error.code == OAuthErrorCode::InvalidClient {
+            response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"guise\""));
+        }
+        response.json(json!({ "error": self.error.code.as_str(), "error_description": self.error.description }))
+    }
+}
+
+fn invalid_request(description: &str) -> OAuthResponseError {
+    OAuthResponseError { error: OAuthError::invalid_request(description), basic_attempted: false, status: None }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    grant_type: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
+}
+
+/// Parse `Authorization: Basic` per RFC 6749 §2.3.1 (each part form-urlencoded).
+fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthResponseError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
+    let bad = || OAuthResponseError { error: OAuthError::invalid_client(), basic_attempted: true, status: None };
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else { return Err(bad()) };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| -> Result<String, OAuthResponseError> {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).ok_or_else(bad)
+    };
+    Ok(Some((unescape(id)?, unescape(secret)?)))
+}
+
+fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, OAuthResponseError> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("application/json") {
+        serde_json::from_slice(body).map_err(|_| invalid_request("The request body is not valid JSON"))
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        serde_urlencoded::from_bytes(body).map_err(|_| invalid_request("The request body is not a valid form"))
+    } else {
+        Err(invalid_request("Content-Type must be application/x-www-form-urlencoded or application/json"))
+    }
+}
+
+/// Read the body up to `limit` bytes; beyond it, 413 with an OAuth error body.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, OAuthResponseError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| invalid_request("The request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            let mut error = invalid_request("The request body is too large");
+            error.status = Some(StatusCode::PAYLOAD_TOO_LARGE);
+            return Err(error);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[post("/oauth/token")]
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthResponseError> {
+    let body = read_body(payload, state.config.max_body_bytes).await?;
+    let form = parse_body(&req, &body)?;
+    let basic = basic_credentials(&req)?;
+    let credentials = match (basic, form.client_id, form.client_secret) {
+        (Some(_), _, Some(_)) => {
+            return Err(invalid_request("Use only one client authentication method"));
+        }
+        (Some((basic_id, _)), Some(form_id), None) if form_id != basic_id => {
+            return Err(invalid_request("client_id does not match the authenticated client"));
+        }
+        (Some((client_id, client_secret)), _, None) => Some(ClientCredentials::Basic { client_id, client_secret }),
+        (None, Some(client_id), Some(client_secret)) => Some(ClientCredentials::Post { client_id, client_secret }),
+        (None, Some(client_id), None) => Some(ClientCredentials::Public { client_id }),
+        (None, None, _) => None,
+    };
+    let basic_attempted = matches!(credentials, Some(ClientCredentials::Basic { .. }));
+    let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
+    let request = TokenRequest {
+        grant_type: form.grant_type,
+        credentials,
+        scope: form.scope,
+        audience: form.audience,
+        source_ip: meta.source_ip,
+    };
+    let response = state
+        .into_inner()
+        .blocking(move |s| {
+            let keys = s.keys.current();
+            let ctx = TokenContext {
+                settings: &s.settings,
+                keys: &keys,
+                clients: &s.db,
+                client_grants: &s.db,
+                audit: &s.db,
+                now: s.clock.now(),
+            };
+            exchange(&s.grant_handlers, &request, &ctx).map_err(|error| OAuthResponseError {
+                error,
+                basic_attempted,
+                status: None,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(response))
+}
+
+#[get("/.well-known/openid-configuration")]
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    let grants: Vec<&str> = state.grant_handlers.iter().map(|h| h.grant_type()).collect();
+    HttpResponse::Ok().json(discovery::document(&state.settings, &grants))
+}
+
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .insert_header(CacheControl(vec![CacheDirective::Public, CacheDirective::MaxAge(60)]))
+        .json(state.keys.current().jwks())
+}

@@ -1,0 +1,149 @@
+//! Building and running the application: state from configuration, the actix server on
+//! a bound listener (port 0 in tests), body limits and JSON error handlers.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::keyring::{KeyCache, KeyCacheError, REFRESH_INTERVAL};
+use crate::state::AppState;
+use crate::{management, routes};
+use actix_web::dev::Server;
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use guise_core::{Clock, SystemClock};
+use guise_oidc::OidcSettings;
+use guise_store::{Database, DatabaseUrl};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(String, std::io::Error),
+    #[error("database: {0}")]
+    Database(#[from] guise_core::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyCacheError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Open the database (creating the schema) and load keys (creating the first one).
+pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
+    let url = DatabaseUrl::parse(&config.database_url())?;
+    let db = Database::connect(&url, config.db_max_connections)?;
+    let keys = KeyCache::load(&db, clock.now())?;
+    let settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
+    Ok(AppState { db, settings, keys, clock, grant_handlers: guise_oidc::grant::handlers(), config })
+}
+
+pub struct Application {
+    server: Server,
+    port: u16,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Bind the listener, then build state with the issuer that binding implies.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let listener = TcpListener::bind(&config.listen).map_err(|e| StartupError::Listen(config.listen.clone(), e))?;
+        let address = listener.local_addr().map_err(|e| StartupError::Listen(config.listen.clone(), e))?;
+        let issuer = config.issuer_for(address);
+        let state = tokio::task::spawn_blocking(move || build_state(config, &issuer, clock))
+            .await
+            .map_err(|e| StartupError::Other(e.to_string()))??;
+        let state = Arc::new(state);
+        let server = serve(listener, Arc::clone(&state))?;
+        Ok(Self { server, port: address.port(), state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serve until SIGINT/SIGTERM (graceful), refreshing keys in the background.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let state = Arc::clone(&self.state);
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let s = Arc::clone(&state);
+                let outcome = tokio::task::spawn_blocking(move || s.keys.refresh(&s.db, s.clock.now())).await;
+                if let Ok(Err(e)) = outcome {
+                    tracing::warn!(error = %e, "signing key refresh failed");
+                }
+            }
+        });
+        let result = self.server.await;
+        refresher.abort();
+        result
+    }
+}
+
+fn json_error(err: JsonPayloadError, max: usize) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("Request body is larger than {max} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::bad_request(format!("Payload validation error: {e}"))
+        }
+        _ => ApiError::bad_request("Invalid request payload JSON format"),
+    };
+    api.into()
+}
+
+fn query_error(err: QueryPayloadError) -> actix_web::Error {
+    ApiError::invalid_query(format!("Query validation error: {err}")).into()
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "statusCode": 404, "error": "Not Found", "message": "Not Found", "errorCode": "not_found",
+    }))
+}
+
+fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupError> {
+    let max_body = state.config.max_body_bytes;
+    let workers = state.config.workers;
+    let data = web::Data::from(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
+            .app_data(web::PayloadConfig::new(max_body))
+            .service(routes::health::healthz)
+            .service(routes::health::readyz)
+            .service(routes::oauth::token)
+            .service(routes::oauth::openid_configuration)
+            .service(routes::oauth::jwks)
+            .configure(management::configure)
+            .default_service(web::to(not_found))
+    })
+    .shutdown_timeout(10);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.listen(listener).map_err(|e| StartupError::Listen("listener".into(), e))?.run())
+}

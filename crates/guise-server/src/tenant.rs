@@ -1,0 +1,145 @@
+//! `guise init`: the first administrator and a management client, created idempotently.
+
+use crate::error::ApiError;
+use crate::management_client::{ensure_management_grant, find_client_by_name};
+use crate::state::AppState;
+use guise_core::StoreError;
+use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::client::{AppType, Client, TokenEndpointAuthMethod};
+use guise_core::ids::{new_client_id, new_role_id, new_user_id};
+use guise_core::permission::{Permission, scopes};
+use guise_core::role::Role;
+use guise_core::store::{RoleStore, UserStore};
+use guise_core::user::{Attribution, NewUser, validate_email};
+use guise_store::password::hash_password;
+use serde::Serialize;
+use serde_json::json;
+
+pub const ADMIN_ROLE: &str = "guise Administrator";
+pub const MANAGEMENT_CLIENT: &str = "guise Management Client";
+
+#[derive(Debug, Serialize)]
+pub struct InitOutcome {
+    pub admin: AdminSummary,
+    pub management_client: ClientSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminSummary {
+    pub user_id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClientSummary {
+    pub client_id: String,
+    /// Present when the client was created now; an existing secret cannot be shown.
+    pub client_secret: Option<String>,
+}
+
+fn event(state: &AppState, description: &str) -> AuditEvent {
+    AuditEvent::new(event_type::TENANT_INITIALISED, state.clock.now(), Actor::System, description)
+}
+
+/// Create what is missing: the admin role with every Management API permission, the
+/// admin user holding it, the management client and its grant on every scope.
+pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<InitOutcome, ApiError> {
+    let email = validate_email(email).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let audience = state.settings.management_audience();
+    let role = ensure_admin_role(state, &audience)?;
+    let admin = match state.db.user_by_email(&email) {
+        Ok(user) => user,
+        Err(StoreError::NotFound) => {
+            let password_hash = hash_password(password).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let user_id = new_user_id();
+            let new = NewUser {
+                user_id: user_id.clone(),
+                email: email.clone(),
+                email_verified: true,
+                name: Some(email.clone()),
+                given_name: None,
+                family_name: None,
+                nickname: email.split('@').next().map(str::to_owned),
+                picture: None,
+                blocked: false,
+                app_metadata: Default::default(),
+                user_metadata: Default::default(),
+                external_id: None,
+                password_hash: Some(password_hash),
+                attribution: Attribution::default(),
+                created_at: state.clock.now(),
+            };
+            state.db.create_user(new, event(state, "Administrator created").subject(user_id))?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.db.assign_roles(
+        &admin.user_id,
+        std::slice::from_ref(&role.id),
+        event(state, "Administrator role assigned").subject(admin.user_id.clone()),
+    )?;
+
+    let (client, secret) = match find_client_by_name(&state.db, MANAGEMENT_CLIENT)? {
+        Some(client) => (client, None),
+        None => {
+            let now = state.clock.now();
+            let client = Client {
+                client_id: new_client_id(),
+                client_secret_hash: None,
+                name: MANAGEMENT_CLIENT.to_owned(),
+                description: "Created by guise init: a machine client holding every Management API scope".into(),
+                app_type: AppType::NonInteractive,
+                is_first_party: true,
+                callbacks: vec![],
+                allowed_logout_urls: vec![],
+                grant_types: vec!["client_credentials".into()],
+                token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
+                allow_impersonation: false,
+                allow_act_as: true,
+                initiate_login_uri: None,
+                addons: Default::default(),
+                jwt_configuration: Default::default(),
+                created_at: now,
+                updated_at: now,
+            };
+            let (client, secret) =
+                crate::management::create_client(&state.db, client, event(state, "Management client created"))?;
+            (client, secret)
+        }
+    };
+    ensure_management_grant(
+        state,
+        &client.client_id,
+        &audience,
+        event(state, "Management client granted every scope"),
+    )?;
+    Ok(InitOutcome {
+        admin: AdminSummary { user_id: admin.user_id, email: admin.email },
+        management_client: ClientSummary { client_id: client.client_id, client_secret: secret },
+    })
+}
+
+fn ensure_admin_role(state: &AppState, audience: &str) -> Result<Role, ApiError> {
+    let existing = state.db.list_roles(Some(ADMIN_ROLE), Default::default())?.items.into_iter().next();
+    let role = match existing {
+        Some(role) => role,
+        None => state.db.create_role(
+            Role {
+                id: new_role_id(),
+                name: ADMIN_ROLE.to_owned(),
+                description: "Every Management API permission (created by guise init)".into(),
+            },
+            event(state, "Administrator role created"),
+        )?,
+    };
+    let permissions: Vec<Permission> = scopes::ALL
+        .iter()
+        .map(|s| Permission { resource_server_identifier: audience.to_owned(), permission_name: (*s).to_owned() })
+        .collect();
+    state.db.add_role_permissions(
+        &role.id,
+        &permissions,
+        event(state, "Administrator role granted every permission").details(json!({ "role": role.id })),
+    )?;
+    Ok(role)
+}

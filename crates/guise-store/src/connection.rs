@@ -1,0 +1,225 @@
+//! Connecting: one pooled connection type over both backends, per-connection SQLite
+//! settings (WAL, busy timeout, foreign keys), embedded migrations, and the write
+//! transaction that appends audit events atomically with the change they describe.
+
+use crate::convert::{DbError, DbResult};
+use crate::schema::{audit_head, audit_log};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use guise_core::StoreError;
+use guise_core::audit::{AuditEvent, AuditRecord, chain_hash};
+use guise_core::store::StoreResult;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// A connection to either backend; diesel dispatches each query to the right one.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub(crate) type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A parsed `GUISE_DATABASE_URL`: `sqlite://PATH` (or `sqlite::memory:`) or `postgres://…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(StoreError::Backend("sqlite URL names no file".into()));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_owned()));
+        }
+        Err(StoreError::Backend("database URL must start with sqlite:// or postgres://".into()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn connection_string(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
+            DatabaseUrl::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SqliteSettings;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqliteSettings {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Sqlite(conn) = conn {
+            // busy_timeout first: every later statement may wait for another writer.
+            conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// The database: a connection pool plus which backend it speaks.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("backend", &self.backend).finish()
+    }
+}
+
+impl Database {
+    /// Open a pool and apply pending migrations. For SQLite the file's directory is
+    /// created if missing.
+    pub fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
+        if let DatabaseUrl::Sqlite(path) = url
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let manager = ConnectionManager::<AnyConnection>::new(url.connection_string());
+        let pool = Pool::builder()
+            .max_size(max_connections.max(1))
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(SqliteSettings))
+            .build(manager)
+            .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
+        let db = Database { pool, backend: url.backend() };
+        if db.backend == Backend::Sqlite {
+            // WAL persists in the file; set once, so readers never block the writer.
+            let mut conn = db.conn().map_err(|e| e.0)?;
+            conn.batch_execute("PRAGMA journal_mode = WAL").map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn conn(&self) -> DbResult<Conn> {
+        self.pool.get().map_err(|e| DbError(StoreError::Backend(format!("no database connection: {e}"))))
+    }
+
+    /// Apply pending migrations; on PostgreSQL under an advisory lock, so nodes starting
+    /// together do not race.
+    pub fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.conn().map_err(|e| e.0)?;
+        let result = match &mut *conn {
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop),
+            AnyConnection::Postgresql(c) => {
+                c.batch_execute("SELECT pg_advisory_lock(7411)").map_err(|e| StoreError::Backend(e.to_string()))?;
+                let result = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop);
+                c.batch_execute("SELECT pg_advisory_unlock(7411)").map_err(|e| StoreError::Backend(e.to_string()))?;
+                result
+            }
+        };
+        result.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub fn ping(&self) -> bool {
+        self.conn().is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
+    }
+
+    /// Run `change` in a transaction that first takes the audit chain's head row (the
+    /// write lock that serialises appends), then appends `events` after it.
+    pub(crate) fn write<T>(
+        &self,
+        events: Vec<AuditEvent>,
+        change: impl FnOnce(&mut AnyConnection) -> DbResult<T>,
+    ) -> DbResult<(T, Vec<AuditRecord>)> {
+        self.write_deciding(|conn| Ok((change(conn)?, events)))
+    }
+
+    /// Like [`Database::write`], for changes that decide inside the transaction which
+    /// events (if any) describe them.
+    pub(crate) fn write_deciding<T>(
+        &self,
+        change: impl FnOnce(&mut AnyConnection) -> DbResult<(T, Vec<AuditEvent>)>,
+    ) -> DbResult<(T, Vec<AuditRecord>)> {
+        let mut conn = self.conn()?;
+        conn.transaction(|conn| {
+            lock_audit_head(conn)?;
+            let (value, events) = change(conn)?;
+            let records = append_events(conn, events)?;
+            Ok((value, records))
+        })
+    }
+}
+
+fn lock_audit_head(conn: &mut AnyConnection) -> DbResult<()> {
+    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set(audit_head::last_seq.eq(audit_head::last_seq))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Append events at the head of the chain; the caller holds the head lock.
+pub(crate) fn append_events(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> DbResult<Vec<AuditRecord>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut seq, mut prev_hash): (i64, String) = audit_head::table
+        .filter(audit_head::id.eq(1))
+        .select((audit_head::last_seq, audit_head::last_hash))
+        .first(conn)?;
+    let mut records = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let details_text = event.details.to_string();
+        let hash = chain_hash(seq, &event, &details_text, &prev_hash);
+        diesel::insert_into(audit_log::table)
+            .values((
+                audit_log::seq.eq(seq),
+                audit_log::event_type.eq(&event.event_type),
+                audit_log::occurred_at.eq(event.occurred_at.timestamp_millis()),
+                audit_log::actor_type.eq(event.actor.kind()),
+                audit_log::actor_id.eq(event.actor.id()),
+                audit_log::on_behalf_of.eq(&event.on_behalf_of),
+                audit_log::subject_id.eq(&event.subject),
+                audit_log::client_id.eq(&event.client_id),
+                audit_log::source_ip.eq(&event.source_ip),
+                audit_log::description.eq(&event.description),
+                audit_log::details.eq(&details_text),
+                audit_log::prev_hash.eq(&prev_hash),
+                audit_log::hash.eq(&hash),
+            ))
+            .execute(conn)?;
+        let prev_hash = std::mem::replace(&mut prev_hash, hash.clone());
+        records.push(AuditRecord { seq, event, details_text, prev_hash, hash });
+    }
+    diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+        .set((audit_head::last_seq.eq(seq), audit_head::last_hash.eq(&prev_hash)))
+        .execute(conn)?;
+    Ok(records)
+}

@@ -1,0 +1,15 @@
+//! guise's storage: one diesel schema served by SQLite (the embedded default) or
+//! PostgreSQL, behind the store traits of `guise-core`. The only crate that knows SQL.
+
+mod audit;
+mod clients;
+mod connection;
+mod convert;
+mod grants;
+mod keys;
+pub mod password;
+mod roles;
+mod schema;
+mod users;
+
+pub use connection::{Backend, Database, DatabaseUrl};

@@ -1,0 +1,140 @@
+//! The diesel schema, one definition for both backends (the migrations keep the two
+//! databases column-for-column identical). Times are Unix milliseconds; JSON is text.
+
+diesel::table! {
+    users (user_id) {
+        user_id -> Text,
+        email -> Text,
+        email_normalized -> Text,
+        email_verified -> Bool,
+        name -> Nullable<Text>,
+        given_name -> Nullable<Text>,
+        family_name -> Nullable<Text>,
+        nickname -> Nullable<Text>,
+        picture -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        blocked -> Bool,
+        app_metadata -> Text,
+        user_metadata -> Text,
+        external_id -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        created_by -> Nullable<Text>,
+        modified_by -> Nullable<Text>,
+        created_on_behalf_by -> Nullable<Text>,
+        modified_on_behalf_by -> Nullable<Text>,
+        last_login -> Nullable<BigInt>,
+        last_ip -> Nullable<Text>,
+        logins_count -> BigInt,
+    }
+}
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        client_secret_hash -> Nullable<Text>,
+        name -> Text,
+        description -> Text,
+        app_type -> Text,
+        is_first_party -> Bool,
+        callbacks -> Text,
+        allowed_logout_urls -> Text,
+        grant_types -> Text,
+        token_endpoint_auth_method -> Text,
+        allow_impersonation -> Bool,
+        allow_act_as -> Bool,
+        initiate_login_uri -> Nullable<Text>,
+        addons -> Text,
+        jwt_configuration -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_grants (id) {
+        id -> Text,
+        client_id -> Text,
+        audience -> Text,
+        scope -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> Text,
+        name -> Text,
+        description -> Text,
+    }
+}
+
+diesel::table! {
+    role_permissions (role_id, resource_server_identifier, permission_name) {
+        role_id -> Text,
+        resource_server_identifier -> Text,
+        permission_name -> Text,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role_id) {
+        user_id -> Text,
+        role_id -> Text,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        private_key_pem -> Text,
+        public_jwk -> Text,
+        state -> Text,
+        created_at -> BigInt,
+        retire_after -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        last_seq -> BigInt,
+        last_hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (seq) {
+        seq -> BigInt,
+        event_type -> Text,
+        occurred_at -> BigInt,
+        actor_type -> Text,
+        actor_id -> Nullable<Text>,
+        on_behalf_of -> Nullable<Text>,
+        subject_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        source_ip -> Nullable<Text>,
+        description -> Text,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::joinable!(client_grants -> clients (client_id));
+diesel::joinable!(role_permissions -> roles (role_id));
+diesel::joinable!(user_roles -> roles (role_id));
+diesel::joinable!(user_roles -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    clients,
+    client_grants,
+    roles,
+    role_permissions,
+    user_roles,
+    signing_keys,
+    audit_head,
+    audit_log,
+);

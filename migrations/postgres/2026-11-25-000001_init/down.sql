@@ -1,0 +1,9 @@
+DROP TABLE audit_log;
+DROP TABLE audit_head;
+DROP TABLE signing_keys;
+DROP TABLE user_roles;
+DROP TABLE role_permissions;
+DROP TABLE roles;
+DROP TABLE client_grants;
+DROP TABLE clients;
+DROP TABLE users;
