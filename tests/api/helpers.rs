@@ -111,11 +111,12 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     tokio::spawn(app.run_until_stopped());
 
     let init_state = Arc::clone(&state);
-    let outcome =
-        tokio::task::spawn_blocking(move || guise_server::tenant::init_tenant(&init_state, ADMIN_EMAIL, ADMIN_PASSWORD))
-            .await
-            .expect("init runs")
-            .expect("init succeeds");
+    let outcome = tokio::task::spawn_blocking(move || {
+        guise_server::tenant::init_tenant(&init_state, ADMIN_EMAIL, ADMIN_PASSWORD)
+    })
+    .await
+    .expect("init runs")
+    .expect("init succeeds");
     let http = reqwest::Client::builder().cookie_store(true).build().expect("http client");
     let mut app = TestApp {
         backend,
@@ -166,7 +167,13 @@ impl TestApp {
         self.send_as(&self.token, method, path, body).await
     }
 
-    pub async fn send_as(&self, token: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
@@ -188,9 +195,8 @@ impl TestApp {
 
     /// Create a machine client granted `scopes` on the Management API; returns (id, secret).
     pub async fn machine_client(&self, name: &str, scopes: &[&str]) -> (String, String) {
-        let (status, client) = self
-            .post("/api/v2/clients", &serde_json::json!({ "name": name, "app_type": "non_interactive" }))
-            .await;
+        let (status, client) =
+            self.post("/api/v2/clients", &serde_json::json!({ "name": name, "app_type": "non_interactive" })).await;
         assert_eq!(status, 201, "{client}");
         let client_id = client["client_id"].as_str().expect("client_id").to_owned();
         let (status, grant) = self
@@ -205,8 +211,9 @@ impl TestApp {
 
     /// Create a user; returns its JSON.
     pub async fn create_user(&self, email: &str) -> Value {
-        let (status, user) =
-            self.post("/api/v2/users", &serde_json::json!({ "email": email, "password": "long enough password" })).await;
+        let (status, user) = self
+            .post("/api/v2/users", &serde_json::json!({ "email": email, "password": "long enough password" }))
+            .await;
         assert_eq!(status, 201, "{user}");
         user
     }

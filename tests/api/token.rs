@@ -74,9 +74,7 @@ async fn oauth2_client_gets_a_token_that_verifies_against_jwks(app: TestApp) {
     assert!(exp > iat);
 
     // The token works on the Management API.
-    let (status, _) = app
-        .send_as(token.access_token().secret(), reqwest::Method::GET, "/api/v2/users", None)
-        .await;
+    let (status, _) = app.send_as(token.access_token().secret(), reqwest::Method::GET, "/api/v2/users", None).await;
     assert_eq!(status, 200);
 }
 
@@ -200,7 +198,8 @@ async fn bad_token_requests_get_oauth_errors(app: TestApp) {
 }
 
 async fn discovery_and_jwks_are_published(app: TestApp) {
-    let (status, discovery) = split(app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap()).await;
+    let (status, discovery) =
+        split(app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(discovery["issuer"], app.issuer());
     assert_eq!(discovery["token_endpoint"], app.url("/oauth/token"));
@@ -219,7 +218,10 @@ async fn discovery_and_jwks_are_published(app: TestApp) {
 }
 
 async fn token_exchanges_are_audited(app: TestApp) {
-    let _ = oauth_client(&app, &app.management_client_id, "wrong").exchange_client_credentials().request_async(&http()).await;
+    let _ = oauth_client(&app, &app.management_client_id, "wrong")
+        .exchange_client_credentials()
+        .request_async(&http())
+        .await;
     let successes = app.logs_of_type("seccft").await;
     assert!(successes.iter().any(|e| e["client_id"] == app.management_client_id.as_str()));
     let failures = app.logs_of_type("feccft").await;
