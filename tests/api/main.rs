@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod clients;
 mod logs;
+mod ops;
 mod roles;
 mod token;
 mod users;

@@ -80,3 +80,42 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_with_the_environment_winning() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "guise.toml",
+                "listen = \"0.0.0.0:9000\"\nlog_format = \"json\"\nmax_body_bytes = 1024\n",
+            )?;
+            jail.set_env("GUISE_LISTEN", "127.0.0.1:9100");
+            jail.set_env("GUISE_DATABASE_URL", "postgres://db/guise");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen, "127.0.0.1:9100");
+            assert_eq!(config.log_format, "json");
+            assert_eq!(config.max_body_bytes, 1024);
+            assert_eq!(config.database_url(), "postgres://db/guise");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_derive_the_database_and_issuer() {
+        figment::Jail::expect_with(|_| {
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.database_url(), "sqlite://./data/guise.db");
+            let bound: std::net::SocketAddr = "127.0.0.1:8080".parse().map_err(|_| "addr")?;
+            assert_eq!(config.issuer_for(bound), "http://127.0.0.1:8080/");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        assert!(Config::load(Some(Path::new("/nonexistent/guise.toml"))).is_err());
+    }
+}

@@ -6,9 +6,11 @@ use crate::error::ApiError;
 use crate::keyring::{KeyCache, KeyCacheError, REFRESH_INTERVAL};
 use crate::state::AppState;
 use crate::{management, routes};
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use guise_core::{Clock, SystemClock};
 use guise_oidc::OidcSettings;
@@ -116,6 +118,26 @@ fn query_error(err: QueryPayloadError) -> actix_web::Error {
     ApiError::invalid_query(format!("Query validation error: {err}")).into()
 }
 
+/// One log line per request: method, path (never the query string, which may carry
+/// credentials), status and duration.
+async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await?;
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(%method, %path, status, elapsed_ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, elapsed_ms, "request");
+    }
+    Ok(response)
+}
+
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
         "statusCode": 404, "error": "Not Found", "message": "Not Found", "errorCode": "not_found",
@@ -128,7 +150,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
