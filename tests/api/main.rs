@@ -5,9 +5,11 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod cli;
 mod clients;
 mod logs;
+mod oidc;
 mod ops;
 mod roles;
 mod token;

@@ -209,11 +209,14 @@ async fn discovery_and_jwks_are_published(app: TestApp) {
     let (status, jwks) = split(app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0]["kty"], "RSA");
-    assert_eq!(keys[0]["alg"], "RS256");
-    for private in ["d", "p", "q", "dp", "dq", "qi"] {
-        assert!(keys[0].get(private).is_none(), "JWKS leaks private part {private}");
+    let mut algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().unwrap()).collect();
+    algs.sort_unstable();
+    assert_eq!(algs, vec!["ES256", "EdDSA", "RS256"]);
+    for key in keys {
+        assert_eq!(key["use"], "sig");
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(key.get(private).is_none(), "JWKS leaks private part {private}");
+        }
     }
 }
 

@@ -15,6 +15,34 @@ pub mod event_type {
     pub const CLIENT_CREDENTIALS_EXCHANGE: &str = "seccft";
     /// Failed exchange: client credentials for access token.
     pub const FAILED_CLIENT_CREDENTIALS_EXCHANGE: &str = "feccft";
+    /// Success exchange: authorization code for access token.
+    pub const CODE_EXCHANGE: &str = "seacft";
+    /// Failed exchange: authorization code for access token.
+    pub const FAILED_CODE_EXCHANGE: &str = "feacft";
+    /// Success exchange: refresh token for access token.
+    pub const REFRESH_EXCHANGE: &str = "sertft";
+    /// Failed exchange: refresh token for access token.
+    pub const FAILED_REFRESH_EXCHANGE: &str = "fertft";
+    /// An authorization code was presented twice; its tokens were revoked.
+    pub const CODE_REPLAYED: &str = "guise_code_replayed";
+    /// A rotated refresh token was presented again; its family was revoked.
+    pub const REFRESH_TOKEN_REUSED: &str = "guise_refresh_reused";
+    /// Success login.
+    pub const LOGIN: &str = "s";
+    /// Failed login.
+    pub const FAILED_LOGIN: &str = "f";
+    /// Failed login: blocked user.
+    pub const BLOCKED_USER_LOGIN: &str = "fu";
+    /// Account locked for too many failed logins.
+    pub const ACCOUNT_LOCKED: &str = "limit_wc";
+    /// Source address locked for too many failed logins.
+    pub const ADDRESS_LOCKED: &str = "limit_mu";
+    /// Success consent.
+    pub const CONSENT: &str = "scoa";
+    /// Success logout.
+    pub const LOGOUT: &str = "slo";
+    /// Success revocation.
+    pub const REVOCATION: &str = "srrt";
     /// Signing key rotated.
     pub const SIGNING_KEY_ROTATED: &str = "guise_key_rotated";
     /// `guise init` created the first admin and management client.

@@ -3,14 +3,17 @@
 
 pub mod audit;
 pub mod audit_query;
+pub mod authorization;
 pub mod client;
 pub mod clock;
 pub mod ids;
 pub mod page;
 pub mod permission;
 pub mod role;
+pub mod session;
 pub mod signing_key;
 pub mod store;
+pub mod throttle;
 pub mod user;
 pub mod user_query;
 

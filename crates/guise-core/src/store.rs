@@ -3,11 +3,17 @@
 //! them in the same transaction, so no write lands unaudited.
 
 use crate::audit::{AuditEvent, AuditRecord, ChainBreak};
+use crate::authorization::{
+    AccessTokenRecord, AuthorizationCode, AuthorizationRequestRecord, CodeRedemption, RefreshRedemption,
+    RefreshTokenRecord,
+};
 use crate::client::{Client, ClientPatch};
 use crate::page::{Page, PageRequest};
 use crate::permission::{Permission, PermissionSet};
 use crate::role::{ClientGrant, Role, RolePatch};
+use crate::session::Session;
 use crate::signing_key::SigningKey;
+use crate::throttle::ThrottleCounter;
 use crate::user::{Attribution, NewUser, User, UserPatch};
 use crate::user_query::UserTerm;
 use chrono::{DateTime, Utc};
@@ -44,6 +50,10 @@ pub trait UserStore: Send + Sync {
         audit: AuditEvent,
     ) -> StoreResult<User>;
     fn delete_user(&self, user_id: &str, audit: AuditEvent) -> StoreResult<()>;
+    /// The stored argon2id PHC string, for the login check only.
+    fn password_hash(&self, user_id: &str) -> StoreResult<Option<String>>;
+    /// Count a successful login.
+    fn record_login(&self, user_id: &str, at: DateTime<Utc>, ip: Option<&str>) -> StoreResult<()>;
 }
 
 pub trait ClientStore: Send + Sync {
@@ -94,6 +104,8 @@ pub trait RoleStore: Send + Sync {
     fn user_roles(&self, user_id: &str, page: PageRequest) -> StoreResult<Page<Role>>;
     fn assign_roles(&self, user_id: &str, role_ids: &[String], audit: AuditEvent) -> StoreResult<()>;
     fn unassign_roles(&self, user_id: &str, role_ids: &[String], audit: AuditEvent) -> StoreResult<()>;
+    /// Give a role to several users at once: all of them or, if one is unknown, none.
+    fn add_role_users(&self, role_id: &str, user_ids: &[String], audit: Vec<AuditEvent>) -> StoreResult<()>;
     /// Every permission a user holds through its roles, with the roles granting each.
     fn user_permissions(&self, user_id: &str) -> StoreResult<Vec<(Permission, Vec<Role>)>>;
 
@@ -149,4 +161,61 @@ pub trait AuditStore: Send + Sync {
     /// Walk the whole chain. `Ok(Ok(rows))` when intact, `Ok(Err(break))` naming the
     /// first bad row.
     fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>>;
+}
+
+/// Browser sessions (SSO at guise).
+pub trait SessionStore: Send + Sync {
+    /// Store a new session under the hash of its cookie value.
+    fn create_session(&self, id_hash: &str, session: Session, audit: AuditEvent) -> StoreResult<()>;
+    fn session_by_cookie_hash(&self, id_hash: &str) -> StoreResult<Session>;
+    fn session_by_sid(&self, sid: &str) -> StoreResult<Session>;
+    fn touch_session(&self, sid: &str, last_seen: DateTime<Utc>, idle_expires_at: DateTime<Utc>) -> StoreResult<()>;
+    /// End a session and revoke every token minted from it.
+    fn end_session(&self, sid: &str, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
+    fn sessions_of_user(&self, user_id: &str) -> StoreResult<Vec<Session>>;
+}
+
+/// Authorization requests waiting for login or consent.
+pub trait AuthorizationRequestStore: Send + Sync {
+    fn save_authorization_request(&self, record: AuthorizationRequestRecord) -> StoreResult<()>;
+    fn authorization_request(&self, id: &str) -> StoreResult<AuthorizationRequestRecord>;
+    fn delete_authorization_request(&self, id: &str) -> StoreResult<()>;
+}
+
+pub trait ConsentStore: Send + Sync {
+    /// The scopes a user has consented to for a client, if any.
+    fn consented_scopes(&self, user_id: &str, client_id: &str) -> StoreResult<Option<Vec<String>>>;
+    fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &[String],
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<()>;
+}
+
+pub trait AuthorizationCodeStore: Send + Sync {
+    fn save_code(&self, code: AuthorizationCode) -> StoreResult<()>;
+    /// Consume a code atomically. A second consumption revokes every token issued from
+    /// the code and reports the replay.
+    fn consume_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<CodeRedemption>;
+}
+
+pub trait TokenStore: Send + Sync {
+    fn save_refresh_token(&self, record: RefreshTokenRecord) -> StoreResult<()>;
+    /// Use a refresh token atomically: first use rotates, reuse revokes its family.
+    fn use_refresh_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<RefreshRedemption>;
+    fn refresh_token(&self, token_hash: &str) -> StoreResult<RefreshTokenRecord>;
+    /// Revoke a refresh token's whole family (and the access tokens minted from it).
+    fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    fn record_access_token(&self, record: AccessTokenRecord) -> StoreResult<()>;
+    fn access_token_record(&self, jti: &str) -> StoreResult<AccessTokenRecord>;
+    fn revoke_access_token(&self, jti: &str, now: DateTime<Utc>) -> StoreResult<()>;
+}
+
+pub trait LoginThrottleStore: Send + Sync {
+    fn throttle_counter(&self, key: &str) -> StoreResult<Option<ThrottleCounter>>;
+    fn save_throttle_counter(&self, counter: &ThrottleCounter) -> StoreResult<()>;
+    fn clear_throttle_counter(&self, key: &str) -> StoreResult<()>;
 }

@@ -70,6 +70,21 @@ pub fn verify(
     audience: &str,
     now: DateTime<Utc>,
 ) -> Result<AccessTokenClaims, TokenRejection> {
+    let claims = verify_any_audience(keys, token, issuer, now)?;
+    if claims.aud != audience {
+        return Err(TokenRejection::WrongAudience);
+    }
+    Ok(claims)
+}
+
+/// Like [`verify`], for endpoints any of guise's tokens may call (`/userinfo`,
+/// introspection, revocation).
+pub fn verify_any_audience(
+    keys: &KeyRing,
+    token: &str,
+    issuer: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessTokenClaims, TokenRejection> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
     let kid = header.kid.ok_or(TokenRejection::UnknownKey)?;
     let (alg, key) = keys.verifier(&kid).ok_or(TokenRejection::UnknownKey)?;
@@ -85,9 +100,6 @@ pub fn verify(
         jsonwebtoken::decode::<AccessTokenClaims>(token, key, &validation).map_err(|_| TokenRejection::Invalid)?.claims;
     if claims.exp <= now.timestamp() {
         return Err(TokenRejection::Expired);
-    }
-    if claims.aud != audience {
-        return Err(TokenRejection::WrongAudience);
     }
     Ok(claims)
 }

@@ -28,6 +28,59 @@ pub enum KeyError {
     NoActiveKey,
 }
 
+/// Algorithms guise signs with: RS256 (default), ES256 and EdDSA (Ed25519).
+pub const SUPPORTED_ALGS: &[&str] = &["RS256", "ES256", "EdDSA"];
+
+/// Generate a fresh key for `alg`, ready to store.
+pub fn generate(alg: &str, now: DateTime<Utc>) -> Result<SigningKey, KeyError> {
+    match alg {
+        "RS256" => generate_rs256(now),
+        "ES256" => generate_es256(now),
+        "EdDSA" => generate_ed25519(now),
+        _ => Err(KeyError::Generation),
+    }
+}
+
+fn new_key(alg: &str, kid: String, pem: String, public_jwk: serde_json::Value, now: DateTime<Utc>) -> SigningKey {
+    SigningKey {
+        kid,
+        alg: alg.to_owned(),
+        private_key_pem: pem,
+        public_jwk,
+        state: KeyState::Active,
+        created_at: now,
+        retire_after: None,
+    }
+}
+
+fn generate_es256(now: DateTime<Utc>) -> Result<SigningKey, KeyError> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    use p256::pkcs8::EncodePrivateKey as _;
+    let secret = p256::SecretKey::random(&mut rand_core::OsRng);
+    let pem = secret.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).map_err(|_| KeyError::Generation)?;
+    let point = secret.public_key().to_encoded_point(false);
+    let (Some(x), Some(y)) = (point.x(), point.y()) else { return Err(KeyError::Generation) };
+    let kid = new_key_id();
+    let jwk = json!({
+        "kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+    });
+    Ok(new_key("ES256", kid, pem.to_string(), jwk, now))
+}
+
+fn generate_ed25519(now: DateTime<Utc>) -> Result<SigningKey, KeyError> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let pem =
+        key.to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).map_err(|_| KeyError::Generation)?;
+    let kid = new_key_id();
+    let jwk = json!({
+        "kty": "OKP", "use": "sig", "alg": "EdDSA", "kid": kid, "crv": "Ed25519",
+        "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
+    });
+    Ok(new_key("EdDSA", kid, pem.to_string(), jwk, now))
+}
+
 /// Generate a fresh RS256 key, ready to store.
 pub fn generate_rs256(now: DateTime<Utc>) -> Result<SigningKey, KeyError> {
     let private = RsaPrivateKey::new(&mut rand_core::OsRng, RSA_BITS).map_err(|_| KeyError::Generation)?;
@@ -41,15 +94,7 @@ pub fn generate_rs256(now: DateTime<Utc>) -> Result<SigningKey, KeyError> {
         "n": URL_SAFE_NO_PAD.encode(private.n().to_bytes_be()),
         "e": URL_SAFE_NO_PAD.encode(private.e().to_bytes_be()),
     });
-    Ok(SigningKey {
-        kid,
-        alg: DEFAULT_ALG.to_owned(),
-        private_key_pem: pem.to_string(),
-        public_jwk,
-        state: KeyState::Active,
-        created_at: now,
-        retire_after: None,
-    })
+    Ok(new_key(DEFAULT_ALG, kid, pem.to_string(), public_jwk, now))
 }
 
 struct Signer {
@@ -145,6 +190,24 @@ mod tests {
         assert!(!jwks.contains("PRIVATE") && !jwks.contains("\"d\""), "JWKS must carry public parts only");
         let token = ring.sign(DEFAULT_ALG, &json!({"sub": "x"}), "JWT")?;
         assert_eq!(token.split('.').count(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn every_supported_algorithm_signs_and_verifies() -> Result<(), Box<dyn std::error::Error>> {
+        let now = Utc::now();
+        let keys: Vec<SigningKey> = SUPPORTED_ALGS.iter().map(|alg| generate(alg, now)).collect::<Result<_, _>>()?;
+        let ring = KeyRing::new(&keys, now)?;
+        for key in &keys {
+            let token = ring.sign(&key.alg, &json!({"sub": "x"}), "JWT")?;
+            let header = jsonwebtoken::decode_header(&token)?;
+            assert_eq!(header.kid.as_deref(), Some(key.kid.as_str()));
+            let (alg, decoding) = ring.verifier(&key.kid).ok_or("published")?;
+            let mut validation = jsonwebtoken::Validation::new(*alg);
+            validation.required_spec_claims.clear();
+            validation.validate_exp = false;
+            jsonwebtoken::decode::<serde_json::Value>(&token, decoding, &validation)?;
+        }
         Ok(())
     }
 

@@ -2,12 +2,18 @@
 //! No HTTP types and no SQL: the server adapts requests, the store traits persist.
 
 pub mod access_token;
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
 pub mod grant;
+pub mod id_token;
 pub mod keys;
+pub mod logout;
+pub mod pkce;
+pub mod revocation;
 pub mod settings;
+pub mod userinfo;
 
 pub use error::{OAuthError, OAuthErrorCode};
 pub use settings::OidcSettings;

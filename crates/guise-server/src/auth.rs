@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify};
 use std::future::Future;
@@ -57,7 +57,19 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer(req);
+        let req = req.clone();
         Box::pin(async move {
+            let caller = Self::verify(state, token).await?;
+            // Remembered for the refusal audit (see `startup::audit_refusals`).
+            req.extensions_mut().insert(caller.clone());
+            Ok(caller)
+        })
+    }
+}
+
+impl Caller {
+    async fn verify(state: Option<web::Data<AppState>>, token: Result<String, ApiError>) -> Result<Self, ApiError> {
+        {
             let state = state.ok_or_else(|| ApiError::internal(&"application state missing"))?.into_inner();
             let token = token?;
             let audience = state.settings.management_audience();
@@ -78,7 +90,7 @@ impl FromRequest for Caller {
                 }
                 Err(e) => Err(rejection(e)),
             }
-        })
+        }
     }
 }
 

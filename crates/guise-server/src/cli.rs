@@ -168,9 +168,13 @@ fn offline(config: Config, command: Command) -> ExitCode {
             create_client(&state, name, &app_type, callbacks, management)
         }
         Command::Keys { command: KeysCommand::Rotate } => {
-            // Old keys stay published for the longest access-token lifetime.
-            crate::keyring::rotate(&state.db, state.clock.now(), state.settings.access_token_lifetime)
-                .map(|key| print_json(&json!({ "kid": key.kid, "alg": key.alg, "state": "active" })))
+            // Old keys stay published for the longest lifetime of a token they signed.
+            let overlap = state.settings.access_token_lifetime.max(state.settings.id_token_lifetime);
+            crate::keyring::rotate(&state.db, state.clock.now(), overlap)
+                .map(|keys| {
+                    let active: Vec<_> = keys.iter().map(|k| json!({ "kid": k.kid, "alg": k.alg })).collect();
+                    print_json(&json!({ "active": active }))
+                })
                 .map_err(|e| ApiError::internal(&e))
         }
         Command::Audit { command: AuditCommand::Verify } => return verify_audit(&state),

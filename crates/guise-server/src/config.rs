@@ -25,6 +25,17 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    pub id_token_lifetime_secs: i64,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_lifetime_secs: i64,
+    /// A browser session ends after this long without activity…
+    pub session_idle_secs: i64,
+    /// …and this long after login, whatever the activity.
+    pub session_absolute_secs: i64,
+    /// Failed logins (per account, and per source address) before a lockout.
+    pub login_max_failures: i64,
+    /// How long a lockout lasts; failures are also counted over this window.
+    pub login_lockout_secs: i64,
 }
 
 impl Default for Config {
@@ -40,6 +51,12 @@ impl Default for Config {
             db_max_connections: 16,
             trust_forwarded_for: false,
             workers: 0,
+            id_token_lifetime_secs: 36_000,
+            refresh_token_lifetime_secs: 30 * 86_400,
+            session_idle_secs: 1_800,
+            session_absolute_secs: 36_000,
+            login_max_failures: 5,
+            login_lockout_secs: 900,
         }
     }
 }
@@ -82,6 +99,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its (large) error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

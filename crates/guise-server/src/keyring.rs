@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::signing_key::SigningKey;
 use guise_core::store::{SigningKeyStore, StoreError};
-use guise_oidc::keys::{KeyError, KeyRing, generate_rs256};
+use guise_oidc::keys::{KeyError, KeyRing, SUPPORTED_ALGS, generate};
 use guise_store::Database;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -55,24 +55,32 @@ impl KeyCache {
     }
 }
 
-/// Install a first RS256 key unless one is active (safe when nodes start together).
+/// Install a first key of every supported algorithm that has no active key (safe when
+/// nodes start together: the check runs under the write lock).
 pub fn ensure_signing_key(db: &Database, now: DateTime<Utc>) -> Result<(), KeyCacheError> {
-    if db.published_keys()?.iter().any(|k| k.state == guise_core::signing_key::KeyState::Active) {
-        return Ok(());
+    let published = db.published_keys()?;
+    for alg in SUPPORTED_ALGS {
+        if published.iter().any(|k| k.alg == *alg && k.state == guise_core::signing_key::KeyState::Active) {
+            continue;
+        }
+        let key = generate(alg, now)?;
+        let event = key_event(&key, now, "First signing key created");
+        db.install_first_key(key, event)?;
     }
-    let key = generate_rs256(now)?;
-    let event = key_event(&key, now, "First signing key created");
-    db.install_first_key(key, event)?;
     Ok(())
 }
 
-/// Rotate: a new active key; the previous one stays published for `overlap` (the
-/// longest lifetime of a token it signed), then retires.
-pub fn rotate(db: &Database, now: DateTime<Utc>, overlap: chrono::Duration) -> Result<SigningKey, KeyCacheError> {
-    let key = generate_rs256(now)?;
-    let event = key_event(&key, now, "Signing key rotated");
-    db.rotate_in(key.clone(), now + overlap, event)?;
-    Ok(key)
+/// Rotate every algorithm: new active keys; the previous ones stay published for
+/// `overlap` (the longest lifetime of a token they signed), then retire.
+pub fn rotate(db: &Database, now: DateTime<Utc>, overlap: chrono::Duration) -> Result<Vec<SigningKey>, KeyCacheError> {
+    let mut rotated = Vec::new();
+    for alg in SUPPORTED_ALGS {
+        let key = generate(alg, now)?;
+        let event = key_event(&key, now, "Signing key rotated");
+        db.rotate_in(key.clone(), now + overlap, event)?;
+        rotated.push(key);
+    }
+    Ok(rotated)
 }
 
 fn key_event(key: &SigningKey, now: DateTime<Utc>, description: &str) -> AuditEvent {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod keyring;
 pub mod management;
 pub mod management_client;
@@ -13,6 +14,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tenant;
+pub mod web;
 
 pub use config::Config;
 pub use startup::Application;

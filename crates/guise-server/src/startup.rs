@@ -11,7 +11,7 @@ use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
 use guise_core::{Clock, SystemClock};
 use guise_oidc::OidcSettings;
 use guise_store::{Database, DatabaseUrl};
@@ -37,7 +37,9 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
     let url = DatabaseUrl::parse(&config.database_url())?;
     let db = Database::connect(&url, config.db_max_connections)?;
     let keys = KeyCache::load(&db, clock.now())?;
-    let settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
+    let mut settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
+    settings.id_token_lifetime = chrono::Duration::seconds(config.id_token_lifetime_secs);
+    settings.refresh_token_lifetime = chrono::Duration::seconds(config.refresh_token_lifetime_secs);
     Ok(AppState { db, settings, keys, clock, grant_handlers: guise_oidc::grant::handlers(), config })
 }
 
@@ -138,6 +140,37 @@ async fn access_log(
     Ok(response)
 }
 
+/// A Management API call refused for lack of scope or permission leaves a `fapi` event
+/// naming the caller (whose verified identity the `Caller` extractor left behind).
+async fn audit_refusals(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let response = next.call(req).await?;
+    if response.status() != StatusCode::FORBIDDEN || !response.request().path().starts_with("/api/v2/") {
+        return Ok(response);
+    }
+    let request = response.request();
+    let caller = request.extensions().get::<crate::auth::Caller>().cloned();
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    if let (Some(caller), Some(state)) = (caller, state) {
+        let meta = crate::auth::RequestMeta::from_request(request, state.config.trust_forwarded_for);
+        let state = state.into_inner();
+        let appended = state
+            .blocking(move |s| {
+                let mut event = meta.api_event(&caller, s.clock.now(), "API operation refused");
+                event.event_type = guise_core::audit::event_type::FAILED_API_OPERATION.to_owned();
+                event.details["status"] = serde_json::json!(403);
+                guise_core::store::AuditStore::append(&s.db, vec![event]).map_err(ApiError::from)
+            })
+            .await;
+        if let Err(e) = appended {
+            tracing::error!(error = %e, "could not audit a refused API call");
+        }
+    }
+    Ok(response)
+}
+
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
         "statusCode": 404, "error": "Not Found", "message": "Not Found", "errorCode": "not_found",
@@ -150,14 +183,28 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(audit_refusals))
             .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
             .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::FormConfig::default().limit(max_body))
             .service(routes::health::healthz)
             .service(routes::health::readyz)
             .service(routes::oauth::token)
+            .service(routes::oauth::revoke)
+            .service(routes::oauth::introspect)
+            .route("/authorize", web::get().to(routes::authorize::authorize_get))
+            .route("/authorize", web::post().to(routes::authorize::authorize_post))
+            .route("/login", web::get().to(routes::login::login_form))
+            .route("/login", web::post().to(routes::login::login_submit))
+            .route("/consent", web::get().to(routes::login::consent_form))
+            .route("/consent", web::post().to(routes::login::consent_submit))
+            .route("/userinfo", web::get().to(routes::userinfo::userinfo_get))
+            .route("/userinfo", web::post().to(routes::userinfo::userinfo_post))
+            .route("/oidc/logout", web::get().to(routes::logout::logout_get))
+            .route("/oidc/logout", web::post().to(routes::logout::logout_post))
             .service(routes::oauth::openid_configuration)
             .service(routes::oauth::jwks)
             .configure(management::configure)

@@ -19,6 +19,40 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn session_lifetimes(&self) -> guise_core::session::SessionLifetimes {
+        guise_core::session::SessionLifetimes {
+            idle: chrono::Duration::seconds(self.config.session_idle_secs),
+            absolute: chrono::Duration::seconds(self.config.session_absolute_secs),
+        }
+    }
+
+    pub fn throttle_policy(&self) -> guise_core::throttle::ThrottlePolicy {
+        let lockout = chrono::Duration::seconds(self.config.login_lockout_secs);
+        guise_core::throttle::ThrottlePolicy { max_failures: self.config.login_max_failures, window: lockout, lockout }
+    }
+
+    /// Whether cookies must be `Secure` (the issuer is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.settings.issuer.starts_with("https://")
+    }
+
+    /// The context the token endpoint's grant handlers work in.
+    pub fn token_context<'a>(&'a self, keys: &'a guise_oidc::keys::KeyRing) -> guise_oidc::grant::TokenContext<'a> {
+        guise_oidc::grant::TokenContext {
+            settings: &self.settings,
+            keys,
+            clients: &self.db,
+            client_grants: &self.db,
+            audit: &self.db,
+            users: &self.db,
+            roles: &self.db,
+            sessions: &self.db,
+            codes: &self.db,
+            tokens: &self.db,
+            now: self.clock.now(),
+        }
+    }
+
     /// Run blocking work (database, hashing) off the async workers.
     pub async fn blocking<T, E>(
         self: &Arc<Self>,

@@ -87,7 +87,7 @@ impl ClientGrantStore for Database {
                 query
             };
             let rows: Vec<GrantRow> = filtered()
-                .order(client_grants::created_at.asc())
+                .order((client_grants::created_at.asc(), client_grants::id.asc()))
                 .offset(page.offset())
                 .limit(page.limit())
                 .select(GrantRow::as_select())

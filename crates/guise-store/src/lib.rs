@@ -2,6 +2,7 @@
 //! PostgreSQL, behind the store traits of `guise-core`. The only crate that knows SQL.
 
 mod audit;
+mod authorization;
 mod clients;
 mod connection;
 mod convert;
@@ -10,6 +11,9 @@ mod keys;
 pub mod password;
 mod roles;
 mod schema;
+mod sessions;
+mod throttle;
+mod tokens;
 mod users;
 
 pub use connection::{Backend, Database, DatabaseUrl};

@@ -14,6 +14,11 @@ use guise_core::store::{RoleStore, StoreResult};
 use guise_core::user::User;
 use std::collections::BTreeMap;
 
+#[diesel::declare_sql_function]
+extern "SQL" {
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = roles)]
 struct RoleRow {
@@ -60,7 +65,7 @@ impl RoleStore for Database {
             let filtered = || {
                 let mut query = roles::table.into_boxed();
                 if let Some(name) = name_filter {
-                    query = query.filter(roles::name.eq(name.to_owned()));
+                    query = query.filter(lower(roles::name).eq(name.to_lowercase()));
                 }
                 query
             };
@@ -238,6 +243,25 @@ impl RoleStore for Database {
                         .filter(user_roles::role_id.eq_any(role_ids)),
                 )
                 .execute(conn)?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+    }
+
+    fn add_role_users(&self, role_id: &str, user_ids: &[String], audit: Vec<AuditEvent>) -> StoreResult<()> {
+        run(|| {
+            self.write(audit, |conn| {
+                roles::table.find(role_id).select(roles::id).first::<String>(conn)?;
+                for user_id in user_ids {
+                    users::table.find(user_id).select(users::user_id).first::<String>(conn)?;
+                    let exists = user_roles::table.find((user_id, role_id)).count().get_result::<i64>(conn)?;
+                    if exists == 0 {
+                        diesel::insert_into(user_roles::table)
+                            .values((user_roles::user_id.eq(user_id), user_roles::role_id.eq(role_id)))
+                            .execute(conn)?;
+                    }
+                }
                 Ok(())
             })?;
             Ok(())

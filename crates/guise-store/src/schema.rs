@@ -122,6 +122,102 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Text,
+        sid -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        auth_time -> BigInt,
+        last_seen -> BigInt,
+        idle_expires_at -> BigInt,
+        absolute_expires_at -> BigInt,
+        source_ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        ended_at -> Nullable<BigInt>,
+        impersonator_id -> Nullable<Text>,
+        impersonation_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    authorization_requests (id) {
+        id -> Text,
+        client_id -> Text,
+        params -> Text,
+        csrf_token -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        granted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        sid -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        audience -> Nullable<Text>,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        consumed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        family_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        sid -> Text,
+        scope -> Text,
+        audience -> Nullable<Text>,
+        code_hash -> Nullable<Text>,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        family_expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    access_tokens (jti) {
+        jti -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        sid -> Text,
+        family_id -> Nullable<Text>,
+        code_hash -> Nullable<Text>,
+        expires_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    login_throttle (throttle_key) {
+        throttle_key -> Text,
+        failures -> BigInt,
+        window_started_at -> BigInt,
+        locked_until -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(client_grants -> clients (client_id));
 diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(user_roles -> roles (role_id));
@@ -137,4 +233,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     audit_head,
     audit_log,
+    sessions,
+    authorization_requests,
+    consents,
+    authorization_codes,
+    refresh_tokens,
+    access_tokens,
+    login_throttle,
 );

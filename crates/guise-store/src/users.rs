@@ -269,4 +269,23 @@ impl UserStore for Database {
             Ok(())
         })
     }
+
+    fn password_hash(&self, user_id: &str) -> StoreResult<Option<String>> {
+        run(|| {
+            Ok(users::table.find(user_id).select(users::password_hash).first::<Option<String>>(&mut self.conn()?)?)
+        })
+    }
+
+    fn record_login(&self, user_id: &str, at: DateTime<Utc>, ip: Option<&str>) -> StoreResult<()> {
+        run(|| {
+            diesel::update(users::table.find(user_id))
+                .set((
+                    users::last_login.eq(Some(millis(at))),
+                    users::last_ip.eq(ip),
+                    users::logins_count.eq(users::logins_count + 1),
+                ))
+                .execute(&mut self.conn()?)?;
+            Ok(())
+        })
+    }
 }

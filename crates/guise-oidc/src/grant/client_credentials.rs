@@ -81,6 +81,8 @@ impl GrantHandler for ClientCredentialsGrant {
             token_type: "Bearer",
             expires_in: lifetime.num_seconds(),
             scope: claims.scope,
+            id_token: None,
+            refresh_token: None,
         })
     }
 }

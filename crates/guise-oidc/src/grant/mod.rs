@@ -1,9 +1,15 @@
 //! The token endpoint: client authentication, then one handler per grant type behind
 //! the `GrantHandler` trait, then the audit event for the outcome.
 
+mod authorization_code;
 mod client_credentials;
+mod issue;
+mod refresh_token;
 
+pub use authorization_code::AuthorizationCodeGrant;
 pub use client_credentials::ClientCredentialsGrant;
+pub use issue::{UserGrant, hash_secret, issue_user_tokens};
+pub use refresh_token::RefreshTokenGrant;
 
 use crate::OidcSettings;
 use crate::client_auth::{ClientCredentials, authenticate};
@@ -12,7 +18,9 @@ use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
 use guise_core::audit::{Actor, AuditEvent};
 use guise_core::client::Client;
-use guise_core::store::{AuditStore, ClientGrantStore, ClientStore};
+use guise_core::store::{
+    AuditStore, AuthorizationCodeStore, ClientGrantStore, ClientStore, RoleStore, SessionStore, TokenStore, UserStore,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -23,6 +31,10 @@ pub struct TokenRequest {
     pub credentials: Option<ClientCredentials>,
     pub scope: Option<String>,
     pub audience: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
     pub source_ip: Option<String>,
 }
 
@@ -33,6 +45,10 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: i64,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 /// What a handler needs from the world.
@@ -42,6 +58,11 @@ pub struct TokenContext<'a> {
     pub clients: &'a dyn ClientStore,
     pub client_grants: &'a dyn ClientGrantStore,
     pub audit: &'a dyn AuditStore,
+    pub users: &'a dyn UserStore,
+    pub roles: &'a dyn RoleStore,
+    pub sessions: &'a dyn SessionStore,
+    pub codes: &'a dyn AuthorizationCodeStore,
+    pub tokens: &'a dyn TokenStore,
     pub now: DateTime<Utc>,
 }
 
@@ -67,7 +88,7 @@ pub trait GrantHandler: Send + Sync {
 
 /// The grant handlers guise serves, in one place.
 pub fn handlers() -> Vec<Box<dyn GrantHandler>> {
-    vec![Box::new(ClientCredentialsGrant)]
+    vec![Box::new(AuthorizationCodeGrant), Box::new(RefreshTokenGrant), Box::new(ClientCredentialsGrant)]
 }
 
 /// The longest client id echoed into the audit log for an unknown client.

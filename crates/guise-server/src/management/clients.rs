@@ -169,7 +169,6 @@ pub fn create_client(
 ) -> Result<(Client, Option<String>), ApiError> {
     let secret = client.is_confidential().then(new_secret);
     client.client_secret_hash = secret.as_deref().map(hash_client_secret);
-    audit.client_id = Some(client.client_id.clone());
     audit.details["client"] = json!({ "client_id": client.client_id, "name": client.name });
     let client = db.create_client(client, audit).map_err(|e| ApiError::from_store(e, "client"))?;
     Ok((client, secret))
@@ -258,7 +257,7 @@ async fn patch(
             validate(&preview)?;
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Update a client");
-            audit.client_id = Some(id.clone());
+            audit.details["client"] = json!({ "client_id": id });
             audit.details["request"]["fields"] = json!(body.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()));
             s.db.update_client(&id, patch, now, audit).map_err(|e| ApiError::from_store(e, "client"))
         })
@@ -278,7 +277,7 @@ async fn delete(
         .into_inner()
         .blocking(move |s| {
             let mut audit = meta.api_event(&caller, s.clock.now(), "Delete a client");
-            audit.client_id = Some(id.clone());
+            audit.details["client"] = json!({ "client_id": id });
             s.db.delete_client(&id, audit).map_err(|e| ApiError::from_store(e, "client"))
         })
         .await?;
@@ -303,7 +302,7 @@ async fn rotate_secret(
             let secret = new_secret();
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Rotate a client secret");
-            audit.client_id = Some(id.clone());
+            audit.details["client"] = json!({ "client_id": id });
             let client =
                 s.db.set_client_secret_hash(&id, &hash_client_secret(&secret), now, audit)
                     .map_err(|e| ApiError::from_store(e, "client"))?;

@@ -285,13 +285,15 @@ async fn assign_users(
         .blocking(move |s| {
             s.db.role_by_id(&id).map_err(|e| ApiError::from_store(e, "role"))?;
             let now = s.clock.now();
-            for user in &users {
-                let mut audit = meta.api_event(&caller, now, "Assign users to a role").subject(user.clone());
-                audit.details["role"] = json!({ "id": id });
-                s.db.assign_roles(user, std::slice::from_ref(&id), audit)
-                    .map_err(|e| ApiError::from_store(e, "user"))?;
-            }
-            Ok::<_, ApiError>(())
+            let events = users
+                .iter()
+                .map(|user| {
+                    let mut audit = meta.api_event(&caller, now, "Assign users to a role").subject(user.clone());
+                    audit.details["role"] = json!({ "id": id });
+                    audit
+                })
+                .collect();
+            s.db.add_role_users(&id, &users, events).map_err(|e| ApiError::from_store(e, "user"))
         })
         .await?;
     Ok(HttpResponse::Ok().finish())

@@ -394,6 +394,7 @@ async fn assign_roles(
     body: web::Json<RoleIds>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
+    caller.require(scopes::UPDATE_ROLES)?;
     let roles = role_ids(body.into_inner())?;
     let id = id.into_inner();
     state
@@ -415,6 +416,7 @@ async fn unassign_roles(
     body: web::Json<RoleIds>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
+    caller.require(scopes::UPDATE_ROLES)?;
     let roles = role_ids(body.into_inner())?;
     let id = id.into_inner();
     state

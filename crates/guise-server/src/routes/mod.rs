@@ -1,4 +1,9 @@
-//! HTTP routes outside the Management API: health, discovery, keys, the token endpoint.
+//! HTTP routes outside the Management API: health, discovery and keys, the OAuth and
+//! OpenID Connect endpoints, and the login and consent pages.
 
+pub mod authorize;
 pub mod health;
+pub mod login;
+pub mod logout;
 pub mod oauth;
+pub mod userinfo;

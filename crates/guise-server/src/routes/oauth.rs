@@ -10,7 +10,9 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use guise_oidc::client_auth::ClientCredentials;
-use guise_oidc::grant::{TokenContext, TokenRequest, exchange};
+use guise_oidc::client_auth::authenticate;
+use guise_oidc::grant::{TokenRequest, exchange};
+use guise_oidc::revocation::{introspect as introspect_token, revoke as revoke_token};
 use guise_oidc::{OAuthError, OAuthErrorCode, discovery};
 use serde::Deserialize;
 use serde_json::json;
@@ -72,6 +74,13 @@ struct TokenForm {
     client_secret: Option<String>,
     scope: Option<String>,
     audience: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    token: Option<String>,
+    #[serde(rename = "token_type_hint")]
+    _token_type_hint: Option<String>,
 }
 
 /// Parse `Authorization: Basic` per RFC 6749 §2.3.1 (each part form-urlencoded).
@@ -119,19 +128,14 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::Bytes
     Ok(body)
 }
 
-#[post("/oauth/token")]
-pub async fn token(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, OAuthResponseError> {
-    let body = read_body(payload, state.config.max_body_bytes).await?;
-    let form = parse_body(&req, &body)?;
-    let basic = basic_credentials(&req)?;
-    let credentials = match (basic, form.client_id, form.client_secret) {
-        (Some(_), _, Some(_)) => {
-            return Err(invalid_request("Use only one client authentication method"));
-        }
+/// The client's credentials from `Authorization: Basic` or the body (never both).
+fn client_credentials(
+    req: &HttpRequest,
+    form: &mut TokenForm,
+) -> Result<Option<ClientCredentials>, OAuthResponseError> {
+    let basic = basic_credentials(req)?;
+    Ok(match (basic, form.client_id.take(), form.client_secret.take()) {
+        (Some(_), _, Some(_)) => return Err(invalid_request("Use only one client authentication method")),
         (Some((basic_id, _)), Some(form_id), None) if form_id != basic_id => {
             return Err(invalid_request("client_id does not match the authenticated client"));
         }
@@ -139,7 +143,94 @@ pub async fn token(
         (None, Some(client_id), Some(client_secret)) => Some(ClientCredentials::Post { client_id, client_secret }),
         (None, Some(client_id), None) => Some(ClientCredentials::Public { client_id }),
         (None, None, _) => None,
-    };
+    })
+}
+
+/// Authenticate the caller of revocation or introspection.
+fn authenticated_client(
+    s: &AppState,
+    credentials: Option<ClientCredentials>,
+    confidential_only: bool,
+) -> Result<guise_core::client::Client, OAuthResponseError> {
+    let basic_attempted = matches!(credentials, Some(ClientCredentials::Basic { .. }));
+    let fail = |error| OAuthResponseError { error, basic_attempted, status: None };
+    let credentials = credentials.ok_or_else(|| fail(OAuthError::invalid_client()))?;
+    if confidential_only && matches!(credentials, ClientCredentials::Public { .. }) {
+        return Err(fail(OAuthError::invalid_client()));
+    }
+    authenticate(&s.db, &credentials).map_err(fail)
+}
+
+/// `POST /oauth/revoke` (RFC 7009): always 200 for a well-formed request.
+#[post("/oauth/revoke")]
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthResponseError> {
+    let body = read_body(payload, state.config.max_body_bytes).await?;
+    let mut form = parse_body(&req, &body)?;
+    let credentials = client_credentials(&req, &mut form)?;
+    let presented =
+        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("Missing required parameter: token"))?;
+    let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
+    state
+        .into_inner()
+        .blocking(move |s| {
+            let client = authenticated_client(s, credentials, false)?;
+            let now = s.clock.now();
+            let revoked = revoke_token(&s.keys.current(), &s.settings, &s.db, &client, &presented, now)
+                .map_err(|e| OAuthResponseError::from(ApiError::from(e)))?;
+            if revoked {
+                let event = guise_core::audit::AuditEvent::new(
+                    guise_core::audit::event_type::REVOCATION,
+                    now,
+                    guise_core::audit::Actor::Client(client.client_id.clone()),
+                    "Token revoked",
+                )
+                .client(client.client_id.clone())
+                .source_ip(meta.source_ip.clone());
+                guise_core::store::AuditStore::append(&s.db, vec![event])
+                    .map_err(|e| OAuthResponseError::from(ApiError::from(e)))?;
+            }
+            Ok::<_, OAuthResponseError>(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).finish())
+}
+
+/// `POST /oauth/introspect` (RFC 7662), for confidential clients.
+#[post("/oauth/introspect")]
+pub async fn introspect(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthResponseError> {
+    let body = read_body(payload, state.config.max_body_bytes).await?;
+    let mut form = parse_body(&req, &body)?;
+    let credentials = client_credentials(&req, &mut form)?;
+    let presented =
+        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("Missing required parameter: token"))?;
+    let answer = state
+        .into_inner()
+        .blocking(move |s| {
+            let client = authenticated_client(s, credentials, true)?;
+            introspect_token(&s.keys.current(), &s.settings, &s.db, &client, &presented, s.clock.now())
+                .map_err(|e| OAuthResponseError::from(ApiError::from(e)))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().insert_header(CacheControl(vec![CacheDirective::NoStore])).json(answer))
+}
+
+#[post("/oauth/token")]
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthResponseError> {
+    let body = read_body(payload, state.config.max_body_bytes).await?;
+    let mut form = parse_body(&req, &body)?;
+    let credentials = client_credentials(&req, &mut form)?;
     let basic_attempted = matches!(credentials, Some(ClientCredentials::Basic { .. }));
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
     let request = TokenRequest {
@@ -147,20 +238,17 @@ pub async fn token(
         credentials,
         scope: form.scope,
         audience: form.audience,
+        code: form.code,
+        redirect_uri: form.redirect_uri,
+        code_verifier: form.code_verifier,
+        refresh_token: form.refresh_token,
         source_ip: meta.source_ip,
     };
     let response = state
         .into_inner()
         .blocking(move |s| {
             let keys = s.keys.current();
-            let ctx = TokenContext {
-                settings: &s.settings,
-                keys: &keys,
-                clients: &s.db,
-                client_grants: &s.db,
-                audit: &s.db,
-                now: s.clock.now(),
-            };
+            let ctx = s.token_context(&keys);
             exchange(&s.grant_handlers, &request, &ctx).map_err(|error| OAuthResponseError {
                 error,
                 basic_attempted,

@@ -1,0 +1,168 @@
+//! Minting a user's tokens — access token, ID token, refresh token — shared by the
+//! authorization-code and refresh-token grants.
+
+use super::{TokenContext, TokenResponse};
+use crate::access_token::{AccessTokenClaims, mint};
+use crate::error::{OAuthError, OAuthErrorCode};
+use crate::id_token::{self, IdTokenInput};
+use chrono::{DateTime, Utc};
+use guise_core::StoreError;
+use guise_core::authorization::{AccessTokenRecord, RefreshTokenRecord};
+use guise_core::client::Client;
+use guise_core::ids::{new_secret, new_token_id};
+use guise_core::session::Session;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// Scopes that describe the user or the grant, not an API.
+const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// What a user grant carries from the code or refresh token that started it.
+#[derive(Debug, Clone)]
+pub struct UserGrant {
+    pub user_id: String,
+    pub sid: String,
+    pub scope: Vec<String>,
+    /// The scope the refresh family was granted (rotation keeps it, RFC 6749 §6).
+    pub granted_scope: Vec<String>,
+    pub audience: Option<String>,
+    pub nonce: Option<String>,
+    pub auth_time: DateTime<Utc>,
+    pub code_hash: Option<String>,
+    /// Continue this refresh family (rotation) with its fixed end, or start a new one.
+    pub family: Option<(String, DateTime<Utc>)>,
+}
+
+/// SHA-256 hex of a bearer secret (codes, refresh tokens, session cookies).
+pub fn hash_secret(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidGrant, description)
+}
+
+/// The impersonation claims a session carries (empty for ordinary sessions).
+pub fn impersonation_claims(session: &Session, ctx: &TokenContext<'_>) -> Result<Map<String, Value>, OAuthError> {
+    let mut claims = Map::new();
+    if let Some(impersonator) = &session.impersonator_id {
+        let email = match ctx.users.user_by_id(impersonator) {
+            Ok(user) => Some(user.email),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        claims.insert("impersonated".into(), json!(true));
+        claims.insert("impersonator".into(), json!({ "user_id": impersonator, "email": email }));
+        claims.insert("act".into(), json!({ "sub": impersonator }));
+    }
+    Ok(claims)
+}
+
+/// Issue tokens for `grant` to `client`.
+pub fn issue_user_tokens(
+    client: &Client,
+    grant: UserGrant,
+    ctx: &TokenContext<'_>,
+) -> Result<TokenResponse, OAuthError> {
+    let user = match ctx.users.user_by_id(&grant.user_id) {
+        Ok(user) => user,
+        Err(StoreError::NotFound) => return Err(invalid_grant("The user no longer exists")),
+        Err(e) => return Err(e.into()),
+    };
+    if user.blocked {
+        return Err(invalid_grant("The user is blocked"));
+    }
+    let session = match ctx.sessions.session_by_sid(&grant.sid) {
+        Ok(session) => session,
+        Err(StoreError::NotFound) => return Err(invalid_grant("The session no longer exists")),
+        Err(e) => return Err(e.into()),
+    };
+    if session.ended_at.is_some() || (session.impersonator_id.is_some() && !session.is_live(ctx.now)) {
+        return Err(invalid_grant("The session has ended"));
+    }
+    let extra = impersonation_claims(&session, ctx)?;
+
+    // API scopes are limited to what the user holds on that API (RBAC).
+    let audience = grant.audience.clone().unwrap_or_else(|| ctx.settings.userinfo_audience());
+    let held = ctx.roles.user_permission_set(&user.user_id)?.names_for(&audience);
+    let scope: Vec<String> =
+        grant.scope.iter().filter(|s| OIDC_SCOPES.contains(&s.as_str()) || held.contains(*s)).cloned().collect();
+
+    let now = ctx.now;
+    let lifetime = ctx.settings.access_token_lifetime;
+    let mut token_extra = extra.clone();
+    token_extra.insert("sid".into(), json!(grant.sid));
+    let claims = AccessTokenClaims {
+        iss: ctx.settings.issuer.clone(),
+        sub: user.user_id.clone(),
+        aud: audience,
+        azp: client.client_id.clone(),
+        scope: scope.join(" "),
+        iat: now.timestamp(),
+        exp: (now + lifetime).timestamp(),
+        jti: new_token_id(),
+        gty: None,
+        extra: token_extra,
+    };
+    let access_token = mint(ctx.keys, &claims).map_err(|_| OAuthError::server_error())?;
+
+    let refresh = if scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token") {
+        let secret = new_secret();
+        let (family_id, family_expires_at) =
+            grant.family.clone().unwrap_or_else(|| (new_token_id(), now + ctx.settings.refresh_token_lifetime));
+        ctx.tokens.save_refresh_token(RefreshTokenRecord {
+            token_hash: hash_secret(&secret),
+            family_id: family_id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: user.user_id.clone(),
+            sid: grant.sid.clone(),
+            scope: grant.granted_scope.clone(),
+            audience: grant.audience.clone(),
+            code_hash: grant.code_hash.clone(),
+            auth_time: grant.auth_time,
+            created_at: now,
+            family_expires_at,
+            used_at: None,
+            revoked_at: None,
+        })?;
+        Some((secret, family_id))
+    } else {
+        None
+    };
+    ctx.tokens.record_access_token(AccessTokenRecord {
+        jti: claims.jti.clone(),
+        client_id: client.client_id.clone(),
+        user_id: user.user_id.clone(),
+        sid: grant.sid.clone(),
+        family_id: refresh.as_ref().map(|(_, f)| f.clone()).or_else(|| grant.family.as_ref().map(|(f, _)| f.clone())),
+        code_hash: grant.code_hash.clone(),
+        expires_at: now + lifetime,
+        revoked_at: None,
+    })?;
+
+    let id_token = if scope.iter().any(|s| s == "openid") {
+        let alg = client.jwt_configuration.get("alg").and_then(Value::as_str).unwrap_or(crate::keys::DEFAULT_ALG);
+        let input = IdTokenInput {
+            user: &user,
+            client_id: &client.client_id,
+            scope: &scope,
+            nonce: grant.nonce.as_deref(),
+            auth_time: grant.auth_time,
+            sid: &grant.sid,
+            access_token: &access_token,
+            alg,
+            extra: &extra,
+        };
+        Some(id_token::mint(ctx.settings, ctx.keys, &input, now).map_err(|_| OAuthError::server_error())?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: lifetime.num_seconds(),
+        scope: scope.join(" "),
+        id_token,
+        refresh_token: refresh.map(|(secret, _)| secret),
+    })
+}

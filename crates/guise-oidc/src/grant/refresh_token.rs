@@ -1,0 +1,96 @@
+//! `grant_type=refresh_token` (RFC 6749 §6, RFC 9700 §4.14): rotation on every use; a
+//! reused token revokes its whole family; the family's lifetime is absolute.
+
+use super::issue::{UserGrant, hash_secret, issue_user_tokens};
+use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse};
+use crate::error::{OAuthError, OAuthErrorCode};
+use guise_core::StoreError;
+use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::authorization::RefreshRedemption;
+use guise_core::client::Client;
+use guise_core::permission::parse_scope;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshTokenGrant;
+
+fn invalid_grant(description: &str) -> OAuthError {
+    OAuthError::new(OAuthErrorCode::InvalidGrant, description)
+}
+
+impl GrantHandler for RefreshTokenGrant {
+    fn grant_type(&self) -> &'static str {
+        "refresh_token"
+    }
+
+    fn events(&self) -> GrantEvents {
+        GrantEvents { success: event_type::REFRESH_EXCHANGE, failure: event_type::FAILED_REFRESH_EXCHANGE }
+    }
+
+    fn handle(
+        &self,
+        client: &Client,
+        request: &TokenRequest,
+        ctx: &TokenContext<'_>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let token = request
+            .refresh_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: refresh_token"))?;
+        let hash = hash_secret(token);
+        // A token of another client must not be burnt by presenting it: check first.
+        match ctx.tokens.refresh_token(&hash) {
+            Ok(record) if record.client_id == client.client_id => {}
+            Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("Unknown or invalid refresh token")),
+            Err(e) => return Err(e.into()),
+        }
+        let record = match ctx.tokens.use_refresh_token(&hash, ctx.now)? {
+            RefreshRedemption::Rotated(record) => record,
+            RefreshRedemption::Reused(record) => {
+                ctx.audit.append(vec![
+                    AuditEvent::new(
+                        event_type::REFRESH_TOKEN_REUSED,
+                        ctx.now,
+                        Actor::Client(client.client_id.clone()),
+                        "Rotated refresh token used again; its family was revoked",
+                    )
+                    .subject(record.user_id.clone())
+                    .client(client.client_id.clone())
+                    .source_ip(request.source_ip.clone())
+                    .details(json!({ "family_id": record.family_id })),
+                ])?;
+                return Err(invalid_grant("Unknown or invalid refresh token"));
+            }
+            RefreshRedemption::Dead(_) => return Err(invalid_grant("Unknown or invalid refresh token")),
+        };
+        // A narrower scope may be asked for, never a wider one.
+        let scope = match request.scope.as_deref().map(parse_scope) {
+            Some(requested) if !requested.is_empty() => {
+                if let Some(extra) = requested.iter().find(|s| !record.scope.contains(s)) {
+                    return Err(OAuthError::new(
+                        OAuthErrorCode::InvalidScope,
+                        format!("Scope '{extra}' was not granted"),
+                    ));
+                }
+                requested
+            }
+            _ => record.scope.clone(),
+        };
+        issue_user_tokens(
+            client,
+            UserGrant {
+                user_id: record.user_id,
+                sid: record.sid,
+                scope,
+                granted_scope: record.scope,
+                audience: record.audience,
+                nonce: None,
+                auth_time: record.auth_time,
+                code_hash: record.code_hash,
+                family: Some((record.family_id, record.family_expires_at)),
+            },
+            ctx,
+        )
+    }
+}

@@ -1,0 +1,105 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662).
+
+use crate::OidcSettings;
+use crate::access_token::verify_any_audience;
+use crate::grant::hash_secret;
+use crate::keys::KeyRing;
+use chrono::{DateTime, Utc};
+use guise_core::StoreError;
+use guise_core::client::Client;
+use guise_core::store::TokenStore;
+use serde_json::{Value, json};
+
+/// Revoke `token` if it belongs to `client`. Unknown tokens are not an error (§2.2).
+/// Returns whether something was revoked.
+pub fn revoke(
+    keys: &KeyRing,
+    settings: &OidcSettings,
+    tokens: &dyn TokenStore,
+    client: &Client,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    match tokens.refresh_token(&hash_secret(token)) {
+        Ok(record) if record.client_id == client.client_id => {
+            tokens.revoke_refresh_family(&record.family_id, now)?;
+            return Ok(true);
+        }
+        Ok(_) => return Ok(false),
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    // Access tokens: accept expired ones too, revoking is harmless.
+    let claims = match verify_any_audience(keys, token, &settings.issuer, DateTime::<Utc>::MIN_UTC) {
+        Ok(claims) if claims.azp == client.client_id => claims,
+        _ => return Ok(false),
+    };
+    match tokens.access_token_record(&claims.jti) {
+        Ok(_) => {
+            tokens.revoke_access_token(&claims.jti, now)?;
+            Ok(true)
+        }
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Introspect `token` for an authenticated client: refresh tokens of that client, and
+/// access tokens (any audience) that verify, have not expired and were not revoked.
+pub fn introspect(
+    keys: &KeyRing,
+    settings: &OidcSettings,
+    tokens: &dyn TokenStore,
+    client: &Client,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Value, StoreError> {
+    let inactive = json!({ "active": false });
+    match tokens.refresh_token(&hash_secret(token)) {
+        Ok(r) => {
+            let active = r.client_id == client.client_id
+                && r.used_at.is_none()
+                && r.revoked_at.is_none()
+                && r.family_expires_at > now;
+            if !active {
+                return Ok(inactive);
+            }
+            return Ok(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "client_id": r.client_id,
+                "sub": r.user_id,
+                "scope": r.scope.join(" "),
+                "exp": r.family_expires_at.timestamp(),
+                "iat": r.created_at.timestamp(),
+                "iss": settings.issuer,
+            }));
+        }
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    let Ok(claims) = verify_any_audience(keys, token, &settings.issuer, now) else { return Ok(inactive) };
+    match tokens.access_token_record(&claims.jti) {
+        Ok(record) if record.revoked_at.is_some() => return Ok(inactive),
+        Ok(_) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    let mut body = json!({
+        "active": true,
+        "token_type": "access_token",
+        "client_id": claims.azp,
+        "sub": claims.sub,
+        "aud": claims.aud,
+        "iss": claims.iss,
+        "scope": claims.scope,
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "jti": claims.jti,
+    });
+    for key in ["impersonated", "impersonator", "act"] {
+        if let Some(v) = claims.extra.get(key) {
+            body[key] = v.clone();
+        }
+    }
+    Ok(body)
+}

@@ -1,0 +1,77 @@
+//! `/userinfo` (OIDC Core §5.3): the claims a user access token's scope releases.
+
+use crate::OidcSettings;
+use crate::access_token::{AccessTokenClaims, TokenRejection, verify_any_audience};
+use crate::keys::KeyRing;
+use chrono::{DateTime, Utc};
+use guise_core::StoreError;
+use guise_core::store::{TokenStore, UserStore};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserInfoError {
+    /// RFC 6750 `invalid_token`.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// RFC 6750 `insufficient_scope`: the token lacks `openid`.
+    #[error("The access token does not carry the openid scope")]
+    InsufficientScope,
+    #[error("server error")]
+    Server,
+}
+
+impl From<StoreError> for UserInfoError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failure at userinfo");
+        UserInfoError::Server
+    }
+}
+
+/// Verify a user access token and check it has not been revoked.
+pub fn verify_user_token(
+    keys: &KeyRing,
+    settings: &OidcSettings,
+    tokens: &dyn TokenStore,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessTokenClaims, UserInfoError> {
+    let claims = verify_any_audience(keys, token, &settings.issuer, now)
+        .map_err(|e: TokenRejection| UserInfoError::InvalidToken(e.to_string()))?;
+    match tokens.access_token_record(&claims.jti) {
+        Ok(record) if record.revoked_at.is_none() => Ok(claims),
+        Ok(_) => Err(UserInfoError::InvalidToken("The access token has been revoked".into())),
+        // Tokens without a record were not issued to a user (client credentials).
+        Err(StoreError::NotFound) => {
+            Err(UserInfoError::InvalidToken("The access token was not issued to a user".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn userinfo(
+    keys: &KeyRing,
+    settings: &OidcSettings,
+    tokens: &dyn TokenStore,
+    users: &dyn UserStore,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Map<String, Value>, UserInfoError> {
+    let claims = verify_user_token(keys, settings, tokens, token, now)?;
+    let scope: Vec<String> = claims.scopes().map(str::to_owned).collect();
+    if !scope.iter().any(|s| s == "openid") {
+        return Err(UserInfoError::InsufficientScope);
+    }
+    let user = match users.user_by_id(&claims.sub) {
+        Ok(user) => user,
+        Err(StoreError::NotFound) => return Err(UserInfoError::InvalidToken("The user no longer exists".into())),
+        Err(e) => return Err(e.into()),
+    };
+    let mut body = crate::id_token::user_claims(&user, &scope);
+    body.insert("sub".into(), json!(user.user_id));
+    for key in ["impersonated", "impersonator", "act"] {
+        if let Some(v) = claims.extra.get(key) {
+            body.insert(key.into(), v.clone());
+        }
+    }
+    Ok(body)
+}

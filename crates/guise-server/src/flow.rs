@@ -1,0 +1,194 @@
+//! The authorization flow between `/authorize`, the login page and the consent page:
+//! the pending request (kept in the database, so any node can continue it), the browser
+//! session behind the cookie, and delivering the code or error to the client.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::web::cookies::SESSION_COOKIE;
+use crate::web::pages::{self, Reply};
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use chrono::{DateTime, Utc};
+use guise_core::StoreError;
+use guise_core::authorization::{AuthorizationCode, AuthorizationRequestRecord, PendingAuthorization};
+use guise_core::client::Client;
+use guise_core::ids::new_secret;
+use guise_core::session::Session;
+use guise_core::store::{AuthorizationCodeStore, AuthorizationRequestStore, ClientStore, ConsentStore, SessionStore};
+use guise_oidc::authorize::{NextStep, next_step};
+use guise_oidc::grant::hash_secret;
+
+/// Where the browser goes next.
+#[derive(Debug)]
+pub enum FlowOutcome {
+    /// A page of guise's (login, consent).
+    Page(String),
+    /// Back to the client with these parameters.
+    Deliver { redirect_uri: String, response_mode: String, params: Vec<(&'static str, String)> },
+    /// A request that can no longer be continued.
+    ErrorPage { error: String, description: String },
+}
+
+impl FlowOutcome {
+    pub fn error(request: &PendingAuthorization, issuer: &str, error: &str, description: &str) -> Self {
+        let mut params = vec![("error", error.to_owned()), ("error_description", description.to_owned())];
+        if let Some(state) = &request.state {
+            params.push(("state", state.clone()));
+        }
+        params.push(("iss", issuer.to_owned()));
+        FlowOutcome::Deliver {
+            redirect_uri: request.redirect_uri.clone(),
+            response_mode: request.response_mode.clone(),
+            params,
+        }
+    }
+
+    pub fn into_reply(self) -> Reply {
+        match self {
+            FlowOutcome::Page(location) => Reply::redirect(location),
+            FlowOutcome::Deliver { redirect_uri, response_mode, params } => {
+                deliver(&redirect_uri, &response_mode, &params)
+            }
+            FlowOutcome::ErrorPage { error, description } => {
+                pages::error_page(StatusCode::BAD_REQUEST, &error, &description)
+            }
+        }
+    }
+}
+
+/// Send parameters to a (validated) redirect URI by query string or auto-POST form.
+pub fn deliver(redirect_uri: &str, response_mode: &str, params: &[(&str, String)]) -> Reply {
+    if response_mode == "form_post" {
+        return pages::form_post(redirect_uri, params);
+    }
+    let mut url = match url::Url::parse(redirect_uri) {
+        Ok(url) => url,
+        Err(_) => return pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", "Invalid redirect_uri"),
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+    }
+    Reply::redirect(url.to_string())
+}
+
+/// The live session behind the request's cookie, if any (blocking).
+pub fn current_session(s: &AppState, cookie: Option<&str>, now: DateTime<Utc>) -> Result<Option<Session>, ApiError> {
+    let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) else { return Ok(None) };
+    match s.db.session_by_cookie_hash(&hash_secret(value)) {
+        Ok(session) if session.is_live(now) => {
+            let idle = session.extended_idle_expiry(now, s.session_lifetimes());
+            s.db.touch_session(&session.sid, now, idle)?;
+            Ok(Some(session))
+        }
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn session_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned())
+}
+
+/// Load a pending request by id; expired or unknown requests end with an error page.
+pub fn load_request(
+    s: &AppState,
+    tx: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<AuthorizationRequestRecord, FlowOutcome>, ApiError> {
+    let expired = || FlowOutcome::ErrorPage {
+        error: "invalid_request".into(),
+        description: "This login request has expired or is unknown. Go back to the application and start again.".into(),
+    };
+    if tx.is_empty() || tx.len() > 64 {
+        return Ok(Err(expired()));
+    }
+    match s.db.authorization_request(tx) {
+        Ok(record) if record.expires_at > now => Ok(Ok(record)),
+        Ok(_) | Err(StoreError::NotFound) => Ok(Err(expired())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Start a pending request (after validation), returning its record.
+pub fn begin(
+    s: &AppState,
+    request: PendingAuthorization,
+    now: DateTime<Utc>,
+) -> Result<AuthorizationRequestRecord, ApiError> {
+    let record = AuthorizationRequestRecord {
+        id: new_secret(),
+        request,
+        csrf_token: new_secret(),
+        created_at: now,
+        expires_at: now + s.settings.authorization_request_lifetime,
+    };
+    s.db.save_authorization_request(record.clone())?;
+    Ok(record)
+}
+
+/// Decide and act: send to login or consent, or issue the code (blocking).
+pub fn continue_authorization(
+    s: &AppState,
+    record: &AuthorizationRequestRecord,
+    session: Option<&Session>,
+    consent_given_now: bool,
+    now: DateTime<Utc>,
+) -> Result<FlowOutcome, ApiError> {
+    let request = &record.request;
+    let client: Client = match s.db.client_by_id(&request.client_id) {
+        Ok(client) => client,
+        Err(StoreError::NotFound) => {
+            return Ok(FlowOutcome::ErrorPage {
+                error: "invalid_request".into(),
+                description: "Unknown client".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let consented = match session {
+        Some(session) => s.db.consented_scopes(&session.user_id, &client.client_id)?,
+        None => None,
+    };
+    let step = next_step(request, record.created_at, session, &client, consented.as_deref(), consent_given_now, now);
+    match (step, session) {
+        (NextStep::Login, _) => Ok(FlowOutcome::Page(format!("/login?tx={}", record.id))),
+        (NextStep::Consent, _) => Ok(FlowOutcome::Page(format!("/consent?tx={}", record.id))),
+        (NextStep::Fail { error, description }, _) => {
+            s.db.delete_authorization_request(&record.id)?;
+            Ok(FlowOutcome::error(request, &s.settings.issuer, error, description))
+        }
+        (NextStep::IssueCode, Some(session)) => {
+            let code = new_secret();
+            s.db.save_code(AuthorizationCode {
+                code_hash: hash_secret(&code),
+                client_id: client.client_id.clone(),
+                user_id: session.user_id.clone(),
+                sid: session.sid.clone(),
+                redirect_uri: request.redirect_uri.clone(),
+                scope: request.scope.clone(),
+                audience: request.audience.clone(),
+                nonce: request.nonce.clone(),
+                code_challenge: request.code_challenge.clone(),
+                auth_time: session.auth_time,
+                created_at: now,
+                expires_at: now + s.settings.code_lifetime,
+                consumed_at: None,
+            })?;
+            s.db.delete_authorization_request(&record.id)?;
+            let mut params = vec![("code", code)];
+            if let Some(state) = &request.state {
+                params.push(("state", state.clone()));
+            }
+            params.push(("iss", s.settings.issuer.clone()));
+            Ok(FlowOutcome::Deliver {
+                redirect_uri: request.redirect_uri.clone(),
+                response_mode: request.response_mode.clone(),
+                params,
+            })
+        }
+        (NextStep::IssueCode, None) => Ok(FlowOutcome::Page(format!("/login?tx={}", record.id))),
+    }
+}

@@ -1,0 +1,4 @@
+//! Browser-facing plumbing: templates, cookies, the session behind the cookie.
+
+pub mod cookies;
+pub mod pages;

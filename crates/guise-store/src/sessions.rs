@@ -1,0 +1,142 @@
+//! `SessionStore` on diesel. Sessions are found by the SHA-256 of their cookie value.
+
+use crate::connection::Database;
+use crate::convert::{from_millis, millis, run};
+use crate::schema::{access_tokens, refresh_tokens, sessions};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use guise_core::StoreError;
+use guise_core::audit::AuditEvent;
+use guise_core::session::Session;
+use guise_core::store::{SessionStore, StoreResult};
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+struct SessionRow {
+    id_hash: String,
+    sid: String,
+    user_id: String,
+    created_at: i64,
+    auth_time: i64,
+    last_seen: i64,
+    idle_expires_at: i64,
+    absolute_expires_at: i64,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+    ended_at: Option<i64>,
+    impersonator_id: Option<String>,
+    impersonation_reason: Option<String>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(row: SessionRow) -> Self {
+        Session {
+            sid: row.sid,
+            user_id: row.user_id,
+            created_at: from_millis(row.created_at),
+            auth_time: from_millis(row.auth_time),
+            last_seen: from_millis(row.last_seen),
+            idle_expires_at: from_millis(row.idle_expires_at),
+            absolute_expires_at: from_millis(row.absolute_expires_at),
+            source_ip: row.source_ip,
+            user_agent: row.user_agent,
+            ended_at: row.ended_at.map(from_millis),
+            impersonator_id: row.impersonator_id,
+            impersonation_reason: row.impersonation_reason,
+        }
+    }
+}
+
+impl SessionStore for Database {
+    fn create_session(&self, id_hash: &str, s: Session, audit: AuditEvent) -> StoreResult<()> {
+        let row = SessionRow {
+            id_hash: id_hash.to_owned(),
+            sid: s.sid,
+            user_id: s.user_id,
+            created_at: millis(s.created_at),
+            auth_time: millis(s.auth_time),
+            last_seen: millis(s.last_seen),
+            idle_expires_at: millis(s.idle_expires_at),
+            absolute_expires_at: millis(s.absolute_expires_at),
+            source_ip: s.source_ip,
+            user_agent: s.user_agent,
+            ended_at: None,
+            impersonator_id: s.impersonator_id,
+            impersonation_reason: s.impersonation_reason,
+        };
+        run(|| {
+            self.write(vec![audit], |conn| {
+                diesel::insert_into(sessions::table).values(&row).execute(conn)?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+    }
+
+    fn session_by_cookie_hash(&self, id_hash: &str) -> StoreResult<Session> {
+        run(|| {
+            let row: SessionRow =
+                sessions::table.find(id_hash).select(SessionRow::as_select()).first(&mut self.conn()?)?;
+            Ok(row.into())
+        })
+    }
+
+    fn session_by_sid(&self, sid: &str) -> StoreResult<Session> {
+        run(|| {
+            let row: SessionRow = sessions::table
+                .filter(sessions::sid.eq(sid))
+                .select(SessionRow::as_select())
+                .first(&mut self.conn()?)?;
+            Ok(row.into())
+        })
+    }
+
+    fn touch_session(&self, sid: &str, last_seen: DateTime<Utc>, idle_expires_at: DateTime<Utc>) -> StoreResult<()> {
+        run(|| {
+            diesel::update(sessions::table.filter(sessions::sid.eq(sid)))
+                .set((sessions::last_seen.eq(millis(last_seen)), sessions::idle_expires_at.eq(millis(idle_expires_at))))
+                .execute(&mut self.conn()?)?;
+            Ok(())
+        })
+    }
+
+    fn end_session(&self, sid: &str, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()> {
+        let at = millis(at);
+        run(|| {
+            self.write(vec![audit], |conn| {
+                let ended =
+                    diesel::update(sessions::table.filter(sessions::sid.eq(sid)).filter(sessions::ended_at.is_null()))
+                        .set(sessions::ended_at.eq(at))
+                        .execute(conn)?;
+                if ended == 0 {
+                    return Err(StoreError::NotFound.into());
+                }
+                diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::sid.eq(sid))
+                        .filter(refresh_tokens::revoked_at.is_null()),
+                )
+                .set(refresh_tokens::revoked_at.eq(at))
+                .execute(conn)?;
+                diesel::update(
+                    access_tokens::table.filter(access_tokens::sid.eq(sid)).filter(access_tokens::revoked_at.is_null()),
+                )
+                .set(access_tokens::revoked_at.eq(at))
+                .execute(conn)?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+    }
+
+    fn sessions_of_user(&self, user_id: &str) -> StoreResult<Vec<Session>> {
+        run(|| {
+            let rows: Vec<SessionRow> = sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .order(sessions::created_at.desc())
+                .select(SessionRow::as_select())
+                .load(&mut self.conn()?)?;
+            Ok(rows.into_iter().map(Session::from).collect())
+        })
+    }
+}
