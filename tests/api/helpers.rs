@@ -102,10 +102,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(backend, adjust, Arc::new(guise_core::SystemClock)).await
+}
+
+/// The server on a clock the test controls (e.g. `guise_core::clock::ManualClock`).
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config),
+    clock: Arc<dyn guise_core::Clock>,
+) -> TestApp {
     let db = TestDatabase::new(backend);
     let mut config = test_config(&db);
     adjust(&mut config);
-    let app = Application::build(config).await.expect("application builds");
+    let app = Application::build_with_clock(config, clock).await.expect("application builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
