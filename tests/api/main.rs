@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod cli;
 mod clients;
+mod impersonation;
 mod logs;
 mod oidc;
 mod ops;

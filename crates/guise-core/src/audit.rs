@@ -43,6 +43,16 @@ pub mod event_type {
     pub const LOGOUT: &str = "slo";
     /// Success revocation.
     pub const REVOCATION: &str = "srrt";
+    /// An impersonation URL was minted.
+    pub const IMPERSONATION_MINTED: &str = "guise_impersonation_minted";
+    /// An impersonation URL was redeemed and its session opened.
+    pub const IMPERSONATION_REDEEMED: &str = "guise_impersonation_redeemed";
+    /// Minting or redeeming was refused (the reason is in the details).
+    pub const IMPERSONATION_REFUSED: &str = "guise_impersonation_refused";
+    /// An impersonation session was ended early.
+    pub const IMPERSONATION_ENDED: &str = "guise_impersonation_ended";
+    /// The bewit key was rotated.
+    pub const BEWIT_KEY_ROTATED: &str = "guise_bewit_key_rotated";
     /// Signing key rotated.
     pub const SIGNING_KEY_ROTATED: &str = "guise_key_rotated";
     /// `guise init` created the first admin and management client.

@@ -22,9 +22,20 @@ pub fn new_user_id() -> String {
     format!("{USER_ID_PREFIX}{}", hex(&random_bytes::<12>()))
 }
 
-/// 32 characters of base64url: 192 random bits, like an Auth0 client id.
+/// 32 random letters and digits (about 190 bits), like an Auth0 client id — no `-` or
+/// `_`, so an id never looks like a command-line flag.
 pub fn new_client_id() -> String {
-    URL_SAFE_NO_PAD.encode(random_bytes::<24>())
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut id = String::with_capacity(32);
+    while id.len() < 32 {
+        for byte in random_bytes::<32>() {
+            // Rejection sampling keeps every character equally likely (248 = 4 × 62).
+            if byte < 248 && id.len() < 32 {
+                id.push(char::from(ALPHABET[usize::from(byte % 62)]));
+            }
+        }
+    }
+    id
 }
 
 /// A 256-bit random secret, base64url without padding (43 characters).
@@ -59,7 +70,9 @@ mod tests {
         let user = new_user_id();
         assert!(user.starts_with("guise|"));
         assert_eq!(user.len(), 6 + 24);
-        assert_eq!(new_client_id().len(), 32);
+        let client_id = new_client_id();
+        assert_eq!(client_id.len(), 32);
+        assert!(client_id.bytes().all(|b| b.is_ascii_alphanumeric()), "{client_id}");
         assert_eq!(new_secret().len(), 43);
         assert_ne!(new_secret(), new_secret());
         assert!(new_role_id().starts_with("rol_"));

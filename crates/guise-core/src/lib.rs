@@ -4,9 +4,11 @@
 pub mod audit;
 pub mod audit_query;
 pub mod authorization;
+pub mod bewit;
 pub mod client;
 pub mod clock;
 pub mod ids;
+pub mod impersonation;
 pub mod page;
 pub mod permission;
 pub mod role;

@@ -7,6 +7,7 @@ use crate::authorization::{
     AccessTokenRecord, AuthorizationCode, AuthorizationRequestRecord, CodeRedemption, RefreshRedemption,
     RefreshTokenRecord,
 };
+use crate::bewit::BewitKey;
 use crate::client::{Client, ClientPatch};
 use crate::page::{Page, PageRequest};
 use crate::permission::{Permission, PermissionSet};
@@ -218,4 +219,27 @@ pub trait LoginThrottleStore: Send + Sync {
     fn throttle_counter(&self, key: &str) -> StoreResult<Option<ThrottleCounter>>;
     fn save_throttle_counter(&self, counter: &ThrottleCounter) -> StoreResult<()>;
     fn clear_throttle_counter(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Bewit keys and the single-use record of redeemed bewits.
+pub trait BewitStore: Send + Sync {
+    fn bewit_keys(&self) -> StoreResult<Vec<(BewitKey, bool)>>;
+    /// Install `key` as the active key unless one is active (checked under the write lock).
+    fn install_first_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<bool>;
+    /// Make `key` the active key; earlier keys still verify until their bewits expire.
+    fn rotate_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
+    /// Record a redemption. `Ok(false)` when `jti` was redeemed before (a replay).
+    fn redeem_once(&self, jti: &str, at: DateTime<Utc>, expires_at: DateTime<Utc>) -> StoreResult<bool>;
+}
+
+/// Which impersonation sessions to list.
+#[derive(Debug, Clone, Default)]
+pub struct ImpersonationFilter {
+    pub impersonator_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+pub trait ImpersonationSessionStore: Send + Sync {
+    /// Live impersonation sessions at `now`, newest first.
+    fn impersonation_sessions(&self, filter: &ImpersonationFilter, now: DateTime<Utc>) -> StoreResult<Vec<Session>>;
 }

@@ -56,6 +56,27 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Mint an impersonation URL (for support staff at a shell); prints the URL.
+    Impersonate {
+        /// The user to become.
+        #[arg(long)]
+        user: String,
+        /// The person responsible (must hold impersonate:users).
+        #[arg(long)]
+        impersonator: String,
+        #[arg(long)]
+        client: String,
+        #[arg(long, default_value = "oauth2")]
+        protocol: String,
+        /// Ticket reference or justification, recorded in the audit log and the tokens.
+        #[arg(long)]
+        reason: Option<String>,
+        /// URL lifetime in seconds.
+        #[arg(long)]
+        ttl: Option<i64>,
+        #[arg(long)]
+        callback_url: Option<String>,
+    },
     /// Inspect the audit log.
     Audit {
         #[command(subcommand)]
@@ -96,6 +117,8 @@ pub enum ClientsCommand {
 pub enum KeysCommand {
     /// Publish a new signing key; the old one verifies until its tokens expire.
     Rotate,
+    /// A new bewit key for impersonation URLs; URLs already minted stay valid until they expire.
+    RotateBewit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +199,29 @@ fn offline(config: Config, command: Command) -> ExitCode {
                     print_json(&json!({ "active": active }))
                 })
                 .map_err(|e| ApiError::internal(&e))
+        }
+        Command::Keys { command: KeysCommand::RotateBewit } => crate::bewit_keys::rotate(&state.db, state.clock.now())
+            .map(|kid| print_json(&json!({ "bewit_key_id": kid })))
+            .map_err(ApiError::from),
+        Command::Impersonate { user, impersonator, client, protocol, reason, ttl, callback_url } => {
+            let request = crate::impersonation::MintRequest {
+                target_user_id: user,
+                impersonator_id: Some(impersonator),
+                client_id: client,
+                protocol,
+                callback_url,
+                reason,
+                ttl,
+                ..Default::default()
+            };
+            match crate::impersonation::mint(&state, crate::impersonation::Minter::Operator, true, request, None) {
+                Ok(url) => {
+                    println!("{url}");
+                    Ok(())
+                }
+                Err(crate::impersonation::MintError::Refused(r)) => Err(ApiError::bad_request(r.to_string())),
+                Err(crate::impersonation::MintError::Server(e)) => Err(ApiError::internal(&e)),
+            }
         }
         Command::Audit { command: AuditCommand::Verify } => return verify_audit(&state),
     };

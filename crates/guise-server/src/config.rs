@@ -36,6 +36,18 @@ pub struct Config {
     pub login_max_failures: i64,
     /// How long a lockout lasts; failures are also counted over this window.
     pub login_lockout_secs: i64,
+    /// Lifetime of an impersonation URL unless the caller asks for less.
+    pub impersonation_url_ttl_secs: i64,
+    /// The longest URL lifetime a caller may ask for.
+    pub impersonation_max_url_ttl_secs: i64,
+    /// Maximum lifetime of an impersonation session.
+    pub impersonation_session_secs: i64,
+    /// Refuse impersonation URLs minted without a `reason`.
+    pub impersonation_require_reason: bool,
+    /// A bewit key shared through configuration (with `bewit_key`, base64) instead of
+    /// the database's rotating keys.
+    pub bewit_key_id: Option<String>,
+    pub bewit_key: Option<String>,
 }
 
 impl Default for Config {
@@ -57,6 +69,12 @@ impl Default for Config {
             session_absolute_secs: 36_000,
             login_max_failures: 5,
             login_lockout_secs: 900,
+            impersonation_url_ttl_secs: 120,
+            impersonation_max_url_ttl_secs: 600,
+            impersonation_session_secs: 3_600,
+            impersonation_require_reason: false,
+            bewit_key_id: None,
+            bewit_key: None,
         }
     }
 }

@@ -152,8 +152,27 @@ pub fn continue_authorization(
         Some(session) => s.db.consented_scopes(&session.user_id, &client.client_id)?,
         None => None,
     };
+    let impersonating = session.is_some_and(|s| s.is_live(now) && s.impersonator_id.is_some());
+    if impersonating && !client.allow_impersonation {
+        s.db.delete_authorization_request(&record.id)?;
+        return Ok(FlowOutcome::error(
+            request,
+            &s.settings.issuer,
+            "access_denied",
+            "This application does not accept impersonation sessions",
+        ));
+    }
     let step = next_step(request, record.created_at, session, &client, consented.as_deref(), consent_given_now, now);
     match (step, session) {
+        (NextStep::Consent, _) if impersonating => {
+            s.db.delete_authorization_request(&record.id)?;
+            Ok(FlowOutcome::error(
+                request,
+                &s.settings.issuer,
+                "consent_required",
+                "Consent cannot be given during impersonation",
+            ))
+        }
         (NextStep::Login, _) => Ok(FlowOutcome::Page(format!("/login?tx={}", record.id))),
         (NextStep::Consent, _) => Ok(FlowOutcome::Page(format!("/consent?tx={}", record.id))),
         (NextStep::Fail { error, description }, _) => {

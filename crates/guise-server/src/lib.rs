@@ -2,10 +2,13 @@
 //! pieces of the `guise` command line. The only crate that knows HTTP.
 
 pub mod auth;
+pub mod bewit_keys;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod flow;
+pub mod impersonation;
+pub mod impersonation_delivery;
 pub mod keyring;
 pub mod management;
 pub mod management_client;

@@ -37,6 +37,8 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
     let url = DatabaseUrl::parse(&config.database_url())?;
     let db = Database::connect(&url, config.db_max_connections)?;
     let keys = KeyCache::load(&db, clock.now())?;
+    crate::bewit_keys::configured(&config).map_err(|e| StartupError::Other(e.to_string()))?;
+    crate::bewit_keys::ensure(&db, clock.now())?;
     let mut settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
     settings.id_token_lifetime = chrono::Duration::seconds(config.id_token_lifetime_secs);
     settings.refresh_token_lifetime = chrono::Duration::seconds(config.refresh_token_lifetime_secs);
@@ -203,6 +205,8 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .route("/consent", web::post().to(routes::login::consent_submit))
             .route("/userinfo", web::get().to(routes::userinfo::userinfo_get))
             .route("/userinfo", web::post().to(routes::userinfo::userinfo_post))
+            .route("/users/{user_id}/impersonate", web::post().to(routes::impersonate::impersonate))
+            .route("/impersonate/redeem", web::get().to(routes::impersonate::redeem_url))
             .route("/oidc/logout", web::get().to(routes::logout::logout_get))
             .route("/oidc/logout", web::post().to(routes::logout::logout_post))
             .service(routes::oauth::openid_configuration)

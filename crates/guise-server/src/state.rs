@@ -31,6 +31,16 @@ impl AppState {
         guise_core::throttle::ThrottlePolicy { max_failures: self.config.login_max_failures, window: lockout, lockout }
     }
 
+    pub fn impersonation_policy(&self) -> guise_core::impersonation::ImpersonationPolicy {
+        let secs = chrono::Duration::seconds;
+        guise_core::impersonation::ImpersonationPolicy {
+            default_url_ttl: secs(self.config.impersonation_url_ttl_secs),
+            max_url_ttl: secs(self.config.impersonation_max_url_ttl_secs),
+            session_lifetime: secs(self.config.impersonation_session_secs),
+            require_reason: self.config.impersonation_require_reason,
+        }
+    }
+
     /// Whether cookies must be `Secure` (the issuer is https).
     pub fn secure_cookies(&self) -> bool {
         self.settings.issuer.starts_with("https://")

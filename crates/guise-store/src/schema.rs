@@ -218,6 +218,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    bewit_keys (kid) {
+        kid -> Text,
+        key_material -> Text,
+        state -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    bewit_redemptions (jti) {
+        jti -> Text,
+        redeemed_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(client_grants -> clients (client_id));
 diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(user_roles -> roles (role_id));
@@ -240,4 +257,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     access_tokens,
     login_throttle,
+    bewit_keys,
+    bewit_redemptions,
 );

@@ -3,6 +3,7 @@
 
 mod client_grants;
 mod clients;
+mod impersonations;
 mod logs;
 mod roles;
 mod users;
@@ -23,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(clients::configure)
             .configure(client_grants::configure)
             .configure(roles::configure)
-            .configure(logs::configure),
+            .configure(logs::configure)
+            .configure(impersonations::configure),
     );
 }
 

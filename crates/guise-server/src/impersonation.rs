@@ -1,0 +1,338 @@
+//! Impersonation logins: minting a single-use bewit URL (HTTP and CLI share this), and
+//! redeeming it into an impersonation session delivered over the protocol asked for.
+//! Every outcome, refusals included, is an audit event naming both parties.
+
+use crate::state::AppState;
+use chrono::{DateTime, Duration, Utc};
+use guise_core::StoreError;
+use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::bewit::{self, BewitError};
+use guise_core::client::Client;
+use guise_core::ids::{new_secret, new_token_id};
+use guise_core::impersonation::{Parties, Protocol, Refusal, Ticket, check_parties};
+use guise_core::session::Session;
+use guise_core::store::{AuditStore, BewitStore, ClientStore, RoleStore, SessionStore, UserStore};
+use guise_core::user::User;
+use guise_oidc::grant::hash_secret;
+use serde_json::json;
+
+/// A request to mint, as read from the API body or the command line.
+#[derive(Debug, Clone, Default)]
+pub struct MintRequest {
+    pub target_user_id: String,
+    pub impersonator_id: Option<String>,
+    pub client_id: String,
+    pub protocol: String,
+    pub response_type: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub callback_url: Option<String>,
+    pub reason: Option<String>,
+    pub ttl: Option<i64>,
+}
+
+/// Who is asking: a verified token's subject, or the operator at the command line.
+#[derive(Debug, Clone)]
+pub enum Minter {
+    /// A user's token: the impersonator is that user.
+    User(String),
+    /// A token minted inside an impersonation session (it carries `act`).
+    ImpersonatedUser(String),
+    /// A machine client's token: `impersonator_id` names the responsible person.
+    Client(String),
+    /// `guise impersonate` at a shell, acting for `--impersonator`.
+    Operator,
+}
+
+impl Minter {
+    fn actor(&self) -> Actor {
+        match self {
+            Minter::User(id) | Minter::ImpersonatedUser(id) => Actor::User(id.clone()),
+            Minter::Client(id) => Actor::Client(id.clone()),
+            Minter::Operator => Actor::System,
+        }
+    }
+}
+
+/// A failure of the store is not a refusal: it is a server error.
+#[derive(Debug)]
+pub enum MintError {
+    Refused(Refusal),
+    Server(String),
+}
+
+impl From<StoreError> for MintError {
+    fn from(e: StoreError) -> Self {
+        MintError::Server(e.to_string())
+    }
+}
+
+impl From<Refusal> for MintError {
+    fn from(r: Refusal) -> Self {
+        MintError::Refused(r)
+    }
+}
+
+const MAX_FIELD: usize = 1024;
+
+fn lookup<T>(result: Result<T, StoreError>, missing: Refusal) -> Result<T, MintError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(StoreError::NotFound) => Err(MintError::Refused(missing)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Load the parties and apply the rules (also re-run at redemption).
+fn check(
+    s: &AppState,
+    target_id: &str,
+    impersonator_id: &str,
+    client_id: &str,
+) -> Result<(User, User, Client), MintError> {
+    let target = lookup(s.db.user_by_id(target_id), Refusal::UnknownTarget)?;
+    let impersonator = lookup(s.db.user_by_id(impersonator_id), Refusal::UnknownImpersonator)?;
+    let client = lookup(s.db.client_by_id(client_id), Refusal::UnknownClient)?;
+    let target_permissions = s.db.user_permission_set(&target.user_id)?;
+    let impersonator_permissions = s.db.user_permission_set(&impersonator.user_id)?;
+    let audience = s.settings.management_audience();
+    check_parties(&Parties {
+        target: &target,
+        target_permissions: &target_permissions,
+        impersonator: &impersonator,
+        impersonator_permissions: &impersonator_permissions,
+        management_audience: &audience,
+        client: &client,
+    })?;
+    Ok((target, impersonator, client))
+}
+
+fn validate_request(
+    s: &AppState,
+    minter: &Minter,
+    req: &MintRequest,
+) -> Result<(Protocol, String, Duration), MintError> {
+    let protocol = Protocol::parse(&req.protocol)
+        .ok_or_else(|| Refusal::UnknownProtocol(req.protocol.chars().take(32).collect()))?;
+    if protocol != Protocol::OAuth2 {
+        return Err(Refusal::ProtocolUnavailable(protocol.as_str()).into());
+    }
+    if req.response_type.as_deref().is_some_and(|r| r != "code") {
+        return Err(Refusal::UnsupportedResponseType.into());
+    }
+    let fields = [&req.scope, &req.state, &req.nonce, &req.callback_url, &req.reason];
+    if fields.iter().any(|f| f.as_ref().is_some_and(|v| v.len() > MAX_FIELD)) {
+        return Err(Refusal::FieldTooLong.into());
+    }
+    let impersonator_id = match (minter, &req.impersonator_id) {
+        (Minter::ImpersonatedUser(_), _) => return Err(Refusal::ChainedImpersonation.into()),
+        (Minter::User(sub), None) => sub.clone(),
+        (Minter::User(sub), Some(id)) if id == sub => sub.clone(),
+        (Minter::User(_), Some(_)) => return Err(Refusal::ImpersonatorMismatch.into()),
+        (Minter::Client(_) | Minter::Operator, Some(id)) => id.clone(),
+        (Minter::Client(_) | Minter::Operator, None) => return Err(Refusal::ImpersonatorRequired.into()),
+    };
+    let policy = s.impersonation_policy();
+    if policy.require_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(Refusal::ReasonRequired.into());
+    }
+    let ttl = match req.ttl {
+        None => policy.default_url_ttl,
+        Some(secs) if secs >= 1 && Duration::seconds(secs) <= policy.max_url_ttl => Duration::seconds(secs),
+        Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
+    };
+    Ok((protocol, impersonator_id, ttl))
+}
+
+fn refusal_event(now: DateTime<Utc>, actor: Actor, stage: &str, reason: &str, message: &str) -> AuditEvent {
+    AuditEvent::new(event_type::IMPERSONATION_REFUSED, now, actor, format!("Impersonation refused: {message}"))
+        .details(json!({ "stage": stage, "reason": reason }))
+}
+
+/// Mint an impersonation URL, auditing the outcome. `scope_granted`: whether the
+/// caller's token carries `impersonate:users` (a refusal for its lack is audited too).
+pub fn mint(
+    s: &AppState,
+    minter: Minter,
+    scope_granted: bool,
+    req: MintRequest,
+    source_ip: Option<String>,
+) -> Result<String, MintError> {
+    let now = s.clock.now();
+    let outcome = if scope_granted { mint_unaudited(s, &minter, &req, now) } else { Err(Refusal::MissingScope.into()) };
+    let mut event = match &outcome {
+        Ok((url, ticket, exp)) => {
+            AuditEvent::new(event_type::IMPERSONATION_MINTED, now, minter.actor(), "Impersonation URL minted").details(
+                json!({
+                    "impersonator_id": ticket.impersonator_id,
+                    "protocol": ticket.protocol.as_str(),
+                    "jti": ticket.jti,
+                    "expires_at": exp.to_rfc3339(),
+                    "reason": ticket.reason,
+                    "url_length": url.len(),
+                }),
+            )
+        }
+        Err(MintError::Refused(r)) => {
+            let mut e = refusal_event(now, minter.actor(), "mint", r.reason(), &r.to_string());
+            e.details["impersonator_id"] = json!(req.impersonator_id);
+            e
+        }
+        Err(MintError::Server(_)) => return outcome.map(|(url, _, _)| url),
+    };
+    event.subject = Some(req.target_user_id.chars().take(128).collect());
+    event.client_id = Some(req.client_id.chars().take(128).collect());
+    event.on_behalf_of = match &outcome {
+        Ok((_, ticket, _)) => Some(ticket.impersonator_id.clone()),
+        Err(_) => None,
+    };
+    event.source_ip = source_ip;
+    s.db.append(vec![event])?;
+    outcome.map(|(url, _, _)| url)
+}
+
+fn mint_unaudited(
+    s: &AppState,
+    minter: &Minter,
+    req: &MintRequest,
+    now: DateTime<Utc>,
+) -> Result<(String, Ticket, DateTime<Utc>), MintError> {
+    let (protocol, impersonator_id, ttl) = validate_request(s, minter, req)?;
+    let (_, _, client) = check(s, &req.target_user_id, &impersonator_id, &req.client_id)?;
+    if let Some(callback) = &req.callback_url
+        && !client.callbacks.contains(callback)
+    {
+        return Err(Refusal::UnregisteredCallback.into());
+    }
+    if client.callbacks.is_empty() && client.initiate_login_uri.is_none() {
+        return Err(Refusal::UnregisteredCallback.into());
+    }
+    let ticket = Ticket {
+        user_id: req.target_user_id.clone(),
+        impersonator_id,
+        client_id: client.client_id,
+        protocol,
+        jti: new_token_id(),
+        session_ttl: s.impersonation_policy().session_lifetime.num_seconds(),
+        reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
+        scope: req.scope.clone(),
+        state: req.state.clone(),
+        nonce: req.nonce.clone(),
+        redirect_uri: req.callback_url.clone(),
+    };
+    let key = crate::bewit_keys::signing_key(&s.config, &s.db).map_err(|e| MintError::Server(e.to_string()))?;
+    let mut url =
+        url::Url::parse(&s.settings.endpoint("/impersonate/redeem")).map_err(|e| MintError::Server(e.to_string()))?;
+    url.query_pairs_mut().extend_pairs(ticket.to_query());
+    let exp = now + ttl;
+    let signed =
+        bewit::sign_url(&key, url, exp.timestamp(), "").ok_or_else(|| MintError::Server("signing failed".into()))?;
+    Ok((signed.to_string(), ticket, exp))
+}
+
+/// Why a redemption failed: the Hawk text for the browser, the reason for the audit.
+#[derive(Debug)]
+pub struct RedeemRefusal {
+    pub status: u16,
+    pub message: String,
+}
+
+/// What a redemption produced: a session and where to send the browser.
+#[derive(Debug)]
+pub struct Redeemed {
+    pub cookie: String,
+    pub location: String,
+}
+
+/// Verify the URL (MAC, expiry, single use), re-check the rules, open the session and
+/// deliver over the ticket's protocol.
+pub fn redeem(
+    s: &AppState,
+    path_and_query: &str,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+) -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
+    let now = s.clock.now();
+    let refuse = |reason: &str,
+                  message: String,
+                  ticket: Option<&Ticket>,
+                  status: u16|
+     -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
+        let mut event = refusal_event(now, Actor::System, "redeem", reason, &message).source_ip(source_ip.clone());
+        if let Some(t) = ticket {
+            event.actor = Actor::User(t.impersonator_id.clone());
+            event.subject = Some(t.user_id.clone());
+            event.client_id = Some(t.client_id.clone());
+            event.details["jti"] = json!(t.jti);
+        }
+        s.db.append(vec![event])?;
+        Ok(Err(RedeemRefusal { status, message }))
+    };
+    let Ok(url) = url::Url::parse(&format!("{}{path_and_query}", s.settings.base_url())) else {
+        return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
+    };
+    let key_id = match bewit::key_id(&url) {
+        Ok(id) => id,
+        Err(e) => return refuse(e.reason(), e.to_string(), None, 401),
+    };
+    let key = match crate::bewit_keys::verification_key(&s.config, &s.db, &key_id) {
+        Ok(Some(key)) => key,
+        Ok(None) => return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, 401),
+        Err(crate::bewit_keys::BewitKeyError::Store(e)) => return Err(e),
+        Err(e) => return Err(StoreError::Backend(e.to_string())),
+    };
+    let verified = match bewit::verify(&url, &key, now.timestamp()) {
+        Ok(v) => v,
+        Err(e) => {
+            // Only a MAC-verified URL's contents may be trusted, so name nobody on a bad mac.
+            let ticket = (e == BewitError::Expired).then(|| Ticket::from_query(url.query_pairs())).flatten();
+            return refuse(e.reason(), e.to_string(), ticket.as_ref(), 401);
+        }
+    };
+    let Some(ticket) = Ticket::from_query(url.query_pairs().filter(|(k, _)| k != "bewit")) else {
+        return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
+    };
+    let expires = DateTime::from_timestamp(verified.exp, 0).unwrap_or(now);
+    if !s.db.redeem_once(&ticket.jti, now, expires)? {
+        return refuse("replayed", "Bewit already used".into(), Some(&ticket), 401);
+    }
+    let (target, impersonator, client) = match check(s, &ticket.user_id, &ticket.impersonator_id, &ticket.client_id) {
+        Ok(parties) => parties,
+        Err(MintError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), 403),
+        Err(MintError::Server(e)) => return Err(StoreError::Backend(e)),
+    };
+
+    let cookie = new_secret();
+    let lifetime = Duration::seconds(ticket.session_ttl.clamp(60, s.config.impersonation_session_secs.max(60)));
+    let session = Session {
+        sid: new_token_id(),
+        user_id: target.user_id.clone(),
+        created_at: now,
+        auth_time: now,
+        last_seen: now,
+        idle_expires_at: now + lifetime.min(s.session_lifetimes().idle),
+        absolute_expires_at: now + lifetime,
+        source_ip: source_ip.clone(),
+        user_agent,
+        ended_at: None,
+        impersonator_id: Some(impersonator.user_id.clone()),
+        impersonation_reason: ticket.reason.clone(),
+    };
+    let mut event = AuditEvent::new(
+        event_type::IMPERSONATION_REDEEMED,
+        now,
+        Actor::User(impersonator.user_id.clone()),
+        "Impersonation session opened",
+    )
+    .subject(target.user_id.clone())
+    .client(client.client_id.clone())
+    .source_ip(source_ip)
+    .details(
+        json!({ "sid": session.sid, "jti": ticket.jti, "reason": ticket.reason, "protocol": ticket.protocol.as_str() }),
+    );
+    event.on_behalf_of = Some(impersonator.user_id.clone());
+    s.db.create_session(&hash_secret(&cookie), session.clone(), event)?;
+    let location = crate::impersonation_delivery::oauth2(s, &ticket, &target, &client, &session, now)?;
+    Ok(Ok(Redeemed { cookie, location }))
+}

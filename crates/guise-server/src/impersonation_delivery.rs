@@ -1,0 +1,72 @@
+//! Delivering a redeemed impersonation to the client. `oauth2`: through the client's
+//! `initiate_login_uri` (OIDC third-party-initiated login, so the client's own `state`,
+//! `nonce` and PKCE apply), or else Auth0's direct response — a code to the callback.
+
+use crate::state::AppState;
+use chrono::{DateTime, Utc};
+use guise_core::StoreError;
+use guise_core::authorization::AuthorizationCode;
+use guise_core::client::Client;
+use guise_core::ids::new_secret;
+use guise_core::impersonation::Ticket;
+use guise_core::permission::parse_scope;
+use guise_core::session::Session;
+use guise_core::store::AuthorizationCodeStore;
+use guise_core::user::User;
+use guise_oidc::grant::hash_secret;
+
+fn bad_url(e: url::ParseError) -> StoreError {
+    StoreError::Backend(format!("registered URL unusable: {e}"))
+}
+
+/// Where to send the browser after an `oauth2` impersonation is redeemed.
+pub fn oauth2(
+    s: &AppState,
+    ticket: &Ticket,
+    target: &User,
+    client: &Client,
+    session: &Session,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    if let Some(initiate) = &client.initiate_login_uri {
+        let mut url = url::Url::parse(initiate).map_err(bad_url)?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("iss", &s.settings.issuer).append_pair("login_hint", &target.email);
+            if let Some(target_link) = &ticket.redirect_uri {
+                query.append_pair("target_link_uri", target_link);
+            }
+        }
+        return Ok(url.to_string());
+    }
+    let redirect_uri = match ticket.redirect_uri.clone().or_else(|| client.callbacks.first().cloned()) {
+        Some(uri) => uri,
+        None => return Err(StoreError::Backend("client has no callback".into())),
+    };
+    let code = new_secret();
+    s.db.save_code(AuthorizationCode {
+        code_hash: hash_secret(&code),
+        client_id: client.client_id.clone(),
+        user_id: target.user_id.clone(),
+        sid: session.sid.clone(),
+        redirect_uri: redirect_uri.clone(),
+        scope: parse_scope(ticket.scope.as_deref().unwrap_or("openid")),
+        audience: None,
+        nonce: ticket.nonce.clone(),
+        code_challenge: None,
+        auth_time: session.auth_time,
+        created_at: now,
+        expires_at: now + s.settings.code_lifetime,
+        consumed_at: None,
+    })?;
+    let mut url = url::Url::parse(&redirect_uri).map_err(bad_url)?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("code", &code);
+        if let Some(state) = &ticket.state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", &s.settings.issuer);
+    }
+    Ok(url.to_string())
+}

@@ -1,0 +1,123 @@
+//! Bewit keys, the bewit replay store and impersonation-session queries on diesel.
+
+use crate::connection::Database;
+use crate::convert::{millis, run};
+use crate::schema::{bewit_keys, bewit_redemptions, sessions};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use guise_core::StoreError;
+use guise_core::audit::AuditEvent;
+use guise_core::bewit::BewitKey;
+use guise_core::session::Session;
+use guise_core::store::{BewitStore, ImpersonationFilter, ImpersonationSessionStore, SessionStore, StoreResult};
+
+const ACTIVE: &str = "active";
+const RETIRED: &str = "retired";
+
+impl BewitStore for Database {
+    fn bewit_keys(&self) -> StoreResult<Vec<(BewitKey, bool)>> {
+        run(|| {
+            let rows: Vec<(String, String, String)> = bewit_keys::table
+                .order(bewit_keys::created_at.desc())
+                .select((bewit_keys::kid, bewit_keys::key_material, bewit_keys::state))
+                .load(&mut self.conn()?)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, material, state)| {
+                    let key = STANDARD.decode(material).ok()?;
+                    Some((BewitKey { id, key }, state == ACTIVE))
+                })
+                .collect())
+        })
+    }
+
+    fn install_first_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<bool> {
+        run(|| {
+            let (installed, _) = self.write_deciding(|conn| {
+                let active: i64 = bewit_keys::table.filter(bewit_keys::state.eq(ACTIVE)).count().get_result(conn)?;
+                if active > 0 {
+                    return Ok((false, vec![]));
+                }
+                diesel::insert_into(bewit_keys::table)
+                    .values((
+                        bewit_keys::kid.eq(&key.id),
+                        bewit_keys::key_material.eq(STANDARD.encode(&key.key)),
+                        bewit_keys::state.eq(ACTIVE),
+                        bewit_keys::created_at.eq(millis(at)),
+                    ))
+                    .execute(conn)?;
+                Ok((true, vec![audit]))
+            })?;
+            Ok(installed)
+        })
+    }
+
+    fn rotate_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()> {
+        run(|| {
+            self.write(vec![audit], |conn| {
+                diesel::update(bewit_keys::table.filter(bewit_keys::state.eq(ACTIVE)))
+                    .set(bewit_keys::state.eq(RETIRED))
+                    .execute(conn)?;
+                diesel::insert_into(bewit_keys::table)
+                    .values((
+                        bewit_keys::kid.eq(&key.id),
+                        bewit_keys::key_material.eq(STANDARD.encode(&key.key)),
+                        bewit_keys::state.eq(ACTIVE),
+                        bewit_keys::created_at.eq(millis(at)),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+    }
+
+    fn redeem_once(&self, jti: &str, at: DateTime<Utc>, expires_at: DateTime<Utc>) -> StoreResult<bool> {
+        let inserted = run(|| {
+            let mut conn = self.conn()?;
+            // Forget redemptions whose bewits can no longer verify anyway.
+            diesel::delete(bewit_redemptions::table.filter(bewit_redemptions::expires_at.lt(millis(at))))
+                .execute(&mut conn)?;
+            diesel::insert_into(bewit_redemptions::table)
+                .values((
+                    bewit_redemptions::jti.eq(jti),
+                    bewit_redemptions::redeemed_at.eq(millis(at)),
+                    bewit_redemptions::expires_at.eq(millis(expires_at)),
+                ))
+                .execute(&mut conn)?;
+            Ok(())
+        });
+        match inserted {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ImpersonationSessionStore for Database {
+    fn impersonation_sessions(&self, filter: &ImpersonationFilter, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
+        let sids = run(|| {
+            let mut query = sessions::table
+                .filter(sessions::impersonator_id.is_not_null())
+                .filter(sessions::ended_at.is_null())
+                .filter(sessions::absolute_expires_at.gt(millis(now)))
+                .filter(sessions::idle_expires_at.gt(millis(now)))
+                .into_boxed();
+            if let Some(impersonator) = &filter.impersonator_id {
+                query = query.filter(sessions::impersonator_id.eq(impersonator.clone()));
+            }
+            if let Some(user) = &filter.user_id {
+                query = query.filter(sessions::user_id.eq(user.clone()));
+            }
+            Ok(query
+                .order(sessions::created_at.desc())
+                .limit(1000)
+                .select(sessions::sid)
+                .load::<String>(&mut self.conn()?)?)
+        })?;
+        sids.iter().map(|sid| self.session_by_sid(sid)).collect()
+    }
+}
