@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod act_as;
 mod auth;
 mod browser;
 mod cli;
@@ -11,6 +12,7 @@ mod clients;
 mod impersonation;
 mod logs;
 mod oidc;
+mod oidc_checks;
 mod ops;
 mod roles;
 mod token;

@@ -51,6 +51,10 @@ pub mod event_type {
     pub const IMPERSONATION_REFUSED: &str = "guise_impersonation_refused";
     /// An impersonation session was ended early.
     pub const IMPERSONATION_ENDED: &str = "guise_impersonation_ended";
+    /// An API call made acting as another user.
+    pub const ACT_AS: &str = "guise_act_as";
+    /// Acting as another user was refused (the reason is in the details).
+    pub const ACT_AS_REFUSED: &str = "guise_act_as_refused";
     /// The bewit key was rotated.
     pub const BEWIT_KEY_ROTATED: &str = "guise_bewit_key_rotated";
     /// Signing key rotated.
@@ -99,7 +103,8 @@ pub struct AuditEvent {
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub actor: Actor,
-    /// When the actor acted on someone's behalf: who really acted.
+    /// When the actor acted on someone's behalf (acting as a user, or a machine client
+    /// minting for the person responsible): that person.
     pub on_behalf_of: Option<String>,
     /// The user the event is about.
     pub subject: Option<String>,

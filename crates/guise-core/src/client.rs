@@ -186,8 +186,9 @@ pub enum ClientValidationError {
     InvalidName,
 }
 
-/// Validate a list of registered URLs: absolute, no fragment, https unless loopback or
-/// a private-use scheme (native apps).
+/// Validate a list of registered URLs: absolute, with a host unless a private-use scheme
+/// (native apps), no fragment. Plain http is accepted (as Auth0 does, for development);
+/// matching at `/authorize` is exact, so an http callback is only used if registered.
 pub fn validate_urls(field: &'static str, urls: &[String]) -> Result<(), ClientValidationError> {
     for raw in urls {
         let invalid = || ClientValidationError::InvalidUrl { field, url: raw.clone() };
@@ -195,12 +196,8 @@ pub fn validate_urls(field: &'static str, urls: &[String]) -> Result<(), ClientV
         if url.fragment().is_some() || url.cannot_be_a_base() && url.scheme() != "urn" {
             return Err(invalid());
         }
-        if url.scheme() == "http" && !is_loopback_or_localhost(&url) {
-            // Plain http is allowed for development hosts only; this mirrors Auth0's warning
-            // rather than refusing, so keep it permitted but require a host.
-            if url.host_str().is_none() {
-                return Err(invalid());
-            }
+        if matches!(url.scheme(), "http" | "https") && url.host_str().is_none() {
+            return Err(invalid());
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! guise's domain: identifiers, users, clients, permissions, the audit hash chain, the
 //! clock and the narrow store traits the protocol crates depend on. No I/O lives here.
 
+pub mod act_as;
 pub mod audit;
 pub mod audit_query;
 pub mod authorization;

@@ -145,7 +145,7 @@ pub fn merge_metadata(target: &mut Map<String, Value>, patch: &Map<String, Value
 pub enum UserValidationError {
     #[error("Object didn't pass validation for format email: {0}")]
     InvalidEmail(String),
-    #[error("external_id must be 1 to 255 characters without ':' at the start")]
+    #[error("external_id must be 1 to 255 characters without control characters")]
     InvalidExternalId,
     #[error("{0} is too long (maximum {1} characters)")]
     TooLong(&'static str, usize),

@@ -62,6 +62,7 @@ pub fn userinfo(
         return Err(UserInfoError::InsufficientScope);
     }
     let user = match users.user_by_id(&claims.sub) {
+        Ok(user) if user.blocked => return Err(UserInfoError::InvalidToken("The user is blocked".into())),
         Ok(user) => user,
         Err(StoreError::NotFound) => return Err(UserInfoError::InvalidToken("The user no longer exists".into())),
         Err(e) => return Err(e.into()),

@@ -142,13 +142,22 @@ async fn access_log(
     Ok(response)
 }
 
-/// A Management API call refused for lack of scope or permission leaves a `fapi` event
-/// naming the caller (whose verified identity the `Caller` extractor left behind).
-async fn audit_refusals(
+/// Effects of the verified caller the `Caller` extractor left behind: a call made acting
+/// as a user names that user in a response header; a Management API call refused for
+/// lack of scope or permission leaves a `fapi` event naming the caller.
+async fn caller_effects(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let response = next.call(req).await?;
+    let mut response = next.call(req).await?;
+    let effective = response.request().extensions().get::<crate::auth::Caller>().and_then(|c| c.acting_as.clone());
+    if let Some(acting) = effective
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&acting.user_id)
+    {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::HeaderName::from_static(crate::auth::EFFECTIVE_USER_HEADER), value);
+    }
     if response.status() != StatusCode::FORBIDDEN || !response.request().path().starts_with("/api/v2/") {
         return Ok(response);
     }
@@ -185,7 +194,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(actix_web::middleware::from_fn(audit_refusals))
+            .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))

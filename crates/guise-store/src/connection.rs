@@ -32,7 +32,7 @@ pub enum Backend {
     Postgres,
 }
 
-/// A parsed `GUISE_DATABASE_URL`: `sqlite://PATH` (or `sqlite::memory:`) or `postgres://…`.
+/// A parsed `GUISE_DATABASE_URL`: `sqlite://PATH` or `postgres://…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),

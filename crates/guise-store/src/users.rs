@@ -114,9 +114,14 @@ fn apply_term<'a>(query: UserQuery<'a>, term: &UserTerm) -> UserQuery<'a> {
                 Match::Exact(v) => (v.clone(), false),
                 Match::Prefix(v) => (format!("{}%", escape_like(v)), true),
             };
+            // Prefix matches ignore case on both backends (SQLite's LIKE does, PostgreSQL's does not).
             macro_rules! text_field {
                 ($col:expr) => {
-                    if prefix { query.filter($col.like(value).escape('\\')) } else { query.filter($col.eq(value)) }
+                    if prefix {
+                        query.filter(lower($col.nullable()).like(value.to_lowercase()).escape('\\'))
+                    } else {
+                        query.filter($col.eq(value))
+                    }
                 };
             }
             match field {

@@ -83,6 +83,8 @@ impl GrantHandler for ClientCredentialsGrant {
             scope: claims.scope,
             id_token: None,
             refresh_token: None,
+            subject: None,
+            impersonator: None,
         })
     }
 }

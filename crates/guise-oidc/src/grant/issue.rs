@@ -106,7 +106,9 @@ pub fn issue_user_tokens(
     };
     let access_token = mint(ctx.keys, &claims).map_err(|_| OAuthError::server_error())?;
 
-    let refresh = if scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token") {
+    // The family continues as long as it was granted offline_access, even when this
+    // access token was asked for with a narrower scope.
+    let refresh = if grant.granted_scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token") {
         let secret = new_secret();
         let (family_id, family_expires_at) =
             grant.family.clone().unwrap_or_else(|| (new_token_id(), now + ctx.settings.refresh_token_lifetime));
@@ -164,5 +166,7 @@ pub fn issue_user_tokens(
         scope: scope.join(" "),
         id_token,
         refresh_token: refresh.map(|(secret, _)| secret),
+        subject: Some(user.user_id),
+        impersonator: session.impersonator_id,
     })
 }

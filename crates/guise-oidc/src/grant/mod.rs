@@ -49,6 +49,12 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// For the audit event, not the client: the user the tokens are for…
+    #[serde(skip)]
+    pub subject: Option<String>,
+    /// …and the impersonator behind them, if any.
+    #[serde(skip)]
+    pub impersonator: Option<String>,
 }
 
 /// What a handler needs from the world.
@@ -143,6 +149,14 @@ fn record(
         Err(e) => AuditEvent::new(events.failure, ctx.now, Actor::Client(client_id.clone()), e.description.clone())
             .details(json!({ "grant_type": request.grant_type, "error": e.code.as_str() })),
     };
-    ctx.audit.append(vec![event.client(client_id).source_ip(request.source_ip.clone())])?;
+    let mut event = event.client(client_id).source_ip(request.source_ip.clone());
+    if let Ok(response) = outcome {
+        event.subject = response.subject.clone();
+        event.on_behalf_of = response.impersonator.clone();
+        if response.impersonator.is_some() {
+            event.details["impersonated"] = json!(true);
+        }
+    }
+    ctx.audit.append(vec![event])?;
     Ok(())
 }

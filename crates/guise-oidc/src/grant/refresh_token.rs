@@ -39,11 +39,20 @@ impl GrantHandler for RefreshTokenGrant {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: refresh_token"))?;
         let hash = hash_secret(token);
-        // A token of another client must not be burnt by presenting it: check first.
-        match ctx.tokens.refresh_token(&hash) {
-            Ok(record) if record.client_id == client.client_id => {}
+        // A token of another client, or a request asking too much, must not burn the
+        // token: check before using it.
+        let presented = match ctx.tokens.refresh_token(&hash) {
+            Ok(record) if record.client_id == client.client_id => record,
             Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("Unknown or invalid refresh token")),
             Err(e) => return Err(e.into()),
+        };
+        // A narrower scope may be asked for, never a wider one.
+        // (A spent token skips this check so that its reuse is still detected below.)
+        let requested = request.scope.as_deref().map(parse_scope).filter(|r| !r.is_empty());
+        if presented.used_at.is_none()
+            && let Some(extra) = requested.iter().flatten().find(|s| !presented.scope.contains(s))
+        {
+            return Err(OAuthError::new(OAuthErrorCode::InvalidScope, format!("Scope '{extra}' was not granted")));
         }
         let record = match ctx.tokens.use_refresh_token(&hash, ctx.now)? {
             RefreshRedemption::Rotated(record) => record,

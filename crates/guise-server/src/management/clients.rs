@@ -111,6 +111,16 @@ fn validate(client: &Client) -> Result<(), ApiError> {
     validate_urls("allowed_logout_urls", &client.allowed_logout_urls).map_err(bad)?;
     validate_grant_types(&client.grant_types).map_err(bad)?;
     validate_initiate_login_uri(&client.initiate_login_uri)?;
+    match client.jwt_configuration.get("alg") {
+        None => {}
+        Some(serde_json::Value::String(alg)) if guise_oidc::keys::SUPPORTED_ALGS.contains(&alg.as_str()) => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "jwt_configuration.alg must be one of {} (got {other})",
+                guise_oidc::keys::SUPPORTED_ALGS.join(", ")
+            )));
+        }
+    }
     if client.grant_types.iter().any(|g| g == "client_credentials") && !client.is_confidential() {
         return Err(ApiError::bad_request(
             "A public client (token_endpoint_auth_method none) cannot use client_credentials",

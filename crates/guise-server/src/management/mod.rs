@@ -5,6 +5,7 @@ mod client_grants;
 mod clients;
 mod impersonations;
 mod logs;
+mod me;
 mod roles;
 mod users;
 
@@ -25,7 +26,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(client_grants::configure)
             .configure(roles::configure)
             .configure(logs::configure)
-            .configure(impersonations::configure),
+            .configure(impersonations::configure)
+            .configure(me::configure),
     );
 }
 

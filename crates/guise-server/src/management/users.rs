@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use guise_core::ids::new_user_id;
 use guise_core::permission::scopes;
 use guise_core::store::{RoleStore, UserStore};
-use guise_core::user::{Attribution, NewUser, User, UserPatch, validate_email, validate_external_id, validate_length};
+use guise_core::user::{NewUser, User, UserPatch, validate_email, validate_external_id, validate_length};
 use guise_core::user_query::parse_user_query;
 use guise_store::password::{PasswordError, hash_password};
 use serde::Deserialize;
@@ -167,7 +167,7 @@ async fn create(
             let now = s.clock.now();
             let nickname = body.nickname.or_else(|| email.split('@').next().map(str::to_owned));
             let name = body.name.or_else(|| Some(email.clone()));
-            let attribution = Attribution { by: caller.actor().id().map(str::to_owned), on_behalf_by: None };
+            let attribution = caller.attribution();
             let audit = meta.api_event(&caller, now, "Create a user").subject(user_id.clone());
             let new = NewUser {
                 user_id,
@@ -332,7 +332,7 @@ async fn patch(
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Update a user").subject(id.clone());
             audit.details["request"]["fields"] = json!(body.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()));
-            let by = Attribution { by: caller.actor().id().map(str::to_owned), on_behalf_by: None };
+            let by = caller.attribution();
             s.db.update_user(&id, patch, by, now, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
         .await?;

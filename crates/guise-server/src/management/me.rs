@@ -1,0 +1,111 @@
+//! Self-service routes that only ever work on "me": the user behind a user access token,
+//! or the user an admin acts as. No Management API scope is needed — which is why an
+//! ordinary user acted as can reach exactly these.
+
+use super::users::{parse_user_patch, user_view};
+use super::{ListParams, iso, paged};
+use crate::auth::{Caller, RequestMeta};
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use guise_core::store::{AuditFilter, AuditStore, SessionStore, UserStore};
+use serde_json::{Value, json};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/me").route(web::get().to(me)).route(web::patch().to(patch_me)))
+        .service(web::resource("/me/sessions").route(web::get().to(sessions)))
+        .service(web::resource("/me/activity").route(web::get().to(activity)));
+}
+
+/// Profile fields a user may change about themselves.
+const SELF_SERVICE_FIELDS: &[&str] = &["name", "given_name", "family_name", "nickname", "picture", "user_metadata"];
+
+fn me_id(caller: &Caller) -> Result<String, ApiError> {
+    caller.effective_user().map(str::to_owned).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_user",
+            "These routes need a user: a user token, or acting as a user",
+        )
+    })
+}
+
+async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let id = me_id(&caller)?;
+    let user =
+        state.into_inner().blocking(move |s| s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))).await?;
+    Ok(HttpResponse::Ok().json(user_view(user)))
+}
+
+async fn patch_me(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let id = me_id(&caller)?;
+    if let Some(field) = body.as_object().and_then(|m| m.keys().find(|k| !SELF_SERVICE_FIELDS.contains(&k.as_str()))) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("'{field}' cannot be changed through /me (allowed: {})", SELF_SERVICE_FIELDS.join(", ")),
+        ));
+    }
+    let (patch, _) = parse_user_patch(&body)?;
+    let user = state
+        .into_inner()
+        .blocking(move |s| {
+            let now = s.clock.now();
+            let mut audit = meta.api_event(&caller, now, "Update own profile").subject(id.clone());
+            audit.details["request"]["fields"] = json!(body.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()));
+            s.db.update_user(&id, patch, caller.attribution(), now, audit).map_err(|e| ApiError::from_store(e, "user"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(user_view(user)))
+}
+
+async fn sessions(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let id = me_id(&caller)?;
+    let sessions = state
+        .into_inner()
+        .blocking(move |s| {
+            let now = s.clock.now();
+            Ok::<_, ApiError>(s.db.sessions_of_user(&id)?.into_iter().filter(|x| x.is_live(now)).collect::<Vec<_>>())
+        })
+        .await?;
+    let body: Vec<Value> = sessions
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.sid,
+                "created_at": iso(s.created_at),
+                "last_seen": iso(s.last_seen),
+                "expires_at": iso(s.absolute_expires_at.min(s.idle_expires_at)),
+                "ip": s.source_ip,
+                "user_agent": s.user_agent,
+                "impersonated": s.impersonator_id.is_some(),
+                "impersonator_id": s.impersonator_id,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn activity(
+    state: web::Data<AppState>,
+    caller: Caller,
+    list: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let id = me_id(&caller)?;
+    let page = list.page_request();
+    let with_total = list.include_totals;
+    let records = state
+        .into_inner()
+        .blocking(move |s| {
+            let filter = AuditFilter { user_id: Some(id), ..Default::default() };
+            Ok::<_, ApiError>(s.db.audit_records(&filter, page, with_total)?)
+        })
+        .await?;
+    Ok(paged(records, with_total, "logs", super::logs::log_view))
+}
