@@ -49,3 +49,30 @@ async fn a_server_fault_leaks_nothing(app: TestApp) {
     assert_eq!((status, body["error"].as_str()), (500, Some("server_error")), "{body}");
     assert!(!body.to_string().to_lowercase().contains("client_grants"));
 }
+
+/// Expired rows are purged (the server does it every 30 s; here directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_rows_are_purged() {
+    use crate::browser::{Browser, CALLBACK, authorize_url, web_client};
+    let clock = std::sync::Arc::new(guise_core::clock::ManualClock::new(chrono::Utc::now()));
+    let app = crate::helpers::spawn_app_with_clock(Backend::Sqlite, |_| {}, clock.clone()).await;
+    let (client_id, _) = web_client(&app, serde_json::json!({})).await;
+    let url = authorize_url(
+        &app,
+        &[("client_id", &client_id), ("response_type", "code"), ("redirect_uri", CALLBACK), ("scope", "openid")],
+    );
+    let started = Browser::new().get(&url).await;
+    let login = started.location.unwrap();
+    clock.advance(chrono::Duration::hours(1));
+    let state = app.state.clone();
+    let purged = tokio::task::spawn_blocking(move || {
+        guise_core::store::Housekeeping::purge_expired(&state.db, state.clock.now(), chrono::Duration::days(30))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(purged >= 1, "the abandoned authorization request is gone");
+    let page = Browser::new().get(&app.url(&login)).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("expired or is unknown"));
+}

@@ -243,3 +243,11 @@ pub trait ImpersonationSessionStore: Send + Sync {
     /// Live impersonation sessions at `now`, newest first.
     fn impersonation_sessions(&self, filter: &ImpersonationFilter, now: DateTime<Utc>) -> StoreResult<Vec<Session>>;
 }
+
+/// Removing rows nothing can use any more.
+pub trait Housekeeping: Send + Sync {
+    /// Delete expired pending requests, codes, access-token records, throttle counters,
+    /// and sessions past their end by more than `keep_sessions_for` (offline refresh
+    /// tokens still name their session). Returns how many rows went.
+    fn purge_expired(&self, now: DateTime<Utc>, keep_sessions_for: chrono::Duration) -> StoreResult<usize>;
+}

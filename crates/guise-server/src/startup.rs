@@ -90,6 +90,17 @@ impl Application {
                 if let Ok(Err(e)) = outcome {
                     tracing::warn!(error = %e, "signing key refresh failed");
                 }
+                let s = Arc::clone(&state);
+                let purged = tokio::task::spawn_blocking(move || {
+                    let keep = chrono::Duration::seconds(s.config.refresh_token_lifetime_secs);
+                    guise_core::store::Housekeeping::purge_expired(&s.db, s.clock.now(), keep)
+                })
+                .await;
+                match purged {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(rows = n, "expired rows purged"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "purging expired rows failed"),
+                    _ => {}
+                }
             }
         });
         let result = self.server.await;

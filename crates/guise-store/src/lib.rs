@@ -7,6 +7,7 @@ mod clients;
 mod connection;
 mod convert;
 mod grants;
+mod housekeeping;
 mod impersonation;
 mod keys;
 pub mod password;

@@ -1,0 +1,42 @@
+//! `Housekeeping` on diesel: deleting what has expired.
+
+use crate::connection::Database;
+use crate::convert::{millis, run};
+use crate::schema::{
+    access_tokens, authorization_codes, authorization_requests, login_throttle, refresh_tokens, sessions,
+};
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use guise_core::store::{Housekeeping, StoreResult};
+
+/// Consumed codes are kept a day past expiry so that a late replay still revokes.
+const CODE_GRACE_MS: i64 = 86_400_000;
+
+impl Housekeeping for Database {
+    fn purge_expired(&self, now: DateTime<Utc>, keep_sessions_for: Duration) -> StoreResult<usize> {
+        let now = millis(now);
+        let session_cutoff = now - keep_sessions_for.num_milliseconds();
+        run(|| {
+            let mut conn = self.conn()?;
+            let mut removed = 0;
+            removed += diesel::delete(authorization_requests::table.filter(authorization_requests::expires_at.lt(now)))
+                .execute(&mut conn)?;
+            removed += diesel::delete(
+                authorization_codes::table.filter(authorization_codes::expires_at.lt(now - CODE_GRACE_MS)),
+            )
+            .execute(&mut conn)?;
+            removed +=
+                diesel::delete(access_tokens::table.filter(access_tokens::expires_at.lt(now))).execute(&mut conn)?;
+            removed += diesel::delete(refresh_tokens::table.filter(refresh_tokens::family_expires_at.lt(now)))
+                .execute(&mut conn)?;
+            removed +=
+                diesel::delete(login_throttle::table.filter(login_throttle::locked_until.lt(now).or(
+                    login_throttle::locked_until.is_null().and(login_throttle::window_started_at.lt(session_cutoff)),
+                )))
+                .execute(&mut conn)?;
+            removed += diesel::delete(sessions::table.filter(sessions::absolute_expires_at.lt(session_cutoff)))
+                .execute(&mut conn)?;
+            Ok(removed)
+        })
+    }
+}
