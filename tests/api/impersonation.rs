@@ -103,6 +103,8 @@ async fn direct_delivery_carries_the_impersonation_everywhere(app: TestApp) {
     let id_claims = decode_payload(&id_token.to_string());
     let access_claims = decode_payload(tokens.access_token().secret());
     for claims in [&id_claims, &access_claims] {
+        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert!(lifetime <= 3_600, "nothing outlives the one-hour impersonation session: {lifetime}");
         assert_eq!(claims["sub"], target_id, "the impersonator never becomes the subject");
         assert_eq!(claims["impersonated"], true);
         assert_eq!(claims["impersonator"], expected_impersonator);
@@ -215,6 +217,8 @@ async fn refused_mints_are_audited_and_grant_nothing(app: TestApp) {
     let target_id = target["user_id"].as_str().unwrap().to_owned();
     let (client_id, _) = impersonation_client(&app, json!({})).await;
     let (disabled_id, _) = web_client(&app, json!({ "name": "Disabled" })).await;
+    let (third_party_id, _) =
+        impersonation_client(&app, json!({ "name": "Third party", "is_first_party": false })).await;
 
     // A helpdesk agent allowed to impersonate, but weaker than an admin-like target.
     let (_, helpdesk_role) = app.post("/api/v2/roles", &json!({ "name": "Helpdesk" })).await;
@@ -310,6 +314,7 @@ async fn refused_mints_are_audited_and_grant_nothing(app: TestApp) {
             400,
         ),
         ("unknown user", app.token.clone(), "guise|000000000000000000000000".into(), body(&admin, &client_id), 404),
+        ("direct delivery to a third party", app.token.clone(), target_id.clone(), body(&admin, &third_party_id), 400),
     ];
     let total = cases.len();
     for (name, token, user_id, body, expected) in cases {

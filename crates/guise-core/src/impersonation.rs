@@ -82,6 +82,10 @@ pub enum Refusal {
     InvalidTtl(i64),
     #[error("An impersonation session cannot start another impersonation")]
     ChainedImpersonation,
+    #[error(
+        "This client can only receive impersonations through its initiate_login_uri (public and third-party clients, or clients without the authorization_code grant)"
+    )]
+    DirectDeliveryNotAllowed,
     #[error("A parameter is too long")]
     FieldTooLong,
     #[error("Only response_type=code is supported")]

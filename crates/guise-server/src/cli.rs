@@ -68,7 +68,7 @@ pub enum Command {
         client: String,
         #[arg(long, default_value = "oauth2")]
         protocol: String,
-        /// Ticket reference or justification, recorded in the audit log and the tokens.
+        /// Ticket reference or justification, recorded in the audit log and the session.
         #[arg(long)]
         reason: Option<String>,
         /// URL lifetime in seconds.

@@ -138,7 +138,7 @@ fn validate_request(
         return Err(Refusal::ReasonRequired.into());
     }
     let ttl = match req.ttl {
-        None => policy.default_url_ttl,
+        None => policy.default_url_ttl.min(policy.max_url_ttl),
         Some(secs) if secs >= 1 && Duration::seconds(secs) <= policy.max_url_ttl => Duration::seconds(secs),
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
@@ -205,8 +205,15 @@ fn mint_unaudited(
     {
         return Err(Refusal::UnregisteredCallback.into());
     }
-    if client.callbacks.is_empty() && client.initiate_login_uri.is_none() {
-        return Err(Refusal::UnregisteredCallback.into());
+    if client.initiate_login_uri.is_none() {
+        // The direct response hands a code over without PKCE or consent: only for
+        // confidential first-party clients that use the code grant.
+        if client.callbacks.is_empty() {
+            return Err(Refusal::UnregisteredCallback.into());
+        }
+        if !client.is_confidential() || !client.is_first_party || !client.allows_grant("authorization_code") {
+            return Err(Refusal::DirectDeliveryNotAllowed.into());
+        }
     }
     let ticket = Ticket {
         user_id: req.target_user_id.clone(),

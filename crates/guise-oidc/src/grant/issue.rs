@@ -89,7 +89,13 @@ pub fn issue_user_tokens(
         grant.scope.iter().filter(|s| OIDC_SCOPES.contains(&s.as_str()) || held.contains(*s)).cloned().collect();
 
     let now = ctx.now;
-    let lifetime = ctx.settings.access_token_lifetime;
+    // Nothing minted in an impersonation session outlives it.
+    let session_left = session.absolute_expires_at - now;
+    let capped = |lifetime: chrono::Duration| match &session.impersonator_id {
+        Some(_) => lifetime.min(session_left),
+        None => lifetime,
+    };
+    let lifetime = capped(ctx.settings.access_token_lifetime);
     let mut token_extra = extra.clone();
     token_extra.insert("sid".into(), json!(grant.sid));
     let claims = AccessTokenClaims {
@@ -155,7 +161,9 @@ pub fn issue_user_tokens(
             alg,
             extra: &extra,
         };
-        Some(id_token::mint(ctx.settings, ctx.keys, &input, now).map_err(|_| OAuthError::server_error())?)
+        let mut settings = ctx.settings.clone();
+        settings.id_token_lifetime = capped(settings.id_token_lifetime);
+        Some(id_token::mint(&settings, ctx.keys, &input, now).map_err(|_| OAuthError::server_error())?)
     } else {
         None
     };
