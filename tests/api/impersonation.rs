@@ -119,6 +119,12 @@ async fn direct_delivery_carries_the_impersonation_everywhere(app: TestApp) {
     assert_eq!(info["impersonator"], expected_impersonator);
     assert_eq!(info["act"], json!({ "sub": app.admin_user_id }));
 
+    // guise's own pages show the impersonation to whoever holds the session.
+    let home = browser.get(&app.url("/")).await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Impersonation session"), "{}", home.body);
+    assert!(home.body.contains(ADMIN_EMAIL) && home.body.contains("SUPPORT-42"), "{}", home.body);
+
     // The same URL a second time is refused, with no code and no session.
     let again = Browser::new().get(&url).await;
     assert_eq!(again.status, 401);

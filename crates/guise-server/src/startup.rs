@@ -217,6 +217,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .service(routes::oauth::token)
             .service(routes::oauth::revoke)
             .service(routes::oauth::introspect)
+            .route("/", web::get().to(routes::home::home))
             .route("/authorize", web::get().to(routes::authorize::authorize_get))
             .route("/authorize", web::post().to(routes::authorize::authorize_post))
             .route("/login", web::get().to(routes::login::login_form))

@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod health;
+pub mod home;
 pub mod impersonate;
 pub mod login;
 pub mod logout;
