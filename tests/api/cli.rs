@@ -42,7 +42,9 @@ fn tamper(app: &TestApp, sql: &str) {
 }
 
 async fn init_is_idempotent(app: TestApp) {
-    // The harness already initialised this tenant; the CLI finds the same admin and client.
+    // The harness already initialised this tenant; the CLI finds the same admin and client
+    // and, with nothing to change, writes nothing.
+    let (_, before) = app.get("/api/v2/logs?q=type:guise_init&include_totals=true").await;
     let output = guise(&app, &["init", "--admin-email", ADMIN_EMAIL, "--admin-password", ADMIN_PASSWORD]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout).expect("init prints one JSON object");
@@ -50,6 +52,8 @@ async fn init_is_idempotent(app: TestApp) {
     assert_eq!(printed["admin"]["email"], ADMIN_EMAIL);
     assert_eq!(printed["management_client"]["client_id"], app.management_client_id.as_str());
     assert!(printed["management_client"]["client_secret"].is_null(), "an existing secret cannot be shown again");
+    let (_, after) = app.get("/api/v2/logs?q=type:guise_init&include_totals=true").await;
+    assert_eq!(after["total"], before["total"], "a repeated init changes nothing");
     let (_, users) = app.get("/api/v2/users?include_totals=true").await;
     assert_eq!(users["total"], 1);
     let (_, clients) = app.get("/api/v2/clients?include_totals=true").await;

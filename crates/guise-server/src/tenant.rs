@@ -7,6 +7,7 @@ use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::client::{AppType, Client, TokenEndpointAuthMethod};
 use guise_core::ids::{new_client_id, new_role_id, new_user_id};
+use guise_core::page::PageRequest;
 use guise_core::permission::{Permission, scopes};
 use guise_core::role::Role;
 use guise_core::store::{RoleStore, UserStore};
@@ -73,11 +74,15 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
         }
         Err(e) => return Err(e.into()),
     };
-    state.db.assign_roles(
-        &admin.user_id,
-        std::slice::from_ref(&role.id),
-        event(state, "Administrator role assigned").subject(admin.user_id.clone()),
-    )?;
+    let holds_role =
+        state.db.user_roles(&admin.user_id, PageRequest::new(None, Some(100)))?.items.iter().any(|r| r.id == role.id);
+    if !holds_role {
+        state.db.assign_roles(
+            &admin.user_id,
+            std::slice::from_ref(&role.id),
+            event(state, "Administrator role assigned").subject(admin.user_id.clone()),
+        )?;
+    }
 
     let (client, secret) = match find_client_by_name(&state.db, MANAGEMENT_CLIENT)? {
         Some(client) => (client, None),
@@ -132,14 +137,18 @@ fn ensure_admin_role(state: &AppState, audience: &str) -> Result<Role, ApiError>
             event(state, "Administrator role created"),
         )?,
     };
-    let permissions: Vec<Permission> = scopes::ALL
+    let held = state.db.role_permissions(&role.id, PageRequest::new(None, Some(100)))?.items;
+    let missing: Vec<Permission> = scopes::ALL
         .iter()
         .map(|s| Permission { resource_server_identifier: audience.to_owned(), permission_name: (*s).to_owned() })
+        .filter(|p| !held.contains(p))
         .collect();
-    state.db.add_role_permissions(
-        &role.id,
-        &permissions,
-        event(state, "Administrator role granted every permission").details(json!({ "role": role.id })),
-    )?;
+    if !missing.is_empty() {
+        state.db.add_role_permissions(
+            &role.id,
+            &missing,
+            event(state, "Administrator role granted every permission").details(json!({ "role": role.id })),
+        )?;
+    }
     Ok(role)
 }
