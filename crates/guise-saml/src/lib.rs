@@ -1,0 +1,8 @@
+//! guise's SAML 2.0 identity provider: parsing AuthnRequests (Redirect and POST
+//! bindings, XXE-proof), building signed Responses and metadata. Typed requests in, XML
+//! out; no HTTP, no SQL. XML is signed in pure Rust over XML guise itself emits in
+//! canonical form (see docs/saml.md for why not samael/xmlsec).
+
+pub mod cert;
+pub mod dsig;
+pub mod xml;
