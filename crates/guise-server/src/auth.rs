@@ -190,6 +190,7 @@ fn settle(
     };
     let caller = Caller { claims: claims.clone(), acting_as: None };
     let now = s.clock.now();
+    let spec_for_audit: Option<String> = spec.as_ref().ok().map(|s| s.chars().take(300).collect());
     match spec.and_then(|spec| resolve_act_as(s, &claims, &spec)) {
         Ok((target, effective)) => {
             let mut event = meta.api_event(&caller, now, "API call made acting as a user").subject(target.clone());
@@ -204,6 +205,7 @@ fn settle(
             let mut event = meta.api_event(&caller, now, &format!("Acting as a user refused: {refusal}"));
             event.event_type = event_type::ACT_AS_REFUSED.to_owned();
             event.details["reason"] = serde_json::json!(refusal.reason());
+            event.details["target"] = serde_json::json!(spec_for_audit);
             s.db.append(vec![event])?;
             let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
             let code = match refusal.status() {

@@ -79,9 +79,12 @@ pub async fn impersonate(
 ) -> Result<HttpResponse, ApiError> {
     let scope_granted = caller.claims.has_scope(scopes::IMPERSONATE_USERS);
     let request = mint_request(user_id.into_inner(), &body_value(&req, &body)?)?;
+    // Neither an impersonation session's token nor a call acting as someone may mint.
     let minter = match caller.claims.machine_client() {
+        _ if caller.acting_as.is_some() || caller.impersonator().is_some() => {
+            Minter::ImpersonatedUser(caller.claims.sub.clone())
+        }
         Some(client_id) => Minter::Client(client_id.to_owned()),
-        None if caller.claims.extra.contains_key("act") => Minter::ImpersonatedUser(caller.claims.sub.clone()),
         None => Minter::User(caller.claims.sub.clone()),
     };
     let outcome = state
