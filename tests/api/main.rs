@@ -15,5 +15,6 @@ mod oidc;
 mod oidc_checks;
 mod ops;
 mod roles;
+mod saml;
 mod token;
 mod users;

@@ -55,6 +55,8 @@ pub mod event_type {
     pub const ACT_AS: &str = "guise_act_as";
     /// Acting as another user was refused (the reason is in the details).
     pub const ACT_AS_REFUSED: &str = "guise_act_as_refused";
+    /// A signed SAML Response was issued to a service provider.
+    pub const SAML_RESPONSE: &str = "guise_saml_response";
     /// The bewit key was rotated.
     pub const BEWIT_KEY_ROTATED: &str = "guise_bewit_key_rotated";
     /// Signing key rotated.

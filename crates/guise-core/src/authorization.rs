@@ -19,6 +19,22 @@ pub struct PendingAuthorization {
     pub login_hint: Option<String>,
     /// `query` (default) or `form_post`.
     pub response_mode: String,
+    /// Set when the request came over SAML: the answer is a SAML Response.
+    #[serde(default)]
+    pub saml: Option<PendingSaml>,
+}
+
+/// What a SAML AuthnRequest (or IdP-initiated SSO) needs to be answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSaml {
+    /// The AuthnRequest's ID (`InResponseTo`); `None` for IdP-initiated SSO.
+    pub request_id: Option<String>,
+    /// Where the Response is posted: a registered callback.
+    pub acs_url: String,
+    /// The SP entity the assertion is for.
+    pub audience: String,
+    pub relay_state: Option<String>,
+    pub name_id_format: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -46,6 +46,8 @@ pub struct SigningKey {
     pub created_at: DateTime<Utc>,
     /// For a retiring key: when it leaves JWKS.
     pub retire_after: Option<DateTime<Utc>>,
+    /// Self-signed X.509 certificate (PEM) for SAML and WS-Federation, once issued.
+    pub certificate_pem: Option<String>,
 }
 
 impl fmt::Debug for SigningKey {

@@ -130,6 +130,8 @@ pub trait SigningKeyStore: Send + Sync {
     /// Install `key` as the active key for its algorithm unless one exists already
     /// (checked under the write lock, so nodes starting together install one key).
     fn install_first_key(&self, key: SigningKey, audit: AuditEvent) -> StoreResult<bool>;
+    /// Attach a certificate to a key that has none (SAML and WS-Fed publish keys as certificates).
+    fn set_certificate(&self, kid: &str, certificate_pem: &str) -> StoreResult<()>;
     /// Mark retiring keys whose time has passed as retired; returns how many.
     fn retire_expired(&self, now: DateTime<Utc>) -> StoreResult<usize>;
 }

@@ -193,6 +193,7 @@ pub fn validate(params: &AuthorizeParams, client: Option<&Client>) -> Result<Pen
         max_age,
         login_hint: params.login_hint.clone(),
         response_mode,
+        saml: None,
     })
 }
 

@@ -50,6 +50,7 @@ fn new_key(alg: &str, kid: String, pem: String, public_jwk: serde_json::Value, n
         state: KeyState::Active,
         created_at: now,
         retire_after: None,
+        certificate_pem: None,
     }
 }
 

@@ -15,5 +15,8 @@ pub mod revocation;
 pub mod settings;
 pub mod userinfo;
 
+#[cfg(test)]
+mod testing;
+
 pub use error::{OAuthError, OAuthErrorCode};
 pub use settings::OidcSettings;

@@ -16,7 +16,14 @@ use x509_cert::time::Validity;
 
 #[derive(Debug, thiserror::Error)]
 #[error("certificate generation failed: {0}")]
-pub struct CertError(String);
+pub struct CertError(pub(crate) String);
+
+/// A self-signed certificate for a PKCS#8 PEM key (the form signing keys are stored in).
+pub fn self_signed_pem(private_key_pem: &str, common_name: &str, serial: u64) -> Result<String, CertError> {
+    use rsa::pkcs8::DecodePrivateKey;
+    let key = RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| CertError(e.to_string()))?;
+    Ok(self_signed(&key, common_name, serial)?.1)
+}
 
 /// A self-signed certificate for `key`, named after the issuer host, valid ten years.
 pub fn self_signed(key: &RsaPrivateKey, common_name: &str, serial: u64) -> Result<(Vec<u8>, String), CertError> {
@@ -34,4 +41,22 @@ pub fn self_signed(key: &RsaPrivateKey, common_name: &str, serial: u64) -> Resul
     let der = certificate.to_der().map_err(|e| err(&e))?;
     let pem = certificate.to_pem(x509_cert::der::pem::LineEnding::LF).map_err(|e| err(&e))?;
     Ok((der, pem))
+}
+
+/// The RSA public key of a PEM certificate (an SP's signing certificate).
+pub fn public_key_from_pem(pem: &str) -> Result<rsa::RsaPublicKey, CertError> {
+    use x509_cert::der::DecodePem;
+    use x509_cert::der::referenced::OwnedToRef;
+    let pem = pem.trim();
+    let wrapped;
+    let pem = if pem.starts_with("-----BEGIN") {
+        pem
+    } else {
+        // Auth0 accepts the bare base64 body too.
+        wrapped = format!("-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n");
+        &wrapped
+    };
+    let certificate = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|e| CertError(e.to_string()))?;
+    let spki = certificate.tbs_certificate.subject_public_key_info.owned_to_ref();
+    rsa::RsaPublicKey::try_from(spki).map_err(|e| CertError(e.to_string()))
 }

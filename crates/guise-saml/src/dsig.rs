@@ -33,6 +33,17 @@ impl SamlSigner {
         Self { key: SigningKey::<Sha256>::new(private_key), certificate_b64: STANDARD.encode(certificate_der) }
     }
 
+    /// From a PKCS#8 PEM private key and its PEM certificate.
+    pub fn from_pem(private_key_pem: &str, certificate_pem: &str) -> Result<Self, crate::cert::CertError> {
+        use rsa::pkcs8::DecodePrivateKey;
+        use x509_cert::der::{DecodePem, Encode};
+        let key = RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| crate::cert::CertError(e.to_string()))?;
+        let certificate = x509_cert::Certificate::from_pem(certificate_pem.as_bytes())
+            .map_err(|e| crate::cert::CertError(e.to_string()))?;
+        let der = certificate.to_der().map_err(|e| crate::cert::CertError(e.to_string()))?;
+        Ok(Self::new(key, &der))
+    }
+
     /// Sign `element` (whose `ID` attribute the reference names) with an enveloped
     /// signature inserted as its child at `position` (after the Issuer, per SAML's schema).
     pub fn sign(&self, element: &mut Element, position: usize) {

@@ -5,4 +5,8 @@
 
 pub mod cert;
 pub mod dsig;
+pub mod metadata;
+pub mod request;
+pub mod response;
+pub mod settings;
 pub mod xml;

@@ -30,7 +30,22 @@ pub enum FlowOutcome {
 }
 
 impl FlowOutcome {
-    pub fn error(request: &PendingAuthorization, issuer: &str, error: &str, description: &str) -> Self {
+    /// The request's error, told to the client by its own protocol.
+    pub fn error(s: &AppState, request: &PendingAuthorization, error: &str, description: &str) -> Self {
+        if let Some(saml) = &request.saml {
+            let second = match error {
+                "login_required" => Some(guise_saml::response::STATUS_NO_PASSIVE),
+                _ => Some(guise_saml::response::STATUS_REQUEST_DENIED),
+            };
+            let message =
+                crate::saml::error_response(s, saml, guise_saml::response::STATUS_RESPONDER, second, description);
+            return FlowOutcome::Deliver {
+                redirect_uri: saml.acs_url.clone(),
+                response_mode: "form_post".into(),
+                params: crate::saml::post_fields(message, &saml.relay_state),
+            };
+        }
+        let issuer = &s.settings.issuer;
         let mut params = vec![("error", error.to_owned()), ("error_description", description.to_owned())];
         if let Some(state) = &request.state {
             params.push(("state", state.clone()));
@@ -156,8 +171,8 @@ pub fn continue_authorization(
     if impersonating && !client.allow_impersonation {
         s.db.delete_authorization_request(&record.id)?;
         return Ok(FlowOutcome::error(
+            s,
             request,
-            &s.settings.issuer,
             "access_denied",
             "This application does not accept impersonation sessions",
         ));
@@ -166,18 +181,27 @@ pub fn continue_authorization(
     match (step, session) {
         (NextStep::Consent, _) if impersonating => {
             s.db.delete_authorization_request(&record.id)?;
-            Ok(FlowOutcome::error(
-                request,
-                &s.settings.issuer,
-                "consent_required",
-                "Consent cannot be given during impersonation",
-            ))
+            Ok(FlowOutcome::error(s, request, "consent_required", "Consent cannot be given during impersonation"))
         }
         (NextStep::Login, _) => Ok(FlowOutcome::Page(format!("/login?tx={}", record.id))),
         (NextStep::Consent, _) => Ok(FlowOutcome::Page(format!("/consent?tx={}", record.id))),
         (NextStep::Fail { error, description }, _) => {
             s.db.delete_authorization_request(&record.id)?;
-            Ok(FlowOutcome::error(request, &s.settings.issuer, error, description))
+            Ok(FlowOutcome::error(s, request, error, description))
+        }
+        (NextStep::IssueCode, Some(session)) if request.saml.is_some() => {
+            let pending = request.saml.as_ref().ok_or_else(|| ApiError::internal(&"saml request vanished"))?;
+            let settings = guise_saml::settings::from_addons(&client.addons)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ApiError::bad_request("The client has no valid SAML settings"))?;
+            let message = crate::saml::signed_response(s, &client, &settings, pending, session, now)?;
+            s.db.delete_authorization_request(&record.id)?;
+            Ok(FlowOutcome::Deliver {
+                redirect_uri: pending.acs_url.clone(),
+                response_mode: "form_post".into(),
+                params: crate::saml::post_fields(message, &pending.relay_state),
+            })
         }
         (NextStep::IssueCode, Some(session)) => {
             let code = new_secret();

@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::signing_key::KeyState;
 use guise_core::signing_key::SigningKey;
 use guise_core::store::{SigningKeyStore, StoreError};
-use guise_oidc::keys::{KeyError, KeyRing, SUPPORTED_ALGS, generate};
+use guise_oidc::keys::{DEFAULT_ALG, KeyError, KeyRing, SUPPORTED_ALGS, generate};
+use guise_saml::dsig::SamlSigner;
 use guise_store::Database;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,30 +23,66 @@ pub enum KeyCacheError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("certificate: {0}")]
+    Certificate(String),
 }
 
 pub struct KeyCache {
     ring: RwLock<Arc<KeyRing>>,
+    saml: RwLock<Option<Arc<SamlSigner>>>,
+    /// Common name for the certificates SAML and WS-Fed publish.
+    certificate_name: String,
     last_refresh: Mutex<Instant>,
 }
 
 impl KeyCache {
-    /// Load keys, installing a first RS256 key when the database has none.
-    pub fn load(db: &Database, now: DateTime<Utc>) -> Result<Self, KeyCacheError> {
+    /// Load keys, installing a first key of each algorithm when the database has none.
+    /// `certificate_name` names the self-signed certificates (the issuer's host).
+    pub fn load(db: &Database, now: DateTime<Utc>, certificate_name: &str) -> Result<Self, KeyCacheError> {
         ensure_signing_key(db, now)?;
-        let ring = KeyRing::new(&db.published_keys()?, now)?;
-        Ok(Self { ring: RwLock::new(Arc::new(ring)), last_refresh: Mutex::new(Instant::now()) })
+        let cache = Self {
+            ring: RwLock::new(Arc::new(KeyRing::new(&[], now)?)),
+            saml: RwLock::new(None),
+            certificate_name: certificate_name.to_owned(),
+            last_refresh: Mutex::new(Instant::now()),
+        };
+        cache.refresh(db, now)?;
+        Ok(cache)
     }
 
     pub fn current(&self) -> Arc<KeyRing> {
         Arc::clone(&self.ring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
-    /// Reload from the database (blocking).
+    /// The XML signer (the active RS256 key and its certificate).
+    pub fn saml_signer(&self) -> Option<Arc<SamlSigner>> {
+        self.saml.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Reload from the database (blocking), issuing certificates to keys without one.
     pub fn refresh(&self, db: &Database, now: DateTime<Utc>) -> Result<(), KeyCacheError> {
         db.retire_expired(now)?;
-        let ring = KeyRing::new(&db.published_keys()?, now)?;
+        let mut keys = db.published_keys()?;
+        if keys.iter().any(|k| k.alg == DEFAULT_ALG && k.certificate_pem.is_none()) {
+            for key in keys.iter().filter(|k| k.alg == DEFAULT_ALG && k.certificate_pem.is_none()) {
+                let serial = u64::try_from(key.created_at.timestamp_millis()).unwrap_or(1);
+                let pem = guise_saml::cert::self_signed_pem(&key.private_key_pem, &self.certificate_name, serial)
+                    .map_err(|e| KeyCacheError::Certificate(e.to_string()))?;
+                db.set_certificate(&key.kid, &pem)?;
+            }
+            // Another node may have won the race: use what the database holds.
+            keys = db.published_keys()?;
+        }
+        let ring = KeyRing::new(&keys, now)?;
+        let saml = keys
+            .iter()
+            .find(|k| k.alg == DEFAULT_ALG && k.state == KeyState::Active)
+            .and_then(|k| k.certificate_pem.as_deref().map(|cert| (k, cert)))
+            .map(|(k, cert)| SamlSigner::from_pem(&k.private_key_pem, cert))
+            .transpose()
+            .map_err(|e| KeyCacheError::Certificate(e.to_string()))?;
         *self.ring.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        *self.saml.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = saml.map(Arc::new);
         *self.last_refresh.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
         Ok(())
     }
@@ -60,7 +98,7 @@ impl KeyCache {
 pub fn ensure_signing_key(db: &Database, now: DateTime<Utc>) -> Result<(), KeyCacheError> {
     let published = db.published_keys()?;
     for alg in SUPPORTED_ALGS {
-        if published.iter().any(|k| k.alg == *alg && k.state == guise_core::signing_key::KeyState::Active) {
+        if published.iter().any(|k| k.alg == *alg && k.state == KeyState::Active) {
             continue;
         }
         let key = generate(alg, now)?;

@@ -13,6 +13,7 @@ pub mod keyring;
 pub mod management;
 pub mod management_client;
 pub mod routes;
+pub mod saml;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -36,7 +36,9 @@ pub enum StartupError {
 pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
     let url = DatabaseUrl::parse(&config.database_url())?;
     let db = Database::connect(&url, config.db_max_connections)?;
-    let keys = KeyCache::load(&db, clock.now())?;
+    let certificate_name =
+        url::Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let keys = KeyCache::load(&db, clock.now(), &certificate_name)?;
     crate::bewit_keys::configured(&config).map_err(|e| StartupError::Other(e.to_string()))?;
     crate::bewit_keys::ensure(&db, clock.now())?;
     let mut settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
@@ -228,6 +230,10 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .route("/userinfo", web::post().to(routes::userinfo::userinfo_post))
             .route("/users/{user_id}/impersonate", web::post().to(routes::impersonate::impersonate))
             .route("/impersonate/redeem", web::get().to(routes::impersonate::redeem_url))
+            .route("/samlp/metadata/{client_id}", web::get().to(routes::samlp::metadata))
+            .route("/samlp/{client_id}/logout", web::get().to(routes::samlp::logout))
+            .route("/samlp/{client_id}", web::get().to(routes::samlp::sso_get))
+            .route("/samlp/{client_id}", web::post().to(routes::samlp::sso_post))
             .route("/oidc/logout", web::get().to(routes::logout::logout_get))
             .route("/oidc/logout", web::post().to(routes::logout::logout_post))
             .service(routes::oauth::openid_configuration)

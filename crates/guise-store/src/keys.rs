@@ -19,6 +19,7 @@ struct KeyRow {
     state: String,
     created_at: i64,
     retire_after: Option<i64>,
+    certificate_pem: Option<String>,
 }
 
 impl From<KeyRow> for SigningKey {
@@ -31,6 +32,7 @@ impl From<KeyRow> for SigningKey {
             state: KeyState::parse(&row.state).unwrap_or(KeyState::Retired),
             created_at: from_millis(row.created_at),
             retire_after: row.retire_after.map(from_millis),
+            certificate_pem: row.certificate_pem,
         }
     }
 }
@@ -45,6 +47,7 @@ fn insert_active(conn: &mut AnyConnection, key: &SigningKey) -> DbResult<()> {
             state: KeyState::Active.as_str().to_owned(),
             created_at: millis(key.created_at),
             retire_after: None,
+            certificate_pem: key.certificate_pem.clone(),
         })
         .execute(conn)?;
     Ok(())
@@ -101,6 +104,15 @@ impl SigningKeyStore for Database {
                 Ok((true, vec![audit]))
             })?;
             Ok(installed)
+        })
+    }
+
+    fn set_certificate(&self, kid: &str, certificate_pem: &str) -> StoreResult<()> {
+        run(|| {
+            diesel::update(signing_keys::table.find(kid).filter(signing_keys::certificate_pem.is_null()))
+                .set(signing_keys::certificate_pem.eq(certificate_pem))
+                .execute(&mut self.conn()?)?;
+            Ok(())
         })
     }
 

@@ -93,6 +93,7 @@ diesel::table! {
         state -> Text,
         created_at -> BigInt,
         retire_after -> Nullable<BigInt>,
+        certificate_pem -> Nullable<Text>,
     }
 }
 

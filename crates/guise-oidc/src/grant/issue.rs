@@ -117,7 +117,7 @@ pub fn issue_user_tokens(
     let refresh = if grant.granted_scope.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token") {
         let secret = new_secret();
         let (family_id, family_expires_at) =
-            grant.family.clone().unwrap_or_else(|| (new_token_id(), now + ctx.settings.refresh_token_lifetime));
+            grant.family.clone().unwrap_or_else(|| (new_token_id(), now + capped(ctx.settings.refresh_token_lifetime)));
         ctx.tokens.save_refresh_token(RefreshTokenRecord {
             token_hash: hash_secret(&secret),
             family_id: family_id.clone(),

@@ -322,13 +322,9 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
             };
             if form.decision != "allow" {
                 s.db.delete_authorization_request(&record.id)?;
-                return Ok(FlowOutcome::error(
-                    &record.request,
-                    &s.settings.issuer,
-                    "access_denied",
-                    "The user denied access",
-                )
-                .into_reply());
+                return Ok(
+                    FlowOutcome::error(s, &record.request, "access_denied", "The user denied access").into_reply()
+                );
             }
             let event =
                 AuditEvent::new(event_type::CONSENT, now, Actor::User(session.user_id.clone()), "Consent given")

@@ -8,4 +8,5 @@ pub mod impersonate;
 pub mod login;
 pub mod logout;
 pub mod oauth;
+pub mod samlp;
 pub mod userinfo;

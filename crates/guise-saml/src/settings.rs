@@ -1,0 +1,134 @@
+//! Per-client SAML settings, read from the client's `addons.samlp` in Auth0's shape.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+pub const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+pub const NAMEID_PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+pub const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+pub const NAMEID_FORMATS: &[&str] = &[NAMEID_UNSPECIFIED, NAMEID_EMAIL, NAMEID_PERSISTENT, NAMEID_TRANSIENT];
+
+/// Claim URIs of the default attribute mappings (as Auth0 sends them).
+pub const CLAIM_NAMEIDENTIFIER: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
+pub const CLAIM_EMAIL: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress";
+pub const CLAIM_NAME: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name";
+pub const CLAIM_UPN: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn";
+/// Impersonation attributes (see docs/impersonation.md).
+pub const ATTR_IMPERSONATED: &str = "urn:guise:impersonated";
+pub const ATTR_IMPERSONATOR_ID: &str = "urn:guise:impersonator:user_id";
+pub const ATTR_IMPERSONATOR_EMAIL: &str = "urn:guise:impersonator:email";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Raw {
+    audience: Option<String>,
+    recipient: Option<String>,
+    destination: Option<String>,
+    name_identifier_format: Option<String>,
+    mappings: Option<Map<String, Value>>,
+    signature_algorithm: Option<String>,
+    digest_algorithm: Option<String>,
+    lifetime_in_seconds: Option<i64>,
+    sign_response: Option<bool>,
+    signing_cert: Option<String>,
+    logout: Option<Map<String, Value>>,
+}
+
+/// Settings resolved with their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamlSettings {
+    /// The SP's entity id the assertion is for; defaults to `urn:{client_id}`, or the
+    /// AuthnRequest's Issuer when the client registered none.
+    pub audience: Option<String>,
+    pub recipient: Option<String>,
+    pub destination: Option<String>,
+    pub name_id_format: String,
+    /// user field → attribute name.
+    pub mappings: Vec<(String, String)>,
+    pub lifetime_seconds: i64,
+    pub sign_response: bool,
+    /// PEM of the SP's certificate: when set, Redirect-binding requests must be signed.
+    pub signing_cert: Option<String>,
+    /// Where to send the browser after single logout.
+    pub logout_callback: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("addons.samlp is not valid: {0}")]
+    Invalid(String),
+}
+
+fn default_mappings() -> Vec<(String, String)> {
+    [("user_id", CLAIM_NAMEIDENTIFIER), ("email", CLAIM_EMAIL), ("name", CLAIM_NAME), ("upn", CLAIM_UPN)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Read `addons.samlp` (`None` when the client has no SAML add-on).
+pub fn from_addons(addons: &Map<String, Value>) -> Result<Option<SamlSettings>, SettingsError> {
+    let Some(value) = addons.get("samlp") else { return Ok(None) };
+    let raw: Raw = serde_json::from_value(value.clone()).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+    if let Some(alg) = &raw.signature_algorithm
+        && alg != "rsa-sha256"
+    {
+        return Err(SettingsError::Invalid(format!("signatureAlgorithm '{alg}' is not supported (rsa-sha256)")));
+    }
+    if let Some(alg) = &raw.digest_algorithm
+        && alg != "sha256"
+    {
+        return Err(SettingsError::Invalid(format!("digestAlgorithm '{alg}' is not supported (sha256)")));
+    }
+    let name_id_format = raw.name_identifier_format.unwrap_or_else(|| NAMEID_UNSPECIFIED.to_owned());
+    if !NAMEID_FORMATS.contains(&name_id_format.as_str()) {
+        return Err(SettingsError::Invalid(format!("nameIdentifierFormat '{name_id_format}' is not supported")));
+    }
+    let lifetime_seconds = raw.lifetime_in_seconds.unwrap_or(3600);
+    if !(60..=86_400).contains(&lifetime_seconds) {
+        return Err(SettingsError::Invalid("lifetimeInSeconds must be between 60 and 86400".into()));
+    }
+    let mappings = match raw.mappings {
+        None => default_mappings(),
+        Some(map) => map
+            .into_iter()
+            .map(|(field, attribute)| match attribute {
+                Value::String(a) if !a.is_empty() => Ok((field, a)),
+                _ => Err(SettingsError::Invalid(format!("mapping for '{field}' must be an attribute name"))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let logout_callback = raw.logout.and_then(|l| l.get("callback").and_then(Value::as_str).map(str::to_owned));
+    Ok(Some(SamlSettings {
+        audience: raw.audience,
+        recipient: raw.recipient,
+        destination: raw.destination,
+        name_id_format,
+        mappings,
+        lifetime_seconds,
+        sign_response: raw.sign_response.unwrap_or(false),
+        signing_cert: raw.signing_cert,
+        logout_callback,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn addons(v: Value) -> Map<String, Value> {
+        json!({ "samlp": v }).as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let s = from_addons(&addons(json!({}))).ok().flatten();
+        assert_eq!(s.as_ref().map(|s| s.name_id_format.as_str()), Some(NAMEID_UNSPECIFIED));
+        assert_eq!(s.map(|s| s.mappings.len()), Some(4));
+        assert_eq!(from_addons(&Map::new()), Ok(None));
+        assert!(from_addons(&addons(json!({ "nameIdentifierFormat": "urn:bogus" }))).is_err());
+        assert!(from_addons(&addons(json!({ "signatureAlgorithm": "rsa-sha1" }))).is_err());
+    }
+}

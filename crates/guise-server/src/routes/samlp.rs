@@ -1,0 +1,323 @@
+//! SAML 2.0 IdP endpoints (Auth0's paths): metadata, SP- and IdP-initiated single sign-on
+//! over the HTTP-Redirect and HTTP-POST bindings, and single logout of the guise session.
+//! Until the ACS URL is known to be registered, every failure is an error page.
+
+use crate::auth::RequestMeta;
+use crate::error::ApiError;
+use crate::flow::{FlowOutcome, begin, continue_authorization, current_session, session_cookie};
+use crate::state::AppState;
+use crate::web::cookies::{self, SESSION_COOKIE};
+use crate::web::pages::{self, Reply};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use guise_core::StoreError;
+use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::authorization::{PendingAuthorization, PendingSaml};
+use guise_core::client::Client;
+use guise_core::store::{ClientStore, SessionStore};
+use guise_oidc::grant::hash_secret;
+use guise_saml::request::{self, AuthnRequest};
+use guise_saml::settings::{NAMEID_FORMATS, NAMEID_UNSPECIFIED, SamlSettings, from_addons};
+use serde::Deserialize;
+
+fn page(status: StatusCode, error: &str, description: impl Into<String>) -> FlowOutcome {
+    let _ = status;
+    FlowOutcome::ErrorPage { error: error.to_owned(), description: description.into() }
+}
+
+/// The client and its SAML settings, or an error page.
+fn saml_client(s: &AppState, client_id: &str) -> Result<Result<(Client, SamlSettings), FlowOutcome>, ApiError> {
+    let client = match s.db.client_by_id(client_id) {
+        Ok(client) => client,
+        Err(StoreError::NotFound) => return Ok(Err(page(StatusCode::NOT_FOUND, "invalid_request", "Unknown client"))),
+        Err(e) => return Err(e.into()),
+    };
+    match from_addons(&client.addons) {
+        Ok(Some(settings)) => Ok(Ok((client, settings))),
+        Ok(None) => Ok(Err(page(StatusCode::BAD_REQUEST, "invalid_request", "SAML is not enabled for this client"))),
+        Err(e) => Ok(Err(page(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))),
+    }
+}
+
+pub async fn metadata(state: web::Data<AppState>, client_id: web::Path<String>) -> HttpResponse {
+    let client_id = client_id.into_inner();
+    let result = state
+        .into_inner()
+        .blocking(move |s| {
+            let settings_ok = saml_client(s, &client_id)?.is_ok();
+            let signer = s.keys.saml_signer();
+            Ok::<_, ApiError>(match (settings_ok, signer) {
+                (true, Some(signer)) => {
+                    let sso = s.settings.endpoint(&format!("/samlp/{client_id}"));
+                    let slo = s.settings.endpoint(&format!("/samlp/{client_id}/logout"));
+                    let entity = crate::saml::entity_id(s);
+                    Some(guise_saml::metadata::idp_metadata(
+                        &signer,
+                        &guise_saml::metadata::Endpoints { entity_id: &entity, sso_url: &sso, slo_url: &slo },
+                    ))
+                }
+                _ => None,
+            })
+        })
+        .await;
+    match result {
+        Ok(Some(xml)) => HttpResponse::Ok().content_type("application/samlmetadata+xml").body(xml),
+        Ok(None) => HttpResponse::NotFound().json(serde_json::json!({
+            "statusCode": 404, "error": "Not Found", "message": "No SAML client with this id", "errorCode": "inexistent_client",
+        })),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SamlParams {
+    #[serde(rename = "SAMLRequest")]
+    saml_request: Option<String>,
+    #[serde(rename = "RelayState")]
+    relay_state: Option<String>,
+}
+
+enum Binding {
+    /// The raw query string, for the signature check.
+    Redirect(String),
+    Post,
+}
+
+pub async fn sso_get(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
+    let params = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let raw = req.query_string().to_owned();
+    sso(req, state, client_id.into_inner(), params, Binding::Redirect(raw)).await
+}
+
+pub async fn sso_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client_id: web::Path<String>,
+    form: web::Form<SamlParams>,
+) -> Reply {
+    sso(req, state, client_id.into_inner(), form.into_inner(), Binding::Post).await
+}
+
+const MAX_RELAY_STATE: usize = 1024;
+
+async fn sso(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    client_id: String,
+    params: SamlParams,
+    binding: Binding,
+) -> Reply {
+    let cookie = session_cookie(&req);
+    let result = state
+        .into_inner()
+        .blocking(move |s| {
+            let now = s.clock.now();
+            let (client, settings) = match saml_client(s, &client_id)? {
+                Ok(found) => found,
+                Err(outcome) => return Ok::<_, ApiError>(outcome),
+            };
+            if params.relay_state.as_ref().is_some_and(|r| r.len() > MAX_RELAY_STATE) {
+                return Ok(page(StatusCode::BAD_REQUEST, "invalid_request", "RelayState is too long"));
+            }
+            let pending = match &params.saml_request {
+                Some(encoded) => match authn_request(&client, &settings, encoded, &binding) {
+                    Ok(parsed) => match pending_for(&client, &settings, Some(&parsed), params.relay_state.clone()) {
+                        Ok(pending) => pending,
+                        Err(outcome) => return Ok(*outcome),
+                    },
+                    Err(outcome) => return Ok(*outcome),
+                },
+                // IdP-initiated SSO: no request, the first registered ACS.
+                None => match pending_for(&client, &settings, None, params.relay_state.clone()) {
+                    Ok(pending) => pending,
+                    Err(outcome) => return Ok(*outcome),
+                },
+            };
+            // A NameID format the IdP cannot produce is a SAML error, sent to the (registered) ACS.
+            if let Some(saml) = &pending.saml
+                && !NAMEID_FORMATS.contains(&saml.name_id_format.as_str())
+            {
+                let message = crate::saml::error_response(
+                    s,
+                    saml,
+                    guise_saml::response::STATUS_REQUESTER,
+                    Some(guise_saml::response::STATUS_INVALID_NAMEID_POLICY),
+                    "Unsupported NameID format",
+                );
+                return Ok(FlowOutcome::Deliver {
+                    redirect_uri: saml.acs_url.clone(),
+                    response_mode: "form_post".into(),
+                    params: crate::saml::post_fields(message, &saml.relay_state),
+                });
+            }
+            let record = begin(s, pending, now)?;
+            let session = current_session(s, cookie.as_deref(), now)?;
+            continue_authorization(s, &record, session.as_ref(), false, now)
+        })
+        .await;
+    match result {
+        Ok(outcome) => outcome.into_reply(),
+        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
+    }
+}
+
+/// Decode, check the signature of, and parse an AuthnRequest; failures are error pages.
+fn authn_request(
+    client: &Client,
+    settings: &SamlSettings,
+    encoded: &str,
+    binding: &Binding,
+) -> Result<AuthnRequest, Box<FlowOutcome>> {
+    let bad = |e: &dyn std::fmt::Display| Box::new(page(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()));
+    let xml = match binding {
+        Binding::Redirect(raw_query) => {
+            if let Some(cert) = &settings.signing_cert {
+                request::verify_redirect_signature(raw_query, cert).map_err(|e| bad(&e))?;
+            }
+            request::decode_redirect(encoded).map_err(|e| bad(&e))?
+        }
+        Binding::Post => {
+            if settings.signing_cert.is_some() {
+                return Err(bad(&"This client requires signed requests: use the HTTP-Redirect binding"));
+            }
+            request::decode_post(encoded).map_err(|e| bad(&e))?
+        }
+    };
+    let parsed = request::parse_authn_request(&xml).map_err(|e| bad(&e))?;
+    if let Some(acs) = &parsed.acs_url
+        && !client.callbacks.contains(acs)
+    {
+        return Err(bad(&"The AssertionConsumerServiceURL is not registered for this client"));
+    }
+    Ok(parsed)
+}
+
+/// The pending login a SAML request (or IdP-initiated SSO) becomes.
+fn pending_for(
+    client: &Client,
+    settings: &SamlSettings,
+    parsed: Option<&AuthnRequest>,
+    relay_state: Option<String>,
+) -> Result<PendingAuthorization, Box<FlowOutcome>> {
+    let acs_url = match parsed.and_then(|r| r.acs_url.clone()).or_else(|| client.callbacks.first().cloned()) {
+        Some(acs) => acs,
+        None => {
+            return Err(Box::new(page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The client has no registered ACS URL (callbacks)",
+            )));
+        }
+    };
+    let name_id_format = match parsed.and_then(|r| r.name_id_format.clone()) {
+        None => settings.name_id_format.clone(),
+        Some(format) if format == NAMEID_UNSPECIFIED => settings.name_id_format.clone(),
+        Some(format) => format,
+    };
+    let audience = settings
+        .audience
+        .clone()
+        .or_else(|| parsed.and_then(|r| r.issuer.clone()))
+        .unwrap_or_else(|| format!("urn:{}", client.client_id));
+    let mut prompt = Vec::new();
+    if parsed.is_some_and(|r| r.is_passive) {
+        prompt.push("none".to_owned());
+    } else if parsed.is_some_and(|r| r.force_authn) {
+        prompt.push("login".to_owned());
+    }
+    Ok(PendingAuthorization {
+        client_id: client.client_id.clone(),
+        redirect_uri: acs_url.clone(),
+        scope: vec!["openid".into(), "profile".into(), "email".into()],
+        state: None,
+        nonce: None,
+        code_challenge: None,
+        audience: None,
+        prompt,
+        max_age: None,
+        login_hint: None,
+        response_mode: "form_post".into(),
+        saml: Some(PendingSaml {
+            request_id: parsed.map(|r| r.id.clone()),
+            acs_url,
+            audience,
+            relay_state,
+            name_id_format,
+        }),
+    })
+}
+
+/// Single logout: end the guise session; answer a LogoutRequest with a LogoutResponse to
+/// the client's `logout.callback` when one is registered.
+pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
+    let params = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let cookie = session_cookie(&req);
+    let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
+    let secure = state.secure_cookies();
+    let client_id = client_id.into_inner();
+    let result = state
+        .into_inner()
+        .blocking(move |s| {
+            let now = s.clock.now();
+            let (client, settings) = match saml_client(s, &client_id)? {
+                Ok(found) => found,
+                Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
+            };
+            let logout_request = match &params.saml_request {
+                Some(encoded) => match request::decode_redirect(encoded)
+                    .and_then(|xml| request::parse_logout_request(&xml))
+                {
+                    Ok(parsed) => Some(parsed),
+                    Err(e) => return Ok(pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string())),
+                },
+                None => None,
+            };
+            if let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) {
+                match s.db.session_by_cookie_hash(&hash_secret(&value)) {
+                    Ok(session) if session.ended_at.is_none() => {
+                        let event = AuditEvent::new(
+                            event_type::LOGOUT,
+                            now,
+                            Actor::User(session.user_id.clone()),
+                            "Logged out (SAML)",
+                        )
+                        .subject(session.user_id.clone())
+                        .client(client.client_id.clone())
+                        .source_ip(meta.source_ip.clone())
+                        .details(serde_json::json!({ "sid": session.sid }));
+                        s.db.end_session(&session.sid, now, event)?;
+                    }
+                    Ok(_) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(match (logout_request, &settings.logout_callback) {
+                (Some(request), Some(callback)) => {
+                    let xml =
+                        guise_saml::response::logout_response(&crate::saml::entity_id(s), callback, &request.id, now);
+                    let encoded = deflate_base64(&xml);
+                    let mut url =
+                        url::Url::parse(callback).map_err(|_| ApiError::bad_request("invalid logout callback"))?;
+                    url.query_pairs_mut().append_pair("SAMLResponse", &encoded);
+                    if let Some(relay) = &params.relay_state {
+                        url.query_pairs_mut().append_pair("RelayState", relay);
+                    }
+                    Reply::redirect(url.to_string())
+                }
+                _ => pages::render(StatusCode::OK, "logged_out.html", minijinja::context! {}),
+            })
+        })
+        .await;
+    match result {
+        Ok(reply) => reply.with_cookie(cookies::removal(SESSION_COOKIE, secure)),
+        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
+    }
+}
+
+fn deflate_base64(xml: &str) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let _ = encoder.write_all(xml.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(encoder.finish().unwrap_or_default())
+}

@@ -1,0 +1,214 @@
+//! The SAML 2.0 IdP: signed metadata and Responses verified by an independent verifier
+//! (Debian's `xmlsec1`, never `--insecure`), SP-initiated SSO over both bindings,
+//! IdP-initiated SSO, bad input refused without redirects, and `samlp` impersonation.
+
+use crate::both_backends;
+use crate::browser::{Browser, USER_EMAIL, USER_PASSWORD, hidden, user};
+use crate::helpers::{TestApp, split};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use std::io::Write;
+
+pub const ACS: &str = "http://127.0.0.1:9/saml/acs";
+pub const SP_ENTITY: &str = "https://sp.example/metadata";
+
+both_backends!(
+    metadata_is_signed_and_verifies,
+    sp_initiated_redirect_binding_end_to_end,
+    sp_initiated_post_binding_and_idp_initiated,
+    bad_saml_input_is_refused_without_redirect,
+);
+
+pub async fn saml_client(app: &TestApp, samlp: Value) -> String {
+    let (status, client) = app
+        .post(
+            "/api/v2/clients",
+            &json!({
+                "name": "SAML SP",
+                "app_type": "regular_web",
+                "callbacks": [ACS],
+                "grant_types": ["authorization_code"],
+                "allow_impersonation": true,
+                "addons": { "samlp": samlp },
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{client}");
+    client["client_id"].as_str().unwrap().to_owned()
+}
+
+/// Run `xmlsec1 --verify` on `xml` with the IdP certificate from the metadata.
+pub fn xmlsec1_verify(xml: &str, cert_b64: &str, node: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        cert_b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
+    );
+    std::fs::write(dir.path().join("idp.pem"), pem).unwrap();
+    std::fs::write(dir.path().join("doc.xml"), xml).unwrap();
+    let output = std::process::Command::new("xmlsec1")
+        .args(["--verify", "--id-attr:ID", node, "--pubkey-cert-pem"])
+        .arg(dir.path().join("idp.pem"))
+        .arg(dir.path().join("doc.xml"))
+        .output()
+        .expect("xmlsec1 is installed (scripts/ensure-build-deps)");
+    output.status.success()
+}
+
+/// The signed Assertion on its own (it carries its own namespace declarations).
+pub fn assertion_of(xml: &str) -> String {
+    format!("<saml:Assertion {}</saml:Assertion>", between(xml, "<saml:Assertion ", "</saml:Assertion>"))
+}
+
+pub fn between<'a>(xml: &'a str, start: &str, end: &str) -> &'a str {
+    let from = xml.find(start).unwrap_or_else(|| panic!("{start} not in {xml}")) + start.len();
+    let to = xml[from..].find(end).unwrap() + from;
+    &xml[from..to]
+}
+
+/// The IdP signing certificate (base64 DER) from the client's metadata.
+pub async fn idp_certificate(app: &TestApp, client_id: &str) -> (String, String) {
+    let response = app.http.get(app.url(&format!("/samlp/metadata/{client_id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/samlmetadata+xml");
+    let xml = response.text().await.unwrap();
+    (between(&xml, "<ds:X509Certificate>", "</ds:X509Certificate>").to_owned(), xml)
+}
+
+fn authn_request(id: &str, acs: &str) -> String {
+    format!(
+        r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="2026-11-25T00:00:00Z" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{SP_ENTITY}</saml:Issuer><samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress" AllowCreate="true"/></samlp:AuthnRequest>"#
+    )
+}
+
+pub fn deflate_b64(xml: &str) -> String {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(xml.as_bytes()).unwrap();
+    STANDARD.encode(encoder.finish().unwrap())
+}
+
+/// The SAMLResponse (decoded XML) and RelayState of an auto-POST page.
+pub fn posted_response(html: &str) -> (String, Option<String>) {
+    let encoded = hidden(html, "SAMLResponse");
+    let xml = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
+    let relay = html.contains("name=\"RelayState\"").then(|| hidden(html, "RelayState"));
+    (xml, relay)
+}
+
+const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
+
+async fn metadata_is_signed_and_verifies(app: TestApp) {
+    let client_id = saml_client(&app, json!({})).await;
+    let (cert, xml) = idp_certificate(&app, &client_id).await;
+    assert!(xml.contains(&format!("/samlp/{client_id}\"")), "{xml}");
+    assert!(xml.contains("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"));
+    assert!(xml.contains("urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"));
+    assert!(xmlsec1_verify(&xml, &cert, "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"), "{xml}");
+    let tampered = xml.replace("HTTP-POST", "HTTP-PAST");
+    assert!(!xmlsec1_verify(&tampered, &cert, "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"));
+    let (status, _) = split(app.http.get(app.url("/samlp/metadata/nope")).send().await.unwrap()).await;
+    assert_eq!(status, 404);
+}
+
+async fn sp_initiated_redirect_binding_end_to_end(app: TestApp) {
+    let grace = user(&app).await;
+    let client_id = saml_client(&app, json!({})).await;
+    let (cert, _) = idp_certificate(&app, &client_id).await;
+    let url = format!(
+        "{}?SAMLRequest={}&RelayState=back-to-page-7",
+        app.url(&format!("/samlp/{client_id}")),
+        crate::users::urlencode(&deflate_b64(&authn_request("_req_redirect", ACS)))
+    );
+    let browser = Browser::new();
+    let done = browser.login_via(&app, &url, USER_EMAIL, USER_PASSWORD).await;
+    assert_eq!(done.status, 200, "the Response is auto-POSTed: {}", done.body);
+    assert!(done.body.contains(&format!("action=\"{}\"", ACS.replace('/', "&#x2f;"))), "{}", done.body);
+    let (xml, relay) = posted_response(&done.body);
+    assert_eq!(relay.as_deref(), Some("back-to-page-7"));
+    assert!(xmlsec1_verify(&xml, &cert, ASSERTION), "{xml}");
+    assert!(xml.contains(r#"InResponseTo="_req_redirect""#));
+    assert!(xml.contains(&format!(r#"Destination="{ACS}""#)));
+    assert!(xml.contains(&format!("<saml:Audience>{SP_ENTITY}</saml:Audience>")));
+    assert!(xml.contains(&format!(">{USER_EMAIL}</saml:NameID>")), "emailAddress NameID as requested");
+    assert!(xml.contains("urn:oasis:names:tc:SAML:2.0:status:Success"));
+    assert!(xml.contains(grace["user_id"].as_str().unwrap()));
+    assert!(!xml.contains("urn:guise:impersonated"), "an ordinary login carries no impersonation");
+    // Tampering with the assertion breaks the signature.
+    let tampered = xml.replace(USER_EMAIL, "eve@example.com");
+    assert!(!xmlsec1_verify(&tampered, &cert, ASSERTION));
+    assert!(!app.logs_of_type("guise_saml_response").await.is_empty());
+}
+
+async fn sp_initiated_post_binding_and_idp_initiated(app: TestApp) {
+    user(&app).await;
+    let client_id = saml_client(&app, json!({ "signResponse": true, "audience": "urn:my-sp" })).await;
+    let (cert, _) = idp_certificate(&app, &client_id).await;
+    let browser = Browser::new();
+    // Log in once through the POST binding…
+    let start = browser
+        .post(
+            &app.url(&format!("/samlp/{client_id}")),
+            &[("SAMLRequest", &STANDARD.encode(authn_request("_req_post", ACS))), ("RelayState", "r1")],
+        )
+        .await;
+    assert_eq!(start.status, 302, "{}", start.body);
+    let login = start.location.unwrap();
+    let done = browser.submit_login(&app, &login, USER_EMAIL, USER_PASSWORD).await;
+    let done = browser.follow(&app, done).await;
+    let (xml, _) = posted_response(&done.body);
+    assert!(xmlsec1_verify(&assertion_of(&xml), &cert, ASSERTION), "{xml}");
+    assert!(
+        xmlsec1_verify(&xml, &cert, "urn:oasis:names:tc:SAML:2.0:protocol:Response"),
+        "signResponse signs the Response too"
+    );
+    assert!(xml.contains("<saml:Audience>urn:my-sp</saml:Audience>"));
+    // …then IdP-initiated SSO reuses the session: no login page, no InResponseTo.
+    let idp = browser.get(&app.url(&format!("/samlp/{client_id}?RelayState=home"))).await;
+    assert_eq!(idp.status, 200, "{}", idp.body);
+    let (xml, relay) = posted_response(&idp.body);
+    assert_eq!(relay.as_deref(), Some("home"));
+    assert!(xmlsec1_verify(&assertion_of(&xml), &cert, ASSERTION));
+    assert!(!xml.contains("InResponseTo"));
+}
+
+async fn bad_saml_input_is_refused_without_redirect(app: TestApp) {
+    let client_id = saml_client(&app, json!({})).await;
+    let sso = app.url(&format!("/samlp/{client_id}"));
+    let browser = Browser::new();
+    let get = |query: String| {
+        let url = format!("{sso}?{query}");
+        let browser = &browser;
+        async move { browser.get(&url).await }
+    };
+    let xxe = r#"<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="a">&e;</samlp:AuthnRequest>"#;
+    let cases = [
+        ("bad base64", "SAMLRequest=%25%25%25".to_owned()),
+        ("bad deflate", format!("SAMLRequest={}", crate::users::urlencode(&STANDARD.encode("not deflate")))),
+        ("XML with a DOCTYPE", format!("SAMLRequest={}", crate::users::urlencode(&deflate_b64(xxe)))),
+        ("oversized", format!("SAMLRequest={}", "A".repeat(40 * 1024))),
+        (
+            "unregistered ACS",
+            format!(
+                "SAMLRequest={}",
+                crate::users::urlencode(&deflate_b64(&authn_request("_x", "https://evil.example/acs")))
+            ),
+        ),
+    ];
+    for (name, query) in cases {
+        let page = get(query).await;
+        assert!(page.status >= 400, "{name}: {} {}", page.status, page.body);
+        assert!(page.location.is_none(), "{name}: never a redirect");
+        assert!(!page.body.contains("SAMLResponse"), "{name}: never a response to an untrusted ACS");
+    }
+    let unknown = browser.get(&app.url("/samlp/no-such-client")).await;
+    assert!(unknown.status >= 400 && unknown.location.is_none());
+
+    // An unknown NameID format is a SAML error, delivered to the registered ACS.
+    let request = authn_request("_fmt", ACS).replace("nameid-format:emailAddress", "nameid-format:kerberos");
+    let page = get(format!("SAMLRequest={}", crate::users::urlencode(&deflate_b64(&request)))).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (xml, _) = posted_response(&page.body);
+    assert!(xml.contains("urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy"), "{xml}");
+    assert!(!xml.contains("<saml:Assertion"));
+}
