@@ -18,6 +18,7 @@ both_backends!(
     sp_initiated_redirect_binding_end_to_end,
     sp_initiated_post_binding_and_idp_initiated,
     bad_saml_input_is_refused_without_redirect,
+    samlp_impersonation_posts_a_response_naming_both,
 );
 
 pub async fn saml_client(app: &TestApp, samlp: Value) -> String {
@@ -211,4 +212,59 @@ async fn bad_saml_input_is_refused_without_redirect(app: TestApp) {
     let (xml, _) = posted_response(&page.body);
     assert!(xml.contains("urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy"), "{xml}");
     assert!(!xml.contains("<saml:Assertion"));
+}
+
+async fn samlp_impersonation_posts_a_response_naming_both(app: TestApp) {
+    let target = user(&app).await;
+    let client_id = saml_client(&app, json!({})).await;
+    let (cert, _) = idp_certificate(&app, &client_id).await;
+    let mint = |body: Value| {
+        let request =
+            app.http
+                .post(app.url(&format!(
+                    "/users/{}/impersonate",
+                    crate::users::urlencode(target["user_id"].as_str().unwrap())
+                )))
+                .bearer_auth(&app.token)
+                .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, url) = mint(json!({
+        "protocol": "samlp",
+        "impersonator_id": app.admin_user_id,
+        "client_id": client_id,
+        "reason": "SUPPORT-9",
+        "additionalParameters": { "state": "relay-me" },
+    }))
+    .await;
+    assert_eq!(status, 200, "{url}");
+    let page = Browser::new().get(&url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (xml, relay) = posted_response(&page.body);
+    assert_eq!(relay.as_deref(), Some("relay-me"));
+    assert!(xmlsec1_verify(&xml, &cert, ASSERTION), "{xml}");
+    assert!(!xml.contains("InResponseTo"), "an IdP-initiated response");
+    assert!(xml.contains(target["user_id"].as_str().unwrap()), "the target is the subject");
+    assert!(xml.contains(r#"<saml:Attribute Name="urn:guise:impersonated" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri"><saml:AttributeValue>true</saml:AttributeValue>"#), "{xml}");
+    assert!(xml.contains(&format!("<saml:AttributeValue>{}</saml:AttributeValue>", app.admin_user_id)));
+    assert!(xml.contains("<saml:AttributeValue>admin@example.com</saml:AttributeValue>"));
+
+    // Replayed and tampered URLs are refused with no assertion.
+    let replay = Browser::new().get(&url).await;
+    assert_eq!(replay.status, 401);
+    assert!(!replay.body.contains("SAMLResponse"));
+    let tampered = Browser::new().get(&url.replace("protocol=samlp", "protocol=oauth2")).await;
+    assert_eq!(tampered.status, 401);
+    assert!(tampered.body.contains("Bad mac"));
+
+    // A client without SAML settings cannot receive a samlp impersonation.
+    let (plain, _) = crate::browser::web_client(&app, json!({ "allow_impersonation": true })).await;
+    let (status, body) =
+        mint(json!({ "protocol": "samlp", "impersonator_id": app.admin_user_id, "client_id": plain })).await;
+    assert_eq!(status, 400, "{body}");
+    let issued = app.logs_of_type("guise_saml_response").await;
+    assert_eq!(issued[0]["on_behalf_of"], app.admin_user_id.as_str());
 }

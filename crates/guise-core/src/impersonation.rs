@@ -86,6 +86,8 @@ pub enum Refusal {
         "This client can only receive impersonations through its initiate_login_uri (public and third-party clients, or clients without the authorization_code grant)"
     )]
     DirectDeliveryNotAllowed,
+    #[error("The client is not configured for protocol '{0}'")]
+    ProtocolNotConfigured(&'static str),
     #[error("A parameter is too long")]
     FieldTooLong,
     #[error("Only response_type=code is supported")]

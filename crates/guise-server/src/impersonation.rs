@@ -115,7 +115,7 @@ fn validate_request(
 ) -> Result<(Protocol, String, Duration), MintError> {
     let protocol = Protocol::parse(&req.protocol)
         .ok_or_else(|| Refusal::UnknownProtocol(req.protocol.chars().take(32).collect()))?;
-    if protocol != Protocol::OAuth2 {
+    if matches!(protocol, Protocol::Wsfed | Protocol::WsfedRms) {
         return Err(Refusal::ProtocolUnavailable(protocol.as_str()).into());
     }
     if req.response_type.as_deref().is_some_and(|r| r != "code") {
@@ -205,7 +205,14 @@ fn mint_unaudited(
     {
         return Err(Refusal::UnregisteredCallback.into());
     }
-    if client.initiate_login_uri.is_none() {
+    if protocol == Protocol::Samlp {
+        if !matches!(guise_saml::settings::from_addons(&client.addons), Ok(Some(_))) {
+            return Err(Refusal::ProtocolNotConfigured("samlp").into());
+        }
+        if client.callbacks.is_empty() {
+            return Err(Refusal::UnregisteredCallback.into());
+        }
+    } else if client.initiate_login_uri.is_none() {
         // The direct response hands a code over without PKCE or consent: only for
         // confidential first-party clients that use the code grant.
         if client.callbacks.is_empty() {
@@ -245,11 +252,22 @@ pub struct RedeemRefusal {
     pub message: String,
 }
 
+/// How the browser continues after a redemption.
+#[derive(Debug)]
+pub enum Delivery {
+    Redirect(String),
+    /// An auto-submitting form (SAML's HTTP-POST binding).
+    FormPost {
+        action: String,
+        fields: Vec<(&'static str, String)>,
+    },
+}
+
 /// What a redemption produced: a session and where to send the browser.
 #[derive(Debug)]
 pub struct Redeemed {
     pub cookie: String,
-    pub location: String,
+    pub delivery: Delivery,
 }
 
 /// Verify the URL (MAC, expiry, single use), re-check the rules, open the session and
@@ -340,6 +358,9 @@ pub fn redeem(
     );
     event.on_behalf_of = Some(impersonator.user_id.clone());
     s.db.create_session(&hash_secret(&cookie), session.clone(), event)?;
-    let location = crate::impersonation_delivery::oauth2(s, &ticket, &target, &client, &session, now)?;
-    Ok(Ok(Redeemed { cookie, location }))
+    let delivery = match ticket.protocol {
+        Protocol::Samlp => crate::impersonation_delivery::samlp(s, &ticket, &client, &session, now)?,
+        _ => Delivery::Redirect(crate::impersonation_delivery::oauth2(s, &ticket, &target, &client, &session, now)?),
+    };
+    Ok(Ok(Redeemed { cookie, delivery }))
 }

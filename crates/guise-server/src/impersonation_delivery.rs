@@ -1,6 +1,7 @@
 //! Delivering a redeemed impersonation to the client. `oauth2`: through the client's
 //! `initiate_login_uri` (OIDC third-party-initiated login, so the client's own `state`,
 //! `nonce` and PKCE apply), or else Auth0's direct response — a code to the callback.
+//! `samlp`: an IdP-initiated, signed Response posted to the client's ACS URL.
 
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
@@ -69,4 +70,35 @@ pub fn oauth2(
         query.append_pair("iss", &s.settings.issuer);
     }
     Ok(url.to_string())
+}
+
+/// The IdP-initiated SAML Response for an impersonation, carrying the impersonation
+/// attributes (the session names the impersonator).
+pub fn samlp(
+    s: &AppState,
+    ticket: &Ticket,
+    client: &Client,
+    session: &Session,
+    now: DateTime<Utc>,
+) -> Result<crate::impersonation::Delivery, StoreError> {
+    let settings = guise_saml::settings::from_addons(&client.addons)
+        .ok()
+        .flatten()
+        .ok_or_else(|| StoreError::Backend("client lost its SAML settings".into()))?;
+    let acs_url = match ticket.redirect_uri.clone().or_else(|| client.callbacks.first().cloned()) {
+        Some(acs) => acs,
+        None => return Err(StoreError::Backend("client has no ACS URL".into())),
+    };
+    let pending = guise_core::authorization::PendingSaml {
+        request_id: None,
+        acs_url: acs_url.clone(),
+        audience: settings.audience.clone().unwrap_or_else(|| format!("urn:{}", client.client_id)),
+        relay_state: ticket.state.clone(),
+        name_id_format: settings.name_id_format.clone(),
+    };
+    let message = crate::saml::signed_response(s, client, &settings, &pending, session, now)?;
+    Ok(crate::impersonation::Delivery::FormPost {
+        action: acs_url,
+        fields: crate::saml::post_fields(message, &pending.relay_state),
+    })
 }

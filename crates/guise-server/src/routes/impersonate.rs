@@ -3,7 +3,7 @@
 
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
-use crate::impersonation::{MintError, MintRequest, Minter, mint, redeem};
+use crate::impersonation::{Delivery, MintError, MintRequest, Minter, mint, redeem};
 use crate::state::AppState;
 use crate::web::cookies;
 use crate::web::pages::{self, Reply};
@@ -123,7 +123,13 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
         .blocking(move |s| redeem(s, &path_and_query, meta.source_ip, user_agent).map_err(ApiError::from))
         .await;
     match result {
-        Ok(Ok(redeemed)) => Reply::redirect(redeemed.location).with_cookie(cookies::session(redeemed.cookie, secure)),
+        Ok(Ok(redeemed)) => {
+            let reply = match redeemed.delivery {
+                Delivery::Redirect(location) => Reply::redirect(location),
+                Delivery::FormPost { action, fields } => pages::form_post(&action, &fields),
+            };
+            reply.with_cookie(cookies::session(redeemed.cookie, secure))
+        }
         Ok(Err(refusal)) => {
             let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
             pages::error_page(status, "Impersonation refused", &refusal.message)
