@@ -51,6 +51,12 @@ impl SamlSigner {
         // The enveloped-signature transform removes the Signature: digest the element as
         // it is before the signature goes in.
         let digest = STANDARD.encode(Sha256::digest(element.canonical().as_bytes()));
+        let inclusive = element.inclusive_prefixes();
+        let mut c14n_transform = Element::new("ds", "Transform").attr("Algorithm", EXC_C14N);
+        if !inclusive.is_empty() {
+            c14n_transform =
+                c14n_transform.child(Element::new("ec", "InclusiveNamespaces").attr("PrefixList", inclusive.join(" ")));
+        }
         let signed_info = Element::new("ds", "SignedInfo")
             .child(Element::new("ds", "CanonicalizationMethod").attr("Algorithm", EXC_C14N))
             .child(Element::new("ds", "SignatureMethod").attr("Algorithm", RSA_SHA256))
@@ -60,7 +66,7 @@ impl SamlSigner {
                     .child(
                         Element::new("ds", "Transforms")
                             .child(Element::new("ds", "Transform").attr("Algorithm", ENVELOPED))
-                            .child(Element::new("ds", "Transform").attr("Algorithm", EXC_C14N)),
+                            .child(c14n_transform),
                     )
                     .child(Element::new("ds", "DigestMethod").attr("Algorithm", SHA256))
                     .child(Element::new("ds", "DigestValue").text(digest)),

@@ -80,6 +80,18 @@ fn status(code: &str, second_level: Option<&str>, message: Option<&str>) -> Elem
 
 /// A signed Response for a successful login. Returns the XML.
 pub fn success(signer: &SamlSigner, a: &Assertion<'_>) -> String {
+    let assertion = signed_assertion(signer, a);
+    let mut response =
+        response_shell(a.issuer, a.destination, a.in_response_to, a.now, status(STATUS_SUCCESS, None, None))
+            .child(assertion);
+    if a.sign_response {
+        signer.sign(&mut response, 1);
+    }
+    response.canonical()
+}
+
+/// The signed SAML 2.0 Assertion alone (WS-Federation carries it in an RSTR).
+pub fn signed_assertion(signer: &SamlSigner, a: &Assertion<'_>) -> Element {
     let not_on_or_after = instant(a.now + a.lifetime);
     let mut confirmation_data = Element::new("saml", "SubjectConfirmationData")
         .attr("NotOnOrAfter", not_on_or_after.clone())
@@ -124,13 +136,7 @@ pub fn success(signer: &SamlSigner, a: &Assertion<'_>) -> String {
         assertion = assertion.child(Element::new("saml", "AttributeStatement").children(attributes));
     }
     signer.sign(&mut assertion, 1);
-    let mut response =
-        response_shell(a.issuer, a.destination, a.in_response_to, a.now, status(STATUS_SUCCESS, None, None))
-            .child(assertion);
-    if a.sign_response {
-        signer.sign(&mut response, 1);
-    }
-    response.canonical()
+    assertion
 }
 
 /// An unsigned error Response (`Requester`, `Responder`, with a second-level code).

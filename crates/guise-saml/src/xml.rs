@@ -23,6 +23,8 @@ fn namespace_of(prefix: &str) -> &'static str {
         "wsa" => "http://www.w3.org/2005/08/addressing",
         "fed" => "http://docs.oasis-open.org/wsfed/federation/200706",
         "xsi" => "http://www.w3.org/2001/XMLSchema-instance",
+        "wsu" => "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd",
+        "ec" => "http://www.w3.org/2001/10/xml-exc-c14n#",
         _ => "",
     }
 }
@@ -40,11 +42,34 @@ pub struct Element {
     pub local: &'static str,
     attributes: Vec<(String, String)>,
     pub children: Vec<Node>,
+    /// Prefixes declared here although not visibly used (their use is in attribute
+    /// values, e.g. `xsi:type="fed:…"`). A signature over such an element must name them
+    /// in an InclusiveNamespaces PrefixList, so c14n renders them too.
+    declare: Vec<&'static str>,
 }
 
 impl Element {
     pub fn new(prefix: &'static str, local: &'static str) -> Self {
-        Self { prefix, local, attributes: Vec::new(), children: Vec::new() }
+        Self { prefix, local, attributes: Vec::new(), children: Vec::new(), declare: Vec::new() }
+    }
+
+    /// Declare `prefix` on this element (see `declare`).
+    pub fn declare(mut self, prefix: &'static str) -> Self {
+        self.declare.push(prefix);
+        self
+    }
+
+    /// Prefixes declared without visible use anywhere in this subtree.
+    pub fn inclusive_prefixes(&self) -> Vec<&'static str> {
+        let mut out = self.declare.clone();
+        for child in &self.children {
+            if let Node::Element(e) = child {
+                out.extend(e.inclusive_prefixes());
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Add an unprefixed attribute (or `xsi:…`-style prefixed one).
@@ -91,12 +116,13 @@ impl Element {
         let mut used: Vec<&'static str> = vec![self.prefix];
         for (name, _) in &self.attributes {
             if let Some((prefix, _)) = name.split_once(':') {
-                let known = ["samlp", "saml", "md", "ds", "saml1", "t", "wsp", "wsa", "fed", "xsi"];
+                let known = ["samlp", "saml", "md", "ds", "saml1", "t", "wsp", "wsa", "fed", "xsi", "wsu", "ec"];
                 if let Some(p) = known.iter().find(|k| **k == prefix) {
                     used.push(p);
                 }
             }
         }
+        used.extend(self.declare.iter().copied());
         used.sort_unstable();
         used.dedup();
         let mut scope = in_scope.clone();
