@@ -18,3 +18,4 @@ mod roles;
 mod saml;
 mod token;
 mod users;
+mod wsfed;

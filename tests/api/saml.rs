@@ -48,8 +48,10 @@ pub fn xmlsec1_verify(xml: &str, cert_b64: &str, node: &str) -> bool {
     );
     std::fs::write(dir.path().join("idp.pem"), pem).unwrap();
     std::fs::write(dir.path().join("doc.xml"), xml).unwrap();
+    // SAML 1.1 assertions are identified by AssertionID, everything else by ID.
+    let id_attr = if node.contains("SAML:1.0") { "--id-attr:AssertionID" } else { "--id-attr:ID" };
     let output = std::process::Command::new("xmlsec1")
-        .args(["--verify", "--id-attr:ID", node, "--pubkey-cert-pem"])
+        .args(["--verify", id_attr, node, "--pubkey-cert-pem"])
         .arg(dir.path().join("idp.pem"))
         .arg(dir.path().join("doc.xml"))
         .output()

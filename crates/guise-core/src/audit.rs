@@ -57,6 +57,8 @@ pub mod event_type {
     pub const ACT_AS_REFUSED: &str = "guise_act_as_refused";
     /// A signed SAML Response was issued to a service provider.
     pub const SAML_RESPONSE: &str = "guise_saml_response";
+    /// A WS-Federation sign-in response was issued.
+    pub const WSFED_SIGN_IN: &str = "guise_wsfed_sign_in";
     /// The bewit key was rotated.
     pub const BEWIT_KEY_ROTATED: &str = "guise_bewit_key_rotated";
     /// Signing key rotated.

@@ -22,6 +22,20 @@ pub struct PendingAuthorization {
     /// Set when the request came over SAML: the answer is a SAML Response.
     #[serde(default)]
     pub saml: Option<PendingSaml>,
+    /// Set when the request came over WS-Federation: the answer is a sign-in response.
+    #[serde(default)]
+    pub wsfed: Option<PendingWsfed>,
+}
+
+/// What a WS-Federation sign-in request needs to be answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingWsfed {
+    pub realm: String,
+    /// A registered callback.
+    pub reply: String,
+    pub wctx: Option<String>,
+    /// Shape the token for Microsoft Rights Management clients.
+    pub rms: bool,
 }
 
 /// What a SAML AuthnRequest (or IdP-initiated SSO) needs to be answered.

@@ -194,6 +194,7 @@ pub fn validate(params: &AuthorizeParams, client: Option<&Client>) -> Result<Pen
         login_hint: params.login_hint.clone(),
         response_mode,
         saml: None,
+        wsfed: None,
     })
 }
 

@@ -32,6 +32,10 @@ pub enum FlowOutcome {
 impl FlowOutcome {
     /// The request's error, told to the client by its own protocol.
     pub fn error(s: &AppState, request: &PendingAuthorization, error: &str, description: &str) -> Self {
+        if request.wsfed.is_some() {
+            // WS-Federation has no error response: the user sees the error here.
+            return FlowOutcome::ErrorPage { error: error.to_owned(), description: description.to_owned() };
+        }
         if let Some(saml) = &request.saml {
             let second = match error {
                 "login_required" => Some(guise_saml::response::STATUS_NO_PASSIVE),
@@ -188,6 +192,20 @@ pub fn continue_authorization(
         (NextStep::Fail { error, description }, _) => {
             s.db.delete_authorization_request(&record.id)?;
             Ok(FlowOutcome::error(s, request, error, description))
+        }
+        (NextStep::IssueCode, Some(session)) if request.wsfed.is_some() => {
+            let pending = request.wsfed.as_ref().ok_or_else(|| ApiError::internal(&"wsfed request vanished"))?;
+            let settings = guise_wsfed::settings::from_addons(&client.client_id, &client.addons)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ApiError::bad_request("The client has no valid WS-Federation settings"))?;
+            let fields = crate::wsfed::sign_in_fields(s, &client, &settings, pending, session, now)?;
+            s.db.delete_authorization_request(&record.id)?;
+            Ok(FlowOutcome::Deliver {
+                redirect_uri: pending.reply.clone(),
+                response_mode: "form_post".into(),
+                params: fields,
+            })
         }
         (NextStep::IssueCode, Some(session)) if request.saml.is_some() => {
             let pending = request.saml.as_ref().ok_or_else(|| ApiError::internal(&"saml request vanished"))?;

@@ -115,9 +115,6 @@ fn validate_request(
 ) -> Result<(Protocol, String, Duration), MintError> {
     let protocol = Protocol::parse(&req.protocol)
         .ok_or_else(|| Refusal::UnknownProtocol(req.protocol.chars().take(32).collect()))?;
-    if matches!(protocol, Protocol::Wsfed | Protocol::WsfedRms) {
-        return Err(Refusal::ProtocolUnavailable(protocol.as_str()).into());
-    }
     if req.response_type.as_deref().is_some_and(|r| r != "code") {
         return Err(Refusal::UnsupportedResponseType.into());
     }
@@ -205,7 +202,14 @@ fn mint_unaudited(
     {
         return Err(Refusal::UnregisteredCallback.into());
     }
-    if protocol == Protocol::Samlp {
+    if matches!(protocol, Protocol::Wsfed | Protocol::WsfedRms) {
+        if !matches!(guise_wsfed::settings::from_addons(&client.client_id, &client.addons), Ok(Some(_))) {
+            return Err(Refusal::ProtocolNotConfigured("wsfed").into());
+        }
+        if client.callbacks.is_empty() {
+            return Err(Refusal::UnregisteredCallback.into());
+        }
+    } else if protocol == Protocol::Samlp {
         if !matches!(guise_saml::settings::from_addons(&client.addons), Ok(Some(_))) {
             return Err(Refusal::ProtocolNotConfigured("samlp").into());
         }
@@ -360,6 +364,9 @@ pub fn redeem(
     s.db.create_session(&hash_secret(&cookie), session.clone(), event)?;
     let delivery = match ticket.protocol {
         Protocol::Samlp => crate::impersonation_delivery::samlp(s, &ticket, &client, &session, now)?,
+        Protocol::Wsfed | Protocol::WsfedRms => {
+            crate::impersonation_delivery::wsfed(s, &ticket, &client, &session, now)?
+        }
         _ => Delivery::Redirect(crate::impersonation_delivery::oauth2(s, &ticket, &target, &client, &session, now)?),
     };
     Ok(Ok(Redeemed { cookie, delivery }))

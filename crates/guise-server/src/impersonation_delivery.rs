@@ -2,6 +2,7 @@
 //! `initiate_login_uri` (OIDC third-party-initiated login, so the client's own `state`,
 //! `nonce` and PKCE apply), or else Auth0's direct response — a code to the callback.
 //! `samlp`: an IdP-initiated, signed Response posted to the client's ACS URL.
+//! `wsfed` / `wsfed-rms`: a sign-in response posted to the client's reply URL.
 
 use crate::state::AppState;
 use chrono::{DateTime, Utc};
@@ -101,4 +102,31 @@ pub fn samlp(
         action: acs_url,
         fields: crate::saml::post_fields(message, &pending.relay_state),
     })
+}
+
+/// The WS-Federation sign-in response for an impersonation (`wsfed-rms` shapes it for
+/// Rights Management clients).
+pub fn wsfed(
+    s: &AppState,
+    ticket: &Ticket,
+    client: &Client,
+    session: &Session,
+    now: DateTime<Utc>,
+) -> Result<crate::impersonation::Delivery, StoreError> {
+    let settings = guise_wsfed::settings::from_addons(&client.client_id, &client.addons)
+        .ok()
+        .flatten()
+        .ok_or_else(|| StoreError::Backend("client lost its WS-Federation settings".into()))?;
+    let reply = match ticket.redirect_uri.clone().or_else(|| client.callbacks.first().cloned()) {
+        Some(reply) => reply,
+        None => return Err(StoreError::Backend("client has no reply URL".into())),
+    };
+    let pending = guise_core::authorization::PendingWsfed {
+        realm: settings.realm.clone(),
+        reply: reply.clone(),
+        wctx: ticket.state.clone(),
+        rms: ticket.protocol == guise_core::impersonation::Protocol::WsfedRms,
+    };
+    let fields = crate::wsfed::sign_in_fields(s, client, &settings, &pending, session, now)?;
+    Ok(crate::impersonation::Delivery::FormPost { action: reply, fields })
 }

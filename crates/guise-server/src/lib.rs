@@ -19,6 +19,7 @@ pub mod state;
 pub mod telemetry;
 pub mod tenant;
 pub mod web;
+pub mod wsfed;
 
 pub use config::Config;
 pub use startup::Application;

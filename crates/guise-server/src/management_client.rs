@@ -11,19 +11,23 @@ use guise_core::permission::scopes;
 use guise_core::role::ClientGrant;
 use guise_core::store::{ClientGrantStore, ClientStore};
 
-/// Find a client by exact name (clients are few; this pages through them).
-pub fn find_client_by_name(db: &dyn ClientStore, name: &str) -> Result<Option<Client>, ApiError> {
+/// Every client (clients are few; this pages through them).
+pub fn all_clients(db: &dyn ClientStore) -> Result<Vec<Client>, ApiError> {
+    let mut clients = Vec::new();
     for page in 0.. {
         let batch = db.list_clients(PageRequest::new(Some(page), Some(100)), false)?;
         let done = batch.items.len() < 100;
-        if let Some(client) = batch.items.into_iter().find(|c| c.name == name) {
-            return Ok(Some(client));
-        }
+        clients.extend(batch.items);
         if done {
             break;
         }
     }
-    Ok(None)
+    Ok(clients)
+}
+
+/// Find a client by exact name.
+pub fn find_client_by_name(db: &dyn ClientStore, name: &str) -> Result<Option<Client>, ApiError> {
+    Ok(all_clients(db)?.into_iter().find(|c| c.name == name))
 }
 
 /// Grant `client_id` every Management API scope (creating or widening its grant).

@@ -234,6 +234,13 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .route("/samlp/{client_id}/logout", web::get().to(routes::samlp::logout))
             .route("/samlp/{client_id}", web::get().to(routes::samlp::sso_get))
             .route("/samlp/{client_id}", web::post().to(routes::samlp::sso_post))
+            .route("/wsfed/FederationMetadata/2007-06/FederationMetadata.xml", web::get().to(routes::wsfed::metadata))
+            .route(
+                "/wsfed/{client_id}/FederationMetadata/2007-06/FederationMetadata.xml",
+                web::get().to(routes::wsfed::client_metadata),
+            )
+            .route("/wsfed", web::get().to(routes::wsfed::wsfed_by_realm))
+            .route("/wsfed/{client_id}", web::get().to(routes::wsfed::wsfed_for_client))
             .route("/oidc/logout", web::get().to(routes::logout::logout_get))
             .route("/oidc/logout", web::post().to(routes::logout::logout_post))
             .service(routes::oauth::openid_configuration)

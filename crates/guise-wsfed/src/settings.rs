@@ -13,6 +13,7 @@ struct Raw {
     token_type: Option<String>,
     mappings: Option<Map<String, Value>>,
     lifetime_in_seconds: Option<i64>,
+    rms: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub struct WsfedSettings {
     /// user field → claim type URI.
     pub mappings: Vec<(String, String)>,
     pub lifetime_seconds: i64,
+    /// Tokens shaped for Microsoft Rights Management (`wsfed-rms`).
+    pub rms: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,5 +76,6 @@ pub fn from_addons(client_id: &str, addons: &Map<String, Value>) -> Result<Optio
         token_type,
         mappings,
         lifetime_seconds,
+        rms: raw.rms.unwrap_or(false),
     }))
 }

@@ -10,3 +10,4 @@ pub mod logout;
 pub mod oauth;
 pub mod samlp;
 pub mod userinfo;
+pub mod wsfed;

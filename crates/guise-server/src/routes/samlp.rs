@@ -244,6 +244,7 @@ fn pending_for(
             relay_state,
             name_id_format,
         }),
+        wsfed: None,
     })
 }
 
