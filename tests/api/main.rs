@@ -16,6 +16,7 @@ mod oidc_checks;
 mod ops;
 mod roles;
 mod saml;
+mod saml_sp;
 mod token;
 mod users;
 mod wsfed;
