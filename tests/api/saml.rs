@@ -19,6 +19,7 @@ both_backends!(
     sp_initiated_post_binding_and_idp_initiated,
     bad_saml_input_is_refused_without_redirect,
     samlp_impersonation_posts_a_response_naming_both,
+    single_logout_ends_the_session,
 );
 
 pub async fn saml_client(app: &TestApp, samlp: Value) -> String {
@@ -269,4 +270,39 @@ async fn samlp_impersonation_posts_a_response_naming_both(app: TestApp) {
     assert_eq!(status, 400, "{body}");
     let issued = app.logs_of_type("guise_saml_response").await;
     assert_eq!(issued[0]["on_behalf_of"], app.admin_user_id.as_str());
+}
+
+async fn single_logout_ends_the_session(app: TestApp) {
+    user(&app).await;
+    let callback = "http://127.0.0.1:9/saml/slo";
+    let client_id = saml_client(&app, json!({ "logout": { "callback": callback } })).await;
+    let browser = Browser::new();
+    let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
+    assert_eq!(browser.follow(&app, done).await.status, 200);
+
+    let logout_request = format!(
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_logout1" Version="2.0" IssueInstant="2026-11-25T00:00:00Z"><saml:Issuer>{SP_ENTITY}</saml:Issuer><saml:NameID>x</saml:NameID></samlp:LogoutRequest>"#
+    );
+    let url = format!(
+        "{}?SAMLRequest={}&RelayState=bye",
+        app.url(&format!("/samlp/{client_id}/logout")),
+        crate::users::urlencode(&deflate_b64(&logout_request))
+    );
+    let out = browser.get(&url).await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    let location = url::Url::parse(out.location.as_deref().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(callback));
+    let pairs: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(pairs["RelayState"], "bye");
+    let compressed = STANDARD.decode(&pairs["SAMLResponse"]).unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::DeflateDecoder::new(compressed.as_slice()), &mut xml).unwrap();
+    assert!(xml.contains(r#"InResponseTo="_logout1""#) && xml.contains("status:Success"), "{xml}");
+
+    // The guise session is over: IdP-initiated SSO asks for a login again.
+    let again = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    assert_eq!(again.status, 302);
+    assert!(again.location.unwrap().starts_with("/login"));
+    assert!(!app.logs_of_type("slo").await.is_empty());
 }
