@@ -253,3 +253,33 @@ pub fn continue_authorization(
         (NextStep::IssueCode, None) => Ok(FlowOutcome::Page(format!("/login?tx={}", record.id))),
     }
 }
+
+/// Log out: end the session behind the cookie (revoking its tokens), audited as `slo`.
+pub fn end_cookie_session(
+    s: &AppState,
+    cookie: Option<&str>,
+    client_id: Option<String>,
+    source_ip: Option<String>,
+    description: &str,
+) -> Result<(), ApiError> {
+    let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) else { return Ok(()) };
+    match s.db.session_by_cookie_hash(&hash_secret(value)) {
+        Ok(session) if session.ended_at.is_none() => {
+            let now = s.clock.now();
+            let mut event = guise_core::audit::AuditEvent::new(
+                guise_core::audit::event_type::LOGOUT,
+                now,
+                guise_core::audit::Actor::User(session.user_id.clone()),
+                description,
+            )
+            .subject(session.user_id.clone())
+            .source_ip(source_ip)
+            .details(serde_json::json!({ "sid": session.sid }));
+            event.client_id = client_id;
+            s.db.end_session(&session.sid, now, event)?;
+            Ok(())
+        }
+        Ok(_) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -11,9 +11,7 @@ use crate::web::pages::Reply;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use guise_core::StoreError;
-use guise_core::audit::{Actor, AuditEvent, event_type};
-use guise_core::store::{ClientStore, SessionStore};
-use guise_oidc::grant::hash_secret;
+use guise_core::store::ClientStore;
 use guise_oidc::logout::{post_logout_redirect_allowed, verify_id_token_hint};
 use serde::Deserialize;
 
@@ -101,22 +99,7 @@ fn decide(
             Some(url.to_string())
         }
     };
-    if let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) {
-        match s.db.session_by_cookie_hash(&hash_secret(&value)) {
-            Ok(session) if session.ended_at.is_none() => {
-                let now = s.clock.now();
-                let mut event =
-                    AuditEvent::new(event_type::LOGOUT, now, Actor::User(session.user_id.clone()), "Logged out")
-                        .subject(session.user_id.clone())
-                        .source_ip(meta.source_ip.clone())
-                        .details(serde_json::json!({ "sid": session.sid }));
-                event.client_id = client_id.clone();
-                s.db.end_session(&session.sid, now, event)?;
-            }
-            Ok(_) | Err(StoreError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    crate::flow::end_cookie_session(s, cookie.as_deref(), client_id, meta.source_ip, "Logged out")?;
     Ok(match redirect {
         Some(location) => LogoutOutcome::Redirect(location),
         None => LogoutOutcome::LoggedOut,

@@ -11,17 +11,14 @@ use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
-use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::{PendingAuthorization, PendingSaml};
 use guise_core::client::Client;
-use guise_core::store::{ClientStore, SessionStore};
-use guise_oidc::grant::hash_secret;
+use guise_core::store::ClientStore;
 use guise_saml::request::{self, AuthnRequest};
 use guise_saml::settings::{NAMEID_FORMATS, NAMEID_UNSPECIFIED, SamlSettings, from_addons};
 use serde::Deserialize;
 
-fn page(status: StatusCode, error: &str, description: impl Into<String>) -> FlowOutcome {
-    let _ = status;
+fn page(error: &str, description: impl Into<String>) -> FlowOutcome {
     FlowOutcome::ErrorPage { error: error.to_owned(), description: description.into() }
 }
 
@@ -29,13 +26,13 @@ fn page(status: StatusCode, error: &str, description: impl Into<String>) -> Flow
 fn saml_client(s: &AppState, client_id: &str) -> Result<Result<(Client, SamlSettings), FlowOutcome>, ApiError> {
     let client = match s.db.client_by_id(client_id) {
         Ok(client) => client,
-        Err(StoreError::NotFound) => return Ok(Err(page(StatusCode::NOT_FOUND, "invalid_request", "Unknown client"))),
+        Err(StoreError::NotFound) => return Ok(Err(page("invalid_request", "Unknown client"))),
         Err(e) => return Err(e.into()),
     };
     match from_addons(&client.addons) {
         Ok(Some(settings)) => Ok(Ok((client, settings))),
-        Ok(None) => Ok(Err(page(StatusCode::BAD_REQUEST, "invalid_request", "SAML is not enabled for this client"))),
-        Err(e) => Ok(Err(page(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))),
+        Ok(None) => Ok(Err(page("invalid_request", "SAML is not enabled for this client"))),
+        Err(e) => Ok(Err(page("invalid_request", e.to_string()))),
     }
 }
 
@@ -117,7 +114,7 @@ async fn sso(
                 Err(outcome) => return Ok::<_, ApiError>(outcome),
             };
             if params.relay_state.as_ref().is_some_and(|r| r.len() > MAX_RELAY_STATE) {
-                return Ok(page(StatusCode::BAD_REQUEST, "invalid_request", "RelayState is too long"));
+                return Ok(page("invalid_request", "RelayState is too long"));
             }
             let pending = match &params.saml_request {
                 Some(encoded) => match authn_request(&client, &settings, encoded, &binding) {
@@ -168,7 +165,7 @@ fn authn_request(
     encoded: &str,
     binding: &Binding,
 ) -> Result<AuthnRequest, Box<FlowOutcome>> {
-    let bad = |e: &dyn std::fmt::Display| Box::new(page(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()));
+    let bad = |e: &dyn std::fmt::Display| Box::new(page("invalid_request", e.to_string()));
     let xml = match binding {
         Binding::Redirect(raw_query) => {
             if let Some(cert) = &settings.signing_cert {
@@ -202,11 +199,7 @@ fn pending_for(
     let acs_url = match parsed.and_then(|r| r.acs_url.clone()).or_else(|| client.callbacks.first().cloned()) {
         Some(acs) => acs,
         None => {
-            return Err(Box::new(page(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "The client has no registered ACS URL (callbacks)",
-            )));
+            return Err(Box::new(page("invalid_request", "The client has no registered ACS URL (callbacks)")));
         }
     };
     let name_id_format = match parsed.and_then(|r| r.name_id_format.clone()) {
@@ -265,33 +258,23 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                 Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
             };
             let logout_request = match &params.saml_request {
-                Some(encoded) => match request::decode_redirect(encoded)
-                    .and_then(|xml| request::parse_logout_request(&xml))
-                {
-                    Ok(parsed) => Some(parsed),
-                    Err(e) => return Ok(pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string())),
-                },
+                Some(encoded) => {
+                    match request::decode_redirect(encoded).and_then(|xml| request::parse_logout_request(&xml)) {
+                        Ok(parsed) => Some(parsed),
+                        Err(e) => {
+                            return Ok(pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()));
+                        }
+                    }
+                }
                 None => None,
             };
-            if let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) {
-                match s.db.session_by_cookie_hash(&hash_secret(&value)) {
-                    Ok(session) if session.ended_at.is_none() => {
-                        let event = AuditEvent::new(
-                            event_type::LOGOUT,
-                            now,
-                            Actor::User(session.user_id.clone()),
-                            "Logged out (SAML)",
-                        )
-                        .subject(session.user_id.clone())
-                        .client(client.client_id.clone())
-                        .source_ip(meta.source_ip.clone())
-                        .details(serde_json::json!({ "sid": session.sid }));
-                        s.db.end_session(&session.sid, now, event)?;
-                    }
-                    Ok(_) | Err(StoreError::NotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            crate::flow::end_cookie_session(
+                s,
+                cookie.as_deref(),
+                Some(client.client_id.clone()),
+                meta.source_ip.clone(),
+                "Logged out (SAML)",
+            )?;
             Ok(match (logout_request, &settings.logout_callback) {
                 (Some(request), Some(callback)) => {
                     let xml =

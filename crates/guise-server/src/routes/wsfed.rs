@@ -13,11 +13,9 @@ use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
-use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::{PendingAuthorization, PendingWsfed};
 use guise_core::client::Client;
-use guise_core::store::{ClientStore, SessionStore};
-use guise_oidc::grant::hash_secret;
+use guise_core::store::ClientStore;
 use guise_wsfed::settings::{WsfedSettings, from_addons};
 use serde::Deserialize;
 
@@ -166,26 +164,13 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
 }
 
 fn end_session(s: &AppState, cookie: Option<&str>, client: &Client, meta: &RequestMeta) -> Result<(), ApiError> {
-    let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) else { return Ok(()) };
-    match s.db.session_by_cookie_hash(&hash_secret(value)) {
-        Ok(session) if session.ended_at.is_none() => {
-            let now = s.clock.now();
-            let event = AuditEvent::new(
-                event_type::LOGOUT,
-                now,
-                Actor::User(session.user_id.clone()),
-                "Logged out (WS-Federation)",
-            )
-            .subject(session.user_id.clone())
-            .client(client.client_id.clone())
-            .source_ip(meta.source_ip.clone())
-            .details(serde_json::json!({ "sid": session.sid }));
-            s.db.end_session(&session.sid, now, event)?;
-            Ok(())
-        }
-        Ok(_) | Err(StoreError::NotFound) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    crate::flow::end_cookie_session(
+        s,
+        cookie,
+        Some(client.client_id.clone()),
+        meta.source_ip.clone(),
+        "Logged out (WS-Federation)",
+    )
 }
 
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
