@@ -535,3 +535,65 @@ async fn two_servers_share_keys_and_the_replay_store() {
         assert!(page.body.contains("Bewit already used"));
     }
 }
+
+/// The key id inside a URL's bewit.
+fn bewit_key_id(url: &str) -> String {
+    use base64::Engine;
+    let parsed = url::Url::parse(url).unwrap();
+    let bewit = parsed.query_pairs().find(|(k, _)| k == "bewit").unwrap().1.into_owned();
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(bewit).unwrap();
+    String::from_utf8(decoded).unwrap().split('\\').next().unwrap().to_owned()
+}
+
+/// Rotation keeps already-minted URLs valid; a configured key replaces the database's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bewit_keys_rotate_and_can_come_from_configuration() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap().to_owned();
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let (_, before) = mint_with(&app, &app.token, &target_id, &mint_body(&app, &client_id)).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guise"))
+        .args(["keys", "rotate-bewit"])
+        .env("GUISE_DATABASE_URL", &app.db.url)
+        .env("GUISE_ISSUER", app.issuer())
+        .env("GUISE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rotated: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (_, after) = mint_with(&app, &app.token, &target_id, &mint_body(&app, &client_id)).await;
+    assert_eq!(bewit_key_id(&after), rotated["bewit_key_id"].as_str().unwrap(), "new URLs use the new key");
+    assert_ne!(bewit_key_id(&before), bewit_key_id(&after));
+    assert_eq!(Browser::new().get(&before).await.status, 302, "a URL minted before the rotation still works");
+    assert_eq!(Browser::new().get(&after).await.status, 302);
+
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let configured = spawn_app_with(Backend::Sqlite, |c| {
+        c.bewit_key_id = Some("vault-2026".into());
+        c.bewit_key = Some(key.clone());
+    })
+    .await;
+    let target = configured.create_user("t@example.com").await;
+    let (client_id, _) = impersonation_client(&configured, json!({})).await;
+    let (status, url) = mint_with(
+        &configured,
+        &configured.token,
+        target["user_id"].as_str().unwrap(),
+        &mint_body(&configured, &client_id),
+    )
+    .await;
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(bewit_key_id(&url), "vault-2026");
+    assert_eq!(Browser::new().get(&url).await.status, 302);
+    // A half-configured key refuses to start.
+    let broken = guise_server::Application::build(guise_server::Config {
+        database_url: Some(format!("sqlite://{}", configured.db.data_dir().join("other.db").display())),
+        listen: "127.0.0.1:0".into(),
+        bewit_key_id: Some("only-an-id".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(broken.is_err());
+}
