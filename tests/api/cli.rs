@@ -132,3 +132,26 @@ async fn keys_rotate_keeps_old_tokens_valid(app: TestApp) {
     let rotations = app.logs_of_type("guise_key_rotated").await;
     assert_eq!(rotations.len(), 6, "the first keys and the rotation of each algorithm are audited");
 }
+
+/// After a rotation the old key stays in JWKS until tokens it signed have expired, then retires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_keys_retire_after_their_tokens_expire() {
+    let clock = std::sync::Arc::new(guise_core::clock::ManualClock::new(chrono::Utc::now()));
+    let app = crate::helpers::spawn_app_with_clock(Backend::Sqlite, |_| {}, clock.clone()).await;
+    let old_kid = jsonwebtoken::decode_header(&app.token).unwrap().kid.unwrap();
+    assert!(guise(&app, &["keys", "rotate"]).status.success());
+    assert!(published_kids(&app).await.contains(&old_kid), "still published while its tokens live");
+    // Past the longest token lifetime (24 h access tokens by default).
+    clock.advance(chrono::Duration::hours(25));
+    let published = published_kids(&app).await;
+    assert!(!published.contains(&old_kid), "retired: {published:?}");
+    assert_eq!(published.len(), 3, "one active key per algorithm");
+}
+
+/// Reload the server's keys now and list the kids its JWKS publishes.
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let state = app.state.clone();
+    tokio::task::spawn_blocking(move || state.keys.refresh(&state.db, state.clock.now()).unwrap()).await.unwrap();
+    let (_, jwks) = crate::helpers::split(app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap()).await;
+    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+}
