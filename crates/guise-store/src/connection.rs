@@ -109,6 +109,9 @@ impl Database {
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
             .connection_timeout(Duration::from_secs(10))
+            // No `SELECT 1` before every checkout: a broken connection shows as an error
+            // on use and r2d2 drops it (has_broken); the ping cost three round trips per token.
+            .test_on_check_out(false)
             .connection_customizer(Box::new(SqliteSettings))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
