@@ -74,8 +74,6 @@ pub enum Refusal {
     UnregisteredCallback,
     #[error("Unknown protocol '{0}' (oauth2, samlp, wsfed or wsfed-rms)")]
     UnknownProtocol(String),
-    #[error("Protocol '{0}' is not available yet for impersonation")]
-    ProtocolUnavailable(&'static str),
     #[error("A reason is required for impersonation")]
     ReasonRequired,
     #[error("ttl must be between 1 and {0} seconds")]

@@ -12,6 +12,8 @@ pub struct Endpoints<'a> {
     pub entity_id: &'a str,
     pub sso_url: &'a str,
     pub slo_url: &'a str,
+    /// Whether the SP must sign its AuthnRequests (it registered a signing certificate).
+    pub want_authn_requests_signed: bool,
 }
 
 pub fn idp_metadata(signer: &SamlSigner, endpoints: &Endpoints<'_>) -> String {
@@ -21,7 +23,7 @@ pub fn idp_metadata(signer: &SamlSigner, endpoints: &Endpoints<'_>) -> String {
     );
     let descriptor = Element::new("md", "IDPSSODescriptor")
         .attr("protocolSupportEnumeration", "urn:oasis:names:tc:SAML:2.0:protocol")
-        .attr("WantAuthnRequestsSigned", "false")
+        .attr("WantAuthnRequestsSigned", if endpoints.want_authn_requests_signed { "true" } else { "false" })
         .child(Element::new("md", "KeyDescriptor").attr("use", "signing").child(key_info))
         .child(Element::new("md", "SingleLogoutService").attr("Binding", REDIRECT).attr("Location", endpoints.slo_url))
         .children(NAMEID_FORMATS.iter().map(|f| Element::new("md", "NameIDFormat").text(*f)))

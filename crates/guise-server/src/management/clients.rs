@@ -111,6 +111,9 @@ fn validate(client: &Client) -> Result<(), ApiError> {
     validate_urls("allowed_logout_urls", &client.allowed_logout_urls).map_err(bad)?;
     validate_grant_types(&client.grant_types).map_err(bad)?;
     validate_initiate_login_uri(&client.initiate_login_uri)?;
+    guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    guise_wsfed::settings::from_addons(&client.client_id, &client.addons)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     match client.jwt_configuration.get("alg") {
         None => {}
         Some(serde_json::Value::String(alg)) if guise_oidc::keys::SUPPORTED_ALGS.contains(&alg.as_str()) => {}

@@ -41,16 +41,24 @@ pub async fn metadata(state: web::Data<AppState>, client_id: web::Path<String>) 
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let settings_ok = saml_client(s, &client_id)?.is_ok();
+            let wants_signed = match saml_client(s, &client_id)? {
+                Ok((_, settings)) => Some(settings.signing_cert.is_some()),
+                Err(_) => None,
+            };
             let signer = s.keys.saml_signer();
-            Ok::<_, ApiError>(match (settings_ok, signer) {
-                (true, Some(signer)) => {
+            Ok::<_, ApiError>(match (wants_signed, signer) {
+                (Some(wants_signed), Some(signer)) => {
                     let sso = s.settings.endpoint(&format!("/samlp/{client_id}"));
                     let slo = s.settings.endpoint(&format!("/samlp/{client_id}/logout"));
                     let entity = crate::saml::entity_id(s);
                     Some(guise_saml::metadata::idp_metadata(
                         &signer,
-                        &guise_saml::metadata::Endpoints { entity_id: &entity, sso_url: &sso, slo_url: &slo },
+                        &guise_saml::metadata::Endpoints {
+                            entity_id: &entity,
+                            sso_url: &sso,
+                            slo_url: &slo,
+                            want_authn_requests_signed: wants_signed,
+                        },
                     ))
                 }
                 _ => None,
@@ -81,7 +89,10 @@ enum Binding {
 }
 
 pub async fn sso_get(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
-    let params = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    // A query that does not parse is an error, not IdP-initiated SSO.
+    let Ok(params) = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()) else {
+        return pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", "Malformed SAML request parameters");
+    };
     let raw = req.query_string().to_owned();
     sso(req, state, client_id.into_inner(), params, Binding::Redirect(raw)).await
 }
@@ -244,7 +255,9 @@ fn pending_for(
 /// Single logout: end the guise session; answer a LogoutRequest with a LogoutResponse to
 /// the client's `logout.callback` when one is registered.
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
-    let params = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let Ok(params) = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()) else {
+        return pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", "Malformed SAML request parameters");
+    };
     let cookie = session_cookie(&req);
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
     let secure = state.secure_cookies();
@@ -275,7 +288,12 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                 meta.source_ip.clone(),
                 "Logged out (SAML)",
             )?;
-            Ok(match (logout_request, &settings.logout_callback) {
+            // The callback must be a registered URL of the client, like every redirect.
+            let callback = settings
+                .logout_callback
+                .as_ref()
+                .filter(|c| client.allowed_logout_urls.contains(c) || client.callbacks.contains(c));
+            Ok(match (logout_request, callback) {
                 (Some(request), Some(callback)) => {
                     let xml =
                         guise_saml::response::logout_response(&crate::saml::entity_id(s), callback, &request.id, now);
