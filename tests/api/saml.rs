@@ -277,7 +277,8 @@ async fn single_logout_ends_the_session(app: TestApp) {
     let callback = "http://127.0.0.1:9/saml/slo";
     let client_id = saml_client(&app, json!({ "logout": { "callback": callback } })).await;
     // Like every redirect, the logout callback must be a registered URL of the client.
-    let (status, _) = app.patch(&format!("/api/v2/clients/{client_id}"), &json!({ "allowed_logout_urls": [callback] })).await;
+    let (status, _) =
+        app.patch(&format!("/api/v2/clients/{client_id}"), &json!({ "allowed_logout_urls": [callback] })).await;
     assert_eq!(status, 200);
     let browser = Browser::new();
     let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
