@@ -33,6 +33,27 @@ pub struct User {
     pub has_password: bool,
 }
 
+impl User {
+    /// The value of a user field named in a SAML or WS-Federation mapping: a profile
+    /// field, `upn` (the email), or a key of `app_metadata` / `user_metadata`.
+    pub fn mapped_field(&self, name: &str) -> Option<String> {
+        match name {
+            "user_id" => Some(self.user_id.clone()),
+            "email" | "upn" => Some(self.email.clone()),
+            "name" => self.name.clone(),
+            "nickname" => self.nickname.clone(),
+            "given_name" => self.given_name.clone(),
+            "family_name" => self.family_name.clone(),
+            "picture" => self.picture.clone(),
+            "email_verified" => Some(self.email_verified.to_string()),
+            other => self.app_metadata.get(other).or_else(|| self.user_metadata.get(other)).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+        }
+    }
+}
+
 /// Who a write is attributed to, and on whose behalf it was made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attribution {

@@ -23,24 +23,6 @@ pub fn entity_id(s: &AppState) -> String {
     s.settings.issuer.clone()
 }
 
-/// The value of a user field named in a mapping.
-fn field(user: &User, name: &str) -> Option<String> {
-    match name {
-        "user_id" => Some(user.user_id.clone()),
-        "email" | "upn" => Some(user.email.clone()),
-        "name" => user.name.clone(),
-        "nickname" => user.nickname.clone(),
-        "given_name" => user.given_name.clone(),
-        "family_name" => user.family_name.clone(),
-        "picture" => user.picture.clone(),
-        "email_verified" => Some(user.email_verified.to_string()),
-        other => user.app_metadata.get(other).or_else(|| user.user_metadata.get(other)).map(|v| match v {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }),
-    }
-}
-
 /// The NameID for `format`.
 fn name_id(user: &User, format: &str) -> String {
     match format {
@@ -56,7 +38,7 @@ pub fn attributes(settings: &SamlSettings, user: &User, impersonator: Option<&Us
     let mut out: Vec<(String, Vec<String>)> = settings
         .mappings
         .iter()
-        .filter_map(|(user_field, attribute)| field(user, user_field).map(|v| (attribute.clone(), vec![v])))
+        .filter_map(|(user_field, attribute)| user.mapped_field(user_field).map(|v| (attribute.clone(), vec![v])))
         .collect();
     if let Some(impersonator) = impersonator {
         out.push((ATTR_IMPERSONATED.to_owned(), vec!["true".to_owned()]));

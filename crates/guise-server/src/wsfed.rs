@@ -10,21 +10,8 @@ use guise_core::authorization::PendingWsfed;
 use guise_core::client::Client;
 use guise_core::session::Session;
 use guise_core::store::{AuditStore, UserStore};
-use guise_core::user::User;
 use guise_wsfed::settings::WsfedSettings;
 use guise_wsfed::token::{CLAIM_IMPERSONATED, CLAIM_IMPERSONATOR_EMAIL, CLAIM_IMPERSONATOR_ID, SignIn, rms_mappings};
-
-fn field(user: &User, name: &str) -> Option<String> {
-    match name {
-        "user_id" => Some(user.user_id.clone()),
-        "email" | "upn" => Some(user.email.clone()),
-        "name" => user.name.clone(),
-        "nickname" => user.nickname.clone(),
-        "given_name" => user.given_name.clone(),
-        "family_name" => user.family_name.clone(),
-        _ => None,
-    }
-}
 
 /// The sign-in response's form fields (`wa`, `wresult`, `wctx`); audited.
 pub fn sign_in_fields(
@@ -43,7 +30,7 @@ pub fn sign_in_fields(
     let signer = s.keys.saml_signer().ok_or_else(|| StoreError::Backend("no signing certificate".into()))?;
     let mappings = if pending.rms { rms_mappings() } else { settings.mappings.clone() };
     let mut claims: Vec<(String, Vec<String>)> =
-        mappings.iter().filter_map(|(f, claim)| field(&user, f).map(|v| (claim.clone(), vec![v]))).collect();
+        mappings.iter().filter_map(|(f, claim)| user.mapped_field(f).map(|v| (claim.clone(), vec![v]))).collect();
     if let Some(impersonator) = &impersonator {
         claims.push((CLAIM_IMPERSONATED.to_owned(), vec!["true".into()]));
         claims.push((CLAIM_IMPERSONATOR_ID.to_owned(), vec![impersonator.user_id.clone()]));

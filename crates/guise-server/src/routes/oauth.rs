@@ -161,6 +161,20 @@ fn authenticated_client(
     authenticate(&s.db, &credentials).map_err(fail)
 }
 
+/// The client's credentials and the `token` parameter of a revocation or introspection request.
+async fn token_and_client(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<(Option<ClientCredentials>, String), OAuthResponseError> {
+    let body = read_body(payload, limit).await?;
+    let mut form = parse_body(req, &body)?;
+    let credentials = client_credentials(req, &mut form)?;
+    let presented =
+        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("Missing required parameter: token"))?;
+    Ok((credentials, presented))
+}
+
 /// `POST /oauth/revoke` (RFC 7009): always 200 for a well-formed request.
 #[post("/oauth/revoke")]
 pub async fn revoke(
@@ -168,11 +182,7 @@ pub async fn revoke(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthResponseError> {
-    let body = read_body(payload, state.config.max_body_bytes).await?;
-    let mut form = parse_body(&req, &body)?;
-    let credentials = client_credentials(&req, &mut form)?;
-    let presented =
-        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("Missing required parameter: token"))?;
+    let (credentials, presented) = token_and_client(&req, payload, state.config.max_body_bytes).await?;
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
     state
         .into_inner()
@@ -206,11 +216,7 @@ pub async fn introspect(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthResponseError> {
-    let body = read_body(payload, state.config.max_body_bytes).await?;
-    let mut form = parse_body(&req, &body)?;
-    let credentials = client_credentials(&req, &mut form)?;
-    let presented =
-        form.token.filter(|t| !t.is_empty()).ok_or_else(|| invalid_request("Missing required parameter: token"))?;
+    let (credentials, presented) = token_and_client(&req, payload, state.config.max_body_bytes).await?;
     let answer = state
         .into_inner()
         .blocking(move |s| {
