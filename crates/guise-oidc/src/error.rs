@@ -45,6 +45,10 @@ impl OAuthError {
         Self::new(OAuthErrorCode::InvalidRequest, description)
     }
 
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(OAuthErrorCode::InvalidGrant, description)
+    }
+
     pub fn invalid_client() -> Self {
         Self::new(OAuthErrorCode::InvalidClient, "Client authentication failed")
     }

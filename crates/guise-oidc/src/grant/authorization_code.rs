@@ -3,7 +3,7 @@
 
 use super::issue::{UserGrant, hash_secret, issue_user_tokens};
 use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse};
-use crate::error::{OAuthError, OAuthErrorCode};
+use crate::error::OAuthError;
 use crate::pkce;
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
@@ -13,10 +13,6 @@ use serde_json::json;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AuthorizationCodeGrant;
-
-fn invalid_grant(description: &str) -> OAuthError {
-    OAuthError::new(OAuthErrorCode::InvalidGrant, description)
-}
 
 impl GrantHandler for AuthorizationCodeGrant {
     fn grant_type(&self) -> &'static str {
@@ -54,30 +50,32 @@ impl GrantHandler for AuthorizationCodeGrant {
                     .source_ip(request.source_ip.clone())
                     .details(json!({ "sid": code.sid })),
                 ])?;
-                return Err(invalid_grant("Invalid authorization code"));
+                return Err(OAuthError::invalid_grant("Invalid authorization code"));
             }
-            Err(StoreError::NotFound) => return Err(invalid_grant("Invalid authorization code")),
+            Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("Invalid authorization code")),
             Err(e) => return Err(e.into()),
         };
         if code.client_id != client.client_id {
-            return Err(invalid_grant("Invalid authorization code"));
+            return Err(OAuthError::invalid_grant("Invalid authorization code"));
         }
         if code.expires_at <= ctx.now {
-            return Err(invalid_grant("Authorization code has expired"));
+            return Err(OAuthError::invalid_grant("Authorization code has expired"));
         }
         if request.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
-            return Err(invalid_grant("redirect_uri does not match the authorization request"));
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
         }
         match (&code.code_challenge, request.code_verifier.as_deref()) {
             (Some(challenge), Some(verifier)) => {
                 if !pkce::verify_s256(verifier, challenge) {
-                    return Err(invalid_grant("Failed to verify code_verifier"));
+                    return Err(OAuthError::invalid_grant("Failed to verify code_verifier"));
                 }
             }
-            (Some(_), None) => return Err(invalid_grant("Missing required parameter: code_verifier")),
+            (Some(_), None) => return Err(OAuthError::invalid_grant("Missing required parameter: code_verifier")),
             // A verifier for a request that sent no challenge: a downgrade attempt.
             (None, Some(_)) => {
-                return Err(invalid_grant("code_verifier sent but the authorization request had no code_challenge"));
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier sent but the authorization request had no code_challenge",
+                ));
             }
             (None, None) => {}
         }

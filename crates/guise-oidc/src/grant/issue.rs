@@ -3,7 +3,7 @@
 
 use super::{TokenContext, TokenResponse};
 use crate::access_token::{AccessTokenClaims, mint};
-use crate::error::{OAuthError, OAuthErrorCode};
+use crate::error::OAuthError;
 use crate::id_token::{self, IdTokenInput};
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
@@ -38,10 +38,6 @@ pub fn hash_secret(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn invalid_grant(description: &str) -> OAuthError {
-    OAuthError::new(OAuthErrorCode::InvalidGrant, description)
-}
-
 /// The impersonation claims a session carries (empty for ordinary sessions).
 pub fn impersonation_claims(session: &Session, ctx: &TokenContext<'_>) -> Result<Map<String, Value>, OAuthError> {
     let mut claims = Map::new();
@@ -66,19 +62,19 @@ pub fn issue_user_tokens(
 ) -> Result<TokenResponse, OAuthError> {
     let user = match ctx.users.user_by_id(&grant.user_id) {
         Ok(user) => user,
-        Err(StoreError::NotFound) => return Err(invalid_grant("The user no longer exists")),
+        Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("The user no longer exists")),
         Err(e) => return Err(e.into()),
     };
     if user.blocked {
-        return Err(invalid_grant("The user is blocked"));
+        return Err(OAuthError::invalid_grant("The user is blocked"));
     }
     let session = match ctx.sessions.session_by_sid(&grant.sid) {
         Ok(session) => session,
-        Err(StoreError::NotFound) => return Err(invalid_grant("The session no longer exists")),
+        Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("The session no longer exists")),
         Err(e) => return Err(e.into()),
     };
     if session.ended_at.is_some() || (session.impersonator_id.is_some() && !session.is_live(ctx.now)) {
-        return Err(invalid_grant("The session has ended"));
+        return Err(OAuthError::invalid_grant("The session has ended"));
     }
     let extra = impersonation_claims(&session, ctx)?;
 

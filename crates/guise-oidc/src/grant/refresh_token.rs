@@ -14,10 +14,6 @@ use serde_json::json;
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshTokenGrant;
 
-fn invalid_grant(description: &str) -> OAuthError {
-    OAuthError::new(OAuthErrorCode::InvalidGrant, description)
-}
-
 impl GrantHandler for RefreshTokenGrant {
     fn grant_type(&self) -> &'static str {
         "refresh_token"
@@ -43,7 +39,9 @@ impl GrantHandler for RefreshTokenGrant {
         // token: check before using it.
         let presented = match ctx.tokens.refresh_token(&hash) {
             Ok(record) if record.client_id == client.client_id => record,
-            Ok(_) | Err(StoreError::NotFound) => return Err(invalid_grant("Unknown or invalid refresh token")),
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(OAuthError::invalid_grant("Unknown or invalid refresh token"));
+            }
             Err(e) => return Err(e.into()),
         };
         // A narrower scope may be asked for, never a wider one.
@@ -69,9 +67,9 @@ impl GrantHandler for RefreshTokenGrant {
                     .source_ip(request.source_ip.clone())
                     .details(json!({ "family_id": record.family_id })),
                 ])?;
-                return Err(invalid_grant("Unknown or invalid refresh token"));
+                return Err(OAuthError::invalid_grant("Unknown or invalid refresh token"));
             }
-            RefreshRedemption::Dead(_) => return Err(invalid_grant("Unknown or invalid refresh token")),
+            RefreshRedemption::Dead(_) => return Err(OAuthError::invalid_grant("Unknown or invalid refresh token")),
         };
         // A narrower scope may be asked for, never a wider one.
         let scope = match request.scope.as_deref().map(parse_scope) {
