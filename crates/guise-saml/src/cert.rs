@@ -35,7 +35,11 @@ pub fn self_signed(key: &RsaPrivateKey, common_name: &str, serial: u64) -> Resul
     let spki = SubjectPublicKeyInfoOwned::try_from(public_der.as_bytes()).map_err(|e| err(&e))?;
     let validity = Validity::from_now(Duration::from_secs(10 * 365 * 86_400)).map_err(|e| err(&e))?;
     let signer = SigningKey::<Sha256>::new(key.clone());
-    let builder = CertificateBuilder::new(Profile::Root, SerialNumber::from(serial), validity, subject, spki, &signer)
+    // A self-signed end-entity certificate: KeyUsage digitalSignature (what signing XML
+    // needs), not a CA.
+    let profile =
+        Profile::Leaf { issuer: subject.clone(), enable_key_agreement: false, enable_key_encipherment: false };
+    let builder = CertificateBuilder::new(profile, SerialNumber::from(serial), validity, subject, spki, &signer)
         .map_err(|e| err(&e))?;
     let certificate = builder.build::<rsa::pkcs1v15::Signature>().map_err(|e| err(&e))?;
     let der = certificate.to_der().map_err(|e| err(&e))?;
