@@ -140,14 +140,15 @@ async fn each_spelling_reads_and_writes_as_the_target(app: TestApp) {
 }
 
 async fn external_and_sis_ids_name_targets(app: TestApp) {
-    let target = target_user(&app, "sis@example.com", Some("SIS 2024/17")).await;
-    for spec in ["external_id:SIS 2024/17", "sis_user_id:SIS 2024/17"] {
+    let target = target_user(&app, "sis@example.com", Some("SIS 2024/17+a&b")).await;
+    for spec in ["external_id:SIS 2024/17+a&b", "sis_user_id:SIS 2024/17+a&b"] {
         for spelling in [Spelling::Query, Spelling::BoxHeader] {
             let header_value;
             let target_spec = match spelling {
-                // Headers carry the reference URL-encoded.
+                // Headers carry the reference percent-encoded (a `+` would stay a `+`).
                 Spelling::BoxHeader => {
-                    header_value = urlencode(spec);
+                    header_value =
+                        percent_encoding::utf8_percent_encode(spec, percent_encoding::NON_ALPHANUMERIC).to_string();
                     header_value.as_str()
                 }
                 _ => spec,

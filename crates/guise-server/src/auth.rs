@@ -104,17 +104,13 @@ fn act_as_spec(req: &HttpRequest) -> Result<Option<String>, ActAsRefusal> {
     let header = |name: &str| -> Result<Option<String>, ActAsRefusal> {
         match req.headers().get(name) {
             None => Ok(None),
+            // Headers carry the reference percent-encoded (no form rules: `+` stays `+`).
             Some(v) => v
                 .to_str()
-                .map(|s| {
-                    Some(
-                        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-                            .map(|(_, v)| v.into_owned())
-                            .next()
-                            .unwrap_or_default(),
-                    )
-                })
-                .map_err(|_| ActAsRefusal::InvalidTarget),
+                .ok()
+                .and_then(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok())
+                .map(|s| Some(s.into_owned()))
+                .ok_or(ActAsRefusal::InvalidTarget),
         }
     };
     let (box_header, dynamics_header) = (header("as-user")?, header("mscrmcallerid")?);
