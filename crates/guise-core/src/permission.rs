@@ -1,5 +1,5 @@
 //! Permissions and scopes: the Management API's scope names and the set arithmetic
-//! (containment, intersection) that impersonation and acting-as rely on.
+//! (containment, what one set lacks of another) that impersonation relies on.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -90,10 +90,6 @@ impl PermissionSet {
         Self(permissions.into_iter().collect())
     }
 
-    pub fn contains(&self, permission: &Permission) -> bool {
-        self.0.contains(permission)
-    }
-
     /// Whether this set holds every permission of `other` (no escalation).
     pub fn is_superset(&self, other: &PermissionSet) -> bool {
         self.0.is_superset(&other.0)
@@ -104,21 +100,13 @@ impl PermissionSet {
         other.0.difference(&self.0)
     }
 
-    pub fn intersection(&self, other: &PermissionSet) -> PermissionSet {
-        PermissionSet(self.0.intersection(&other.0).cloned().collect())
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// The permission names this set holds on one audience.
     pub fn names_for(&self, audience: &str) -> BTreeSet<String> {
         self.0.iter().filter(|p| p.resource_server_identifier == audience).map(|p| p.permission_name.clone()).collect()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Permission> {
-        self.0.iter()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
@@ -142,13 +130,12 @@ mod tests {
     }
 
     #[test]
-    fn superset_and_intersection() {
+    fn superset_and_missing() {
         let admin = PermissionSet::new([perm("a"), perm("b")]);
         let helper = PermissionSet::new([perm("a")]);
         assert!(admin.is_superset(&helper));
         assert!(!helper.is_superset(&admin));
         assert_eq!(helper.missing_from(&admin).collect::<Vec<_>>(), vec![&perm("b")]);
-        assert_eq!(admin.intersection(&helper), helper);
     }
 
     #[test]

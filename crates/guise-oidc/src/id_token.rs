@@ -55,6 +55,8 @@ pub struct IdTokenInput<'a> {
     pub sid: &'a str,
     pub access_token: &'a str,
     pub alg: &'a str,
+    /// How long the ID token is valid (capped for impersonation sessions).
+    pub lifetime: chrono::Duration,
     /// Further claims (impersonation).
     pub extra: &'a Map<String, Value>,
 }
@@ -72,7 +74,7 @@ pub fn mint(
         ("aud".to_owned(), json!(input.client_id)),
         ("azp".to_owned(), json!(input.client_id)),
         ("iat".to_owned(), json!(now.timestamp())),
-        ("exp".to_owned(), json!((now + settings.id_token_lifetime).timestamp())),
+        ("exp".to_owned(), json!((now + input.lifetime).timestamp())),
         ("auth_time".to_owned(), json!(input.auth_time.timestamp())),
         ("sid".to_owned(), json!(input.sid)),
         ("at_hash".to_owned(), json!(at_hash(input.access_token, input.alg))),

@@ -125,10 +125,6 @@ impl Database {
         Ok(db)
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     pub(crate) fn conn(&self) -> DbResult<Conn> {
         self.pool.get().map_err(|e| DbError(StoreError::Backend(format!("no database connection: {e}"))))
     }

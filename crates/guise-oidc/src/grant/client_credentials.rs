@@ -1,14 +1,13 @@
 //! `grant_type=client_credentials` (RFC 6749 §4.4): a machine's own token for an API it
 //! holds a client grant on.
 
-use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse};
+use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse, requested_scope};
 use crate::access_token::{AccessTokenClaims, mint};
 use crate::error::{OAuthError, OAuthErrorCode};
 use guise_core::StoreError;
 use guise_core::audit::event_type;
 use guise_core::client::Client;
 use guise_core::ids::new_token_id;
-use guise_core::permission::parse_scope;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ClientCredentialsGrant;
@@ -50,17 +49,14 @@ impl GrantHandler for ClientCredentialsGrant {
             }
             Err(e) => return Err(e.into()),
         };
-        let scopes = match request.scope.as_deref().map(parse_scope) {
-            Some(requested) if !requested.is_empty() => {
-                if let Some(extra) = requested.iter().find(|s| !grant.scope.contains(s)) {
-                    return Err(OAuthError::new(
-                        OAuthErrorCode::InvalidScope,
-                        format!("Scope '{extra}' is not granted to this client for \"{audience}\""),
-                    ));
-                }
-                requested
+        let scopes = match requested_scope(request.scope.as_deref(), &grant.scope) {
+            Ok(requested) => requested.unwrap_or_else(|| grant.scope.clone()),
+            Err(extra) => {
+                return Err(OAuthError::new(
+                    OAuthErrorCode::InvalidScope,
+                    format!("Scope '{extra}' is not granted to this client for \"{audience}\""),
+                ));
             }
-            _ => grant.scope.clone(),
         };
         let lifetime = ctx.settings.access_token_lifetime;
         let claims = AccessTokenClaims {

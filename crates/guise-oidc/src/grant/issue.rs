@@ -155,11 +155,10 @@ pub fn issue_user_tokens(
             sid: &grant.sid,
             access_token: &access_token,
             alg,
+            lifetime: capped(ctx.settings.id_token_lifetime),
             extra: &extra,
         };
-        let mut settings = ctx.settings.clone();
-        settings.id_token_lifetime = capped(settings.id_token_lifetime);
-        Some(id_token::mint(&settings, ctx.keys, &input, now).map_err(|_| OAuthError::server_error())?)
+        Some(id_token::mint(ctx.settings, ctx.keys, &input, now).map_err(|_| OAuthError::server_error())?)
     } else {
         None
     };

@@ -92,6 +92,18 @@ pub trait GrantHandler: Send + Sync {
     ) -> Result<TokenResponse, OAuthError>;
 }
 
+/// The scope a token request asks for (`None` when it names none), which may narrow
+/// `granted` but never widen it: `Err` names the first scope beyond it.
+pub(crate) fn requested_scope(requested: Option<&str>, granted: &[String]) -> Result<Option<Vec<String>>, String> {
+    let Some(requested) = requested.map(guise_core::permission::parse_scope).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    match requested.iter().find(|s| !granted.contains(s)) {
+        Some(extra) => Err(extra.clone()),
+        None => Ok(Some(requested)),
+    }
+}
+
 /// The grant handlers guise serves, in one place.
 pub fn handlers() -> Vec<Box<dyn GrantHandler>> {
     vec![Box::new(AuthorizationCodeGrant), Box::new(RefreshTokenGrant), Box::new(ClientCredentialsGrant)]

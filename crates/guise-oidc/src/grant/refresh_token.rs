@@ -2,13 +2,12 @@
 //! reused token revokes its whole family; the family's lifetime is absolute.
 
 use super::issue::{UserGrant, hash_secret, issue_user_tokens};
-use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse};
+use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse, requested_scope};
 use crate::error::{OAuthError, OAuthErrorCode};
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::RefreshRedemption;
 use guise_core::client::Client;
-use guise_core::permission::parse_scope;
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy)]
@@ -44,14 +43,15 @@ impl GrantHandler for RefreshTokenGrant {
             }
             Err(e) => return Err(e.into()),
         };
-        // A narrower scope may be asked for, never a wider one.
-        // (A spent token skips this check so that its reuse is still detected below.)
-        let requested = request.scope.as_deref().map(parse_scope).filter(|r| !r.is_empty());
-        if presented.used_at.is_none()
-            && let Some(extra) = requested.iter().flatten().find(|s| !presented.scope.contains(s))
-        {
-            return Err(OAuthError::new(OAuthErrorCode::InvalidScope, format!("Scope '{extra}' was not granted")));
-        }
+        // A narrower scope may be asked for, never a wider one. (A spent token skips the
+        // check, so that its reuse is still detected below.)
+        let requested = match requested_scope(request.scope.as_deref(), &presented.scope) {
+            Err(extra) if presented.used_at.is_none() => {
+                return Err(OAuthError::new(OAuthErrorCode::InvalidScope, format!("Scope '{extra}' was not granted")));
+            }
+            Err(_) => None,
+            Ok(requested) => requested,
+        };
         let record = match ctx.tokens.use_refresh_token(&hash, ctx.now)? {
             RefreshRedemption::Rotated(record) => record,
             RefreshRedemption::Reused(record) => {
@@ -71,19 +71,8 @@ impl GrantHandler for RefreshTokenGrant {
             }
             RefreshRedemption::Dead(_) => return Err(OAuthError::invalid_grant("Unknown or invalid refresh token")),
         };
-        // A narrower scope may be asked for, never a wider one.
-        let scope = match request.scope.as_deref().map(parse_scope) {
-            Some(requested) if !requested.is_empty() => {
-                if let Some(extra) = requested.iter().find(|s| !record.scope.contains(s)) {
-                    return Err(OAuthError::new(
-                        OAuthErrorCode::InvalidScope,
-                        format!("Scope '{extra}' was not granted"),
-                    ));
-                }
-                requested
-            }
-            _ => record.scope.clone(),
-        };
+        // Rotation kept the presented token's scope, checked above.
+        let scope = requested.unwrap_or_else(|| record.scope.clone());
         issue_user_tokens(
             client,
             UserGrant {
