@@ -38,8 +38,6 @@ pub enum ActAsRefusal {
     MissingScope,
     #[error("The calling client is not enabled to act as users (allow_act_as)")]
     ClientNotEnabled,
-    #[error("Tokens from an impersonation cannot act as another user")]
-    Chained,
     #[error("The user does not exist")]
     UnknownTarget,
     #[error("Blocked users cannot be acted as")]

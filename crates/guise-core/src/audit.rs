@@ -143,6 +143,21 @@ impl AuditEvent {
         self
     }
 
+    /// Name who really acted in an event an impersonation session caused: the
+    /// impersonator (`on_behalf_of`) and the machine client that minted the
+    /// impersonation, if one did. Ordinary sessions leave the event as it is.
+    pub fn caused_by(mut self, session: &crate::session::Session) -> Self {
+        if let Some(impersonator) = &session.impersonator_id {
+            self.on_behalf_of = Some(impersonator.clone());
+            if !self.details.is_object() {
+                self.details = serde_json::json!({});
+            }
+            self.details["impersonated"] = serde_json::json!(true);
+            self.details["impersonation_minted_by"] = serde_json::json!(session.impersonation_minted_by);
+        }
+        self
+    }
+
     pub fn source_ip(mut self, ip: Option<String>) -> Self {
         self.source_ip = ip;
         self

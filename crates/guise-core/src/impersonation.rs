@@ -1,10 +1,12 @@
 //! Impersonation policy: who may become whom, for which client, over which protocol —
 //! and the ticket every impersonation URL carries (bound by the bewit's MAC).
 
+use crate::authority::{Chain, LinkKind, Shortfall};
 use crate::client::Client;
 use crate::permission::{PermissionSet, scopes};
+use crate::session::Session;
 use crate::user::User;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 /// Protocols an impersonation login can be delivered over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +62,10 @@ pub enum Refusal {
     ImpersonatorRequired,
     #[error("The impersonator does not hold the impersonate:users permission")]
     ImpersonatorNotAllowed,
-    #[error("The impersonator lacks permissions the target holds: {0}")]
-    WeakerImpersonator(String),
+    /// A link of the chain (the calling client, or the impersonator) is weaker than the
+    /// target: the authority ceiling.
+    #[error("{} lacks permissions the target holds: {}", who(.0.kind), .0.missing_names())]
+    Weaker(Shortfall),
     #[error("Users cannot impersonate themselves")]
     SelfImpersonation,
     #[error("Blocked users cannot be impersonated")]
@@ -96,6 +100,22 @@ pub enum Refusal {
     UnknownImpersonator,
     #[error("The client does not exist")]
     UnknownClient,
+    #[error("The client that minted this impersonation no longer exists")]
+    UnknownMinter,
+    #[error("The impersonation session has ended")]
+    SessionEnded,
+    #[error(
+        "Impersonation sessions cannot obtain Management API tokens; act as the user with as_user_id, As-User or MSCRMCallerID instead"
+    )]
+    ManagementApiAudience,
+}
+
+fn who(kind: LinkKind) -> &'static str {
+    match kind {
+        LinkKind::TokenHolder => "The caller",
+        LinkKind::Impersonator => "The impersonator",
+        LinkKind::ActedAs => "The acted-as user",
+    }
 }
 
 impl Refusal {
@@ -104,7 +124,10 @@ impl Refusal {
             Refusal::MissingScope
             | Refusal::ImpersonatorMismatch
             | Refusal::ImpersonatorNotAllowed
-            | Refusal::WeakerImpersonator(_)
+            | Refusal::Weaker(_)
+            | Refusal::UnknownMinter
+            | Refusal::SessionEnded
+            | Refusal::ManagementApiAudience
             | Refusal::BlockedImpersonator
             | Refusal::ChainedImpersonation
             | Refusal::ClientNotEnabled => 403,
@@ -124,26 +147,33 @@ impl Refusal {
 }
 
 /// The facts a decision needs, looked up by the caller.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Parties<'a> {
     pub target: &'a User,
     pub target_permissions: &'a PermissionSet,
     pub impersonator: &'a User,
-    pub impersonator_permissions: &'a PermissionSet,
+    /// Everyone whose authority the impersonation rests on: the machine client that
+    /// minted it (when one did), then the impersonator.
+    pub chain: &'a Chain,
     /// The Management API audience, where `impersonate:users` lives.
     pub management_audience: &'a str,
     pub client: &'a Client,
 }
 
-/// Apply the rules: the impersonator may impersonate, is no weaker than the target, is
-/// not the target; the target is not blocked; the client allows it.
+/// Apply the rules: every link of the chain may impersonate and is no weaker than the
+/// target (an impersonation login confers the target's full powers, so the chain must
+/// hold a superset of them); nobody impersonates themselves; neither party is blocked;
+/// the client allows it.
 pub fn check_parties(parties: &Parties<'_>) -> Result<(), Refusal> {
-    let impersonator_scopes = parties.impersonator_permissions.names_for(parties.management_audience);
     if parties.impersonator.blocked {
         return Err(Refusal::BlockedImpersonator);
     }
-    if !impersonator_scopes.contains(scopes::IMPERSONATE_USERS) {
-        return Err(Refusal::ImpersonatorNotAllowed);
+    let become_users = PermissionSet::on(parties.management_audience, [scopes::IMPERSONATE_USERS]);
+    if let Err(short) = parties.chain.covers(&become_users) {
+        return Err(match short.kind {
+            LinkKind::Impersonator => Refusal::ImpersonatorNotAllowed,
+            _ => Refusal::MissingScope,
+        });
     }
     if parties.impersonator.user_id == parties.target.user_id {
         return Err(Refusal::SelfImpersonation);
@@ -151,18 +181,28 @@ pub fn check_parties(parties: &Parties<'_>) -> Result<(), Refusal> {
     if parties.target.blocked {
         return Err(Refusal::BlockedTarget);
     }
-    let missing: Vec<String> = parties
-        .impersonator_permissions
-        .missing_from(parties.target_permissions)
-        .map(|p| p.permission_name.clone())
-        .collect();
-    if !missing.is_empty() {
-        return Err(Refusal::WeakerImpersonator(missing.join(", ")));
-    }
+    parties.chain.covers(parties.target_permissions).map_err(Refusal::Weaker)?;
     if !parties.client.allow_impersonation {
         return Err(Refusal::ClientNotEnabled);
     }
     Ok(())
+}
+
+/// Whether an impersonation session may still be used at `now`: it is live, and the
+/// chain that opened it still holds (re-checked on every use — a blocked impersonator
+/// or a lost permission ends it).
+pub fn recheck_session(session: &Session, parties: &Parties<'_>, now: DateTime<Utc>) -> Result<(), Refusal> {
+    if !session.is_live(now) {
+        return Err(Refusal::SessionEnded);
+    }
+    check_parties(parties)
+}
+
+/// Which APIs an impersonation session may obtain tokens for: any but the Management
+/// API. Acting on the API as a user is what `as_user_id`, `As-User` and `MSCRMCallerID`
+/// are for, and they run with the intersection of both parties' permissions.
+pub fn impersonation_may_reach(audience: &str, management_audience: &str) -> Result<(), Refusal> {
+    if audience == management_audience { Err(Refusal::ManagementApiAudience) } else { Ok(()) }
 }
 
 /// What an impersonation URL carries. Every field is in the URL's query, so the bewit's
@@ -178,6 +218,8 @@ pub struct Ticket {
     /// Lifetime of the session the URL opens, in seconds.
     pub session_ttl: i64,
     pub reason: Option<String>,
+    /// The machine client whose token minted the URL, when one did: part of the chain.
+    pub minted_by: Option<String>,
     pub scope: Option<String>,
     pub state: Option<String>,
     pub nonce: Option<String>,
@@ -196,6 +238,7 @@ impl Ticket {
         ];
         for (key, value) in [
             ("reason", &self.reason),
+            ("minted_by", &self.minted_by),
             ("scope", &self.scope),
             ("state", &self.state),
             ("nonce", &self.nonce),
@@ -224,6 +267,7 @@ impl Ticket {
             jti: map.remove("jti")?,
             session_ttl: map.remove("session_ttl")?.parse().ok()?,
             reason: map.remove("reason"),
+            minted_by: map.remove("minted_by"),
             scope: map.remove("scope"),
             state: map.remove("state"),
             nonce: map.remove("nonce"),
@@ -235,6 +279,7 @@ impl Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::authority::{Link, Principal};
     use crate::client::{AppType, TokenEndpointAuthMethod};
     use crate::permission::Permission;
     use chrono::Utc;
@@ -294,36 +339,117 @@ mod tests {
         )
     }
 
+    fn chain_of(holder: Option<&PermissionSet>, impersonator: &PermissionSet) -> Chain {
+        let person = Link::new(LinkKind::Impersonator, Principal::User("admin".into()), impersonator.clone());
+        match holder {
+            Some(holds) => {
+                Chain::of(Link::new(LinkKind::TokenHolder, Principal::Client("m2m".into()), holds.clone())).then(person)
+            }
+            None => Chain::of(person),
+        }
+    }
+
     #[test]
     fn the_rules() {
         let (admin, target) = (user("admin"), user("target"));
         let strong = perms(&["impersonate:users", "read:users"]);
         let none = perms(&[]);
         let enabled = client(true);
+        let chain = chain_of(None, &strong);
         let ok = Parties {
             target: &target,
             target_permissions: &none,
             impersonator: &admin,
-            impersonator_permissions: &strong,
+            chain: &chain,
             management_audience: "api",
             client: &enabled,
         };
         assert_eq!(check_parties(&ok), Ok(()));
         assert_eq!(check_parties(&Parties { target: &admin, ..ok }), Err(Refusal::SelfImpersonation));
         let stronger_target = perms(&["delete:users"]);
+        let refusal = check_parties(&Parties { target_permissions: &stronger_target, ..ok });
         assert_eq!(
-            check_parties(&Parties { target_permissions: &stronger_target, ..ok }),
-            Err(Refusal::WeakerImpersonator("delete:users".into()))
+            refusal.as_ref().map_err(ToString::to_string),
+            Err("The impersonator lacks permissions the target holds: delete:users".to_owned())
         );
-        assert_eq!(
-            check_parties(&Parties { impersonator_permissions: &none, ..ok }),
-            Err(Refusal::ImpersonatorNotAllowed)
-        );
+        let powerless = chain_of(None, &none);
+        assert_eq!(check_parties(&Parties { chain: &powerless, ..ok }), Err(Refusal::ImpersonatorNotAllowed));
         let disabled = client(false);
         assert_eq!(check_parties(&Parties { client: &disabled, ..ok }), Err(Refusal::ClientNotEnabled));
         let mut blocked = user("target");
         blocked.blocked = true;
         assert_eq!(check_parties(&Parties { target: &blocked, ..ok }), Err(Refusal::BlockedTarget));
+        assert_eq!(check_parties(&Parties { impersonator: &blocked, ..ok }), Err(Refusal::BlockedImpersonator));
+    }
+
+    #[test]
+    fn a_weak_minting_client_cannot_borrow_a_strong_impersonator() {
+        let (admin, target) = (user("admin"), user("target"));
+        let everything = perms(&["impersonate:users", "read:users", "create:clients"]);
+        let only_impersonate = perms(&["impersonate:users"]);
+        let target_holds = perms(&["create:clients"]);
+        let enabled = client(true);
+        let chain = chain_of(Some(&only_impersonate), &everything);
+        let parties = Parties {
+            target: &target,
+            target_permissions: &target_holds,
+            impersonator: &admin,
+            chain: &chain,
+            management_audience: "api",
+            client: &enabled,
+        };
+        let refusal = check_parties(&parties);
+        assert_eq!(
+            refusal.as_ref().map_err(ToString::to_string),
+            Err("The caller lacks permissions the target holds: create:clients".to_owned())
+        );
+        let no_scope = chain_of(Some(&none_set()), &everything);
+        assert_eq!(check_parties(&Parties { chain: &no_scope, ..parties }), Err(Refusal::MissingScope));
+    }
+
+    fn none_set() -> PermissionSet {
+        perms(&[])
+    }
+
+    #[test]
+    fn a_session_is_rechecked_against_the_clock_and_the_chain() {
+        let (admin, target) = (user("admin"), user("target"));
+        let strong = perms(&["impersonate:users"]);
+        let none = perms(&[]);
+        let enabled = client(true);
+        let chain = chain_of(None, &strong);
+        let parties = Parties {
+            target: &target,
+            target_permissions: &none,
+            impersonator: &admin,
+            chain: &chain,
+            management_audience: "api",
+            client: &enabled,
+        };
+        let t0 = Utc::now();
+        let session = Session {
+            sid: "s".into(),
+            user_id: "target".into(),
+            created_at: t0,
+            auth_time: t0,
+            last_seen: t0,
+            idle_expires_at: t0 + Duration::minutes(10),
+            absolute_expires_at: t0 + Duration::minutes(10),
+            source_ip: None,
+            user_agent: None,
+            ended_at: None,
+            impersonator_id: Some("admin".into()),
+            impersonation_reason: None,
+            impersonation_minted_by: None,
+        };
+        assert_eq!(recheck_session(&session, &parties, t0), Ok(()));
+        assert_eq!(recheck_session(&session, &parties, t0 + Duration::minutes(11)), Err(Refusal::SessionEnded));
+        let mut blocked = user("admin");
+        blocked.blocked = true;
+        assert_eq!(
+            recheck_session(&session, &Parties { impersonator: &blocked, ..parties }, t0),
+            Err(Refusal::BlockedImpersonator)
+        );
     }
 
     #[test]
@@ -336,6 +462,7 @@ mod tests {
             jti: "j".into(),
             session_ttl: 3600,
             reason: Some("TICKET-1".into()),
+            minted_by: Some("m2m".into()),
             scope: None,
             state: Some("s".into()),
             nonce: None,

@@ -4,6 +4,7 @@
 pub mod act_as;
 pub mod audit;
 pub mod audit_query;
+pub mod authority;
 pub mod authorization;
 pub mod bewit;
 pub mod client;

@@ -104,6 +104,47 @@ impl PermissionSet {
         self.0.is_empty()
     }
 
+    /// The permissions both sets hold.
+    pub fn intersection(&self, other: &PermissionSet) -> PermissionSet {
+        Self(self.0.intersection(&other.0).cloned().collect())
+    }
+
+    /// Both sets together.
+    pub fn union(&self, other: &PermissionSet) -> PermissionSet {
+        Self(self.0.union(&other.0).cloned().collect())
+    }
+
+    /// This set, with `audience` narrowed to `names` (a token's scope on that API).
+    pub fn narrowed_on<'a>(&self, audience: &str, names: impl IntoIterator<Item = &'a str>) -> PermissionSet {
+        let names: BTreeSet<&str> = names.into_iter().collect();
+        Self(
+            self.0
+                .iter()
+                .filter(|p| p.resource_server_identifier != audience || names.contains(p.permission_name.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The permissions on one audience.
+    pub fn only(&self, audience: &str) -> PermissionSet {
+        Self(self.0.iter().filter(|p| p.resource_server_identifier == audience).cloned().collect())
+    }
+
+    /// Permission names on one audience as a set.
+    pub fn on(audience: &str, names: impl IntoIterator<Item = impl Into<String>>) -> PermissionSet {
+        Self(
+            names
+                .into_iter()
+                .map(|n| Permission { resource_server_identifier: audience.to_owned(), permission_name: n.into() })
+                .collect(),
+        )
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Permission> {
+        self.0.iter()
+    }
+
     /// The permission names this set holds on one audience.
     pub fn names_for(&self, audience: &str) -> BTreeSet<String> {
         self.0.iter().filter(|p| p.resource_server_identifier == audience).map(|p| p.permission_name.clone()).collect()

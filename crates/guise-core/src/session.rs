@@ -20,6 +20,9 @@ pub struct Session {
     /// Set when this session is an impersonation: who is really behind it.
     pub impersonator_id: Option<String>,
     pub impersonation_reason: Option<String>,
+    /// The machine client whose token minted the impersonation, when one did: named in
+    /// every event the session causes, and part of the chain re-checked on every use.
+    pub impersonation_minted_by: Option<String>,
 }
 
 /// How long sessions live.
@@ -69,6 +72,7 @@ mod tests {
             ended_at: None,
             impersonator_id: None,
             impersonation_reason: None,
+            impersonation_minted_by: None,
         };
         assert!(session.is_live(t0 + Duration::minutes(29)));
         assert!(!session.is_live(t0 + Duration::minutes(31)));

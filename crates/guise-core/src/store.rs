@@ -90,6 +90,26 @@ pub trait ClientGrantStore: Send + Sync {
     ) -> StoreResult<Page<ClientGrant>>;
     fn update_client_grant_scope(&self, id: &str, scope: Vec<String>, audit: AuditEvent) -> StoreResult<ClientGrant>;
     fn delete_client_grant(&self, id: &str, audit: AuditEvent) -> StoreResult<()>;
+
+    /// Everything a machine client holds now: its grants on every API, as permissions.
+    fn client_permission_set(&self, client_id: &str) -> StoreResult<PermissionSet> {
+        let mut held = Vec::new();
+        let mut page = PageRequest::new(Some(0), Some(crate::page::MAX_PER_PAGE));
+        loop {
+            let found = self.list_client_grants(Some(client_id), None, page)?;
+            let last = i64::try_from(found.items.len()).map_or(true, |n| n < page.limit());
+            for grant in found.items {
+                held.extend(grant.scope.into_iter().map(|name| Permission {
+                    resource_server_identifier: grant.audience.clone(),
+                    permission_name: name,
+                }));
+            }
+            if last {
+                return Ok(PermissionSet::new(held));
+            }
+            page.page += 1;
+        }
+    }
 }
 
 pub trait RoleStore: Send + Sync {

@@ -3,6 +3,7 @@
 
 pub mod access_token;
 pub mod authorize;
+pub mod chain;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;

@@ -2,6 +2,8 @@
 
 use crate::OidcSettings;
 use crate::access_token::verify_any_audience;
+use crate::chain::{self, ChainStores};
+use crate::grant::TokenContext;
 use crate::grant::hash_secret;
 use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
@@ -45,15 +47,12 @@ pub fn revoke(
 }
 
 /// Introspect `token` for an authenticated client: refresh tokens of that client, and
-/// access tokens (any audience) that verify, have not expired and were not revoked.
-pub fn introspect(
-    keys: &KeyRing,
-    settings: &OidcSettings,
-    tokens: &dyn TokenStore,
-    client: &Client,
-    token: &str,
-    now: DateTime<Utc>,
-) -> Result<Value, StoreError> {
+/// access tokens (any audience) that verify, have not expired and were not revoked, and
+/// whose authority still stands — a machine token's client must still exist and hold a
+/// grant for the token's audience (the scope shown is what that grant still covers); a
+/// user token's client must still exist; an impersonation's chain must still hold.
+pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Result<Value, StoreError> {
+    let (keys, settings, tokens, now) = (ctx.keys, ctx.settings, ctx.tokens, ctx.now);
     let inactive = json!({ "active": false });
     match tokens.refresh_token(&hash_secret(token)) {
         Ok(r) => {
@@ -79,10 +78,37 @@ pub fn introspect(
         Err(e) => return Err(e),
     }
     let Ok(claims) = verify_any_audience(keys, token, &settings.issuer, now) else { return Ok(inactive) };
-    match tokens.access_token_record(&claims.jti) {
+    let record = match tokens.access_token_record(&claims.jti) {
         Ok(record) if record.revoked_at.is_some() => return Ok(inactive),
-        Ok(_) | Err(StoreError::NotFound) => {}
+        Ok(record) => Some(record),
+        Err(StoreError::NotFound) => None,
         Err(e) => return Err(e),
+    };
+    match ctx.clients.client_by_id(&claims.azp) {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Ok(inactive),
+        Err(e) => return Err(e),
+    }
+    let mut claims = claims;
+    if claims.machine_client().is_some() {
+        let held = ctx.client_grants.client_permission_set(&claims.azp)?.names_for(&claims.aud);
+        if held.is_empty() {
+            return Ok(inactive);
+        }
+        claims.scope = claims.scopes().filter(|s| held.contains(*s)).collect::<Vec<_>>().join(" ");
+    }
+    if let Some(record) = record.filter(|_| claims.extra.contains_key("act")) {
+        let session = match ctx.sessions.session_by_sid(&record.sid) {
+            Ok(session) => session,
+            Err(StoreError::NotFound) => return Ok(inactive),
+            Err(e) => return Err(e),
+        };
+        let stores =
+            ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants };
+        let audience = settings.management_audience();
+        if chain::recheck(stores, ctx.sessions, &session, &claims.azp, &audience, now)?.is_err() {
+            return Ok(inactive);
+        }
     }
     let mut body = json!({
         "active": true,

@@ -2,10 +2,12 @@
 
 use crate::OidcSettings;
 use crate::access_token::{AccessTokenClaims, TokenRejection, verify_any_audience};
+use crate::chain::{self, ChainStores};
+use crate::grant::TokenContext;
 use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
-use guise_core::store::{TokenStore, UserStore};
+use guise_core::store::TokenStore;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,15 +50,25 @@ pub fn verify_user_token(
     }
 }
 
-pub fn userinfo(
-    keys: &KeyRing,
-    settings: &OidcSettings,
-    tokens: &dyn TokenStore,
-    users: &dyn UserStore,
-    token: &str,
-    now: DateTime<Utc>,
-) -> Result<Map<String, Value>, UserInfoError> {
-    let claims = verify_user_token(keys, settings, tokens, token, now)?;
+/// The claims for a user access token. A token minted in an impersonation session is
+/// honoured only while that impersonation's chain still holds.
+pub fn userinfo(ctx: &TokenContext<'_>, token: &str) -> Result<Map<String, Value>, UserInfoError> {
+    let claims = verify_user_token(ctx.keys, ctx.settings, ctx.tokens, token, ctx.now)?;
+    if claims.extra.contains_key("act") {
+        let sid = ctx.tokens.access_token_record(&claims.jti)?.sid;
+        let session = match ctx.sessions.session_by_sid(&sid) {
+            Ok(session) => session,
+            Err(StoreError::NotFound) => return Err(UserInfoError::InvalidToken("The session has ended".into())),
+            Err(e) => return Err(e.into()),
+        };
+        let stores =
+            ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants };
+        let audience = ctx.settings.management_audience();
+        if let Err(refusal) = chain::recheck(stores, ctx.sessions, &session, &claims.azp, &audience, ctx.now)? {
+            return Err(UserInfoError::InvalidToken(format!("The impersonation has ended: {refusal}")));
+        }
+    }
+    let users = ctx.users;
     let scope: Vec<String> = claims.scopes().map(str::to_owned).collect();
     if !scope.iter().any(|s| s == "openid") {
         return Err(UserInfoError::InsufficientScope);

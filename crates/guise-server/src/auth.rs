@@ -10,8 +10,11 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use guise_core::StoreError;
 use guise_core::act_as::{ActAsRefusal, TargetRef, effective_scopes, single_target};
 use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::authority::{Chain, Link, LinkKind, Principal};
+use guise_core::impersonation::impersonation_may_reach;
+use guise_core::permission::PermissionSet;
 use guise_core::permission::scopes;
-use guise_core::store::{AuditStore, ClientStore, RoleStore, TokenStore, UserStore};
+use guise_core::store::{AuditStore, ClientGrantStore, ClientStore, RoleStore, TokenStore, UserStore};
 use guise_core::user::Attribution;
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify};
 use std::collections::BTreeSet;
@@ -21,10 +24,13 @@ use std::pin::Pin;
 /// A verified caller of the Management API.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The verified token. When acting as a user, `scope` is narrowed to the effective
-    /// permissions: the intersection of the caller's and the target's.
+    /// The verified token. Its `scope` is narrowed to the effective permissions: what the
+    /// token holder still holds now (a client's current grant, a user's current
+    /// permissions) and, when acting as a user, what that user holds too.
     pub claims: AccessTokenClaims,
     pub acting_as: Option<ActingAs>,
+    /// Everyone the call's authority rests on: the token holder, then the acted-as user.
+    pub chain: Chain,
 }
 
 /// The user a call runs as (`as_user_id`, `As-User` or `MSCRMCallerID`).
@@ -42,18 +48,36 @@ impl Caller {
         if self.claims.has_scope(scope) { Ok(()) } else { Err(ApiError::insufficient_scope(&[scope])) }
     }
 
-    /// The impersonator behind a token minted in an impersonation session (`act.sub`).
-    pub fn impersonator(&self) -> Option<&str> {
-        self.claims.extra.get("act").and_then(|act| act.get("sub")).and_then(|sub| sub.as_str())
+    /// The authority ceiling on a Management API call: refuse (403, naming what is
+    /// missing) unless every link of the call's chain holds all of `needed` — the
+    /// permissions conferred, or held by the user, role, grant or client changed.
+    pub fn require_cover(&self, needed: &PermissionSet) -> Result<(), ApiError> {
+        self.chain.covers(needed).map_err(|short| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_permissions",
+                format!(
+                    "The authority ceiling: {} lacks permissions this would confer or change: {}",
+                    match short.kind {
+                        LinkKind::ActedAs => "the user acted as",
+                        _ => "the caller",
+                    },
+                    short.missing_names()
+                ),
+            )
+        })
     }
 
-    /// Who really acted: the machine client, the impersonator behind an impersonation
-    /// session's token, or the user behind the token.
+    /// The token holder, with what it holds now (for minting impersonations).
+    pub fn holder(&self) -> Option<&Link> {
+        self.chain.links().first()
+    }
+
+    /// Who really acted: the machine client, or the user behind the token.
     pub fn actor(&self) -> Actor {
-        match (self.claims.machine_client(), self.impersonator()) {
-            (Some(client_id), _) => Actor::Client(client_id.to_owned()),
-            (None, Some(impersonator)) => Actor::User(impersonator.to_owned()),
-            (None, None) => Actor::User(self.claims.sub.clone()),
+        match self.claims.machine_client() {
+            Some(client_id) => Actor::Client(client_id.to_owned()),
+            None => Actor::User(self.claims.sub.clone()),
         }
     }
 
@@ -69,10 +93,9 @@ impl Caller {
     /// Who a write is recorded as made by, and on whose behalf.
     pub fn attribution(&self) -> Attribution {
         let actor = self.actor().id().map(str::to_owned);
-        match (&self.acting_as, self.impersonator()) {
-            (Some(acting), _) => Attribution { by: Some(acting.user_id.clone()), on_behalf_by: actor },
-            (None, Some(_)) => Attribution { by: Some(self.claims.sub.clone()), on_behalf_by: actor },
-            (None, None) => Attribution { by: actor, on_behalf_by: None },
+        match &self.acting_as {
+            Some(acting) => Attribution { by: Some(acting.user_id.clone()), on_behalf_by: actor },
+            None => Attribution { by: actor, on_behalf_by: None },
         }
     }
 }
@@ -130,12 +153,7 @@ impl FromRequest for Caller {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(&"application state missing"))?.into_inner();
             let claims = verify_token(&state, token?).await?;
-            // A machine token not acting as anyone needs no database: skip the blocking pool.
-            let caller = if claims.machine_client().is_some() && matches!(spec, Ok(None)) {
-                Caller { claims, acting_as: None }
-            } else {
-                state.blocking(move |s| settle(s, claims, spec, &meta)).await?
-            };
+            let caller = state.blocking(move |s| settle(s, claims, spec, &meta)).await?;
             // Remembered for the refusal audit and the effective-user header.
             req.extensions_mut().insert(caller.clone());
             Ok(caller)
@@ -163,7 +181,57 @@ async fn verify_token(state: &std::sync::Arc<AppState>, token: String) -> Result
     }
 }
 
-/// Blocking checks after the signature: user tokens must not be revoked; acting as a
+fn unauthorized_store(e: StoreError, gone: &str) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::unauthorized(gone),
+        e => e.into(),
+    }
+}
+
+/// The token holder as it stands now: a machine client must still exist and hold a
+/// grant for this API; a user's token must not be revoked, and its user must still exist
+/// unblocked. Its authority is what the token says *and* what the holder still holds.
+fn token_holder(s: &AppState, claims: &AccessTokenClaims, audience: &str) -> Result<Link, ApiError> {
+    let token_scope = PermissionSet::on(audience, claims.scopes());
+    let (principal, holds) = match claims.machine_client() {
+        Some(client_id) => {
+            s.db.client_by_id(client_id).map_err(|e| unauthorized_store(e, "The client no longer exists"))?;
+            let holds = s.db.client_permission_set(client_id)?;
+            if holds.only(audience).is_empty() {
+                return Err(ApiError::unauthorized("The client no longer holds a grant for this API"));
+            }
+            (Principal::Client(client_id.to_owned()), holds)
+        }
+        None => {
+            match s.db.access_token_record(&claims.jti) {
+                Ok(record) if record.revoked_at.is_none() => {}
+                Ok(_) => return Err(ApiError::unauthorized("The access token has been revoked")),
+                Err(e) => return Err(unauthorized_store(e, "Unknown access token")),
+            }
+            match s.db.user_by_id(&claims.sub) {
+                Ok(user) if !user.blocked => {}
+                Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::unauthorized("The user is blocked or gone")),
+                Err(e) => return Err(e.into()),
+            }
+            s.db.client_by_id(&claims.azp).map_err(|e| unauthorized_store(e, "The client no longer exists"))?;
+            (Principal::User(claims.sub.clone()), s.db.user_permission_set(&claims.sub)?)
+        }
+    };
+    Ok(Link::on_audience(LinkKind::TokenHolder, principal, audience, &holds.intersection(&token_scope)))
+}
+
+/// The token's scope narrowed to what `effective` holds on the Management API (scopes
+/// that are not Management API permissions, such as `openid`, pass unchanged).
+fn narrowed_scope(claims: &AccessTokenClaims, effective: &BTreeSet<String>) -> String {
+    claims
+        .scopes()
+        .filter(|name| !scopes::ALL.contains(name) || effective.contains(*name))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Blocking checks after the signature: the token holder as it stands now (see
+/// `token_holder`); tokens minted in an impersonation session are refused; acting as a
 /// user is resolved, checked and audited.
 fn settle(
     s: &AppState,
@@ -171,36 +239,35 @@ fn settle(
     spec: Result<Option<String>, ActAsRefusal>,
     meta: &RequestMeta,
 ) -> Result<Caller, ApiError> {
-    if claims.machine_client().is_none() {
-        match s.db.access_token_record(&claims.jti) {
-            Ok(record) if record.revoked_at.is_none() => {}
-            Ok(_) => return Err(ApiError::unauthorized("The access token has been revoked")),
-            Err(StoreError::NotFound) => return Err(ApiError::unauthorized("Unknown access token")),
-            Err(e) => return Err(e.into()),
-        }
-        match s.db.user_by_id(&claims.sub) {
-            Ok(user) if !user.blocked => {}
-            Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::unauthorized("The user is blocked or gone")),
-            Err(e) => return Err(e.into()),
-        }
+    let audience = s.settings.management_audience();
+    if claims.extra.contains_key("act") {
+        // Issued before this rule, or forged by nobody: impersonation sessions do not
+        // obtain Management API tokens.
+        let refusal = impersonation_may_reach(&audience, &audience).err().map(|r| r.to_string()).unwrap_or_default();
+        return Err(ApiError::unauthorized(refusal));
     }
+    let holder = token_holder(s, &claims, &audience)?;
+    claims.scope = narrowed_scope(&claims, &holder.holds.names_for(&audience));
+    let chain = Chain::of(holder);
     let spec = match spec {
-        Ok(None) => return Ok(Caller { claims, acting_as: None }),
+        Ok(None) => return Ok(Caller { claims, acting_as: None, chain }),
         Ok(Some(spec)) => Ok(spec),
         Err(refusal) => Err(refusal),
     };
-    let caller = Caller { claims: claims.clone(), acting_as: None };
+    let caller = Caller { claims: claims.clone(), acting_as: None, chain: chain.clone() };
     let now = s.clock.now();
     let spec_for_audit: Option<String> = spec.as_ref().ok().map(|s| s.chars().take(300).collect());
     match spec.and_then(|spec| resolve_act_as(s, &claims, &spec)) {
-        Ok((target, effective)) => {
+        Ok((target, target_permissions, effective)) => {
             let mut event = meta.api_event(&caller, now, "API call made acting as a user").subject(target.clone());
             event.event_type = event_type::ACT_AS.to_owned();
             event.on_behalf_of = Some(target.clone());
             event.details["effective_scope"] = serde_json::json!(effective.iter().collect::<Vec<_>>());
             s.db.append(vec![event])?;
-            claims.scope = effective.into_iter().collect::<Vec<_>>().join(" ");
-            Ok(Caller { claims, acting_as: Some(ActingAs { user_id: target }) })
+            claims.scope = narrowed_scope(&claims, &effective);
+            let acted_as =
+                Link::on_audience(LinkKind::ActedAs, Principal::User(target.clone()), &audience, &target_permissions);
+            Ok(Caller { claims, acting_as: Some(ActingAs { user_id: target }), chain: chain.then(acted_as) })
         }
         Err(refusal) => {
             let mut event = meta.api_event(&caller, now, &format!("Acting as a user refused: {refusal}"));
@@ -223,11 +290,8 @@ fn resolve_act_as(
     s: &AppState,
     claims: &AccessTokenClaims,
     spec: &str,
-) -> Result<(String, BTreeSet<String>), ActAsRefusal> {
+) -> Result<(String, PermissionSet, BTreeSet<String>), ActAsRefusal> {
     let server = |_| ActAsRefusal::UnknownTarget;
-    if claims.extra.contains_key("act") {
-        return Err(ActAsRefusal::Chained);
-    }
     let caller_scopes: BTreeSet<String> = claims.scopes().map(str::to_owned).collect();
     if !caller_scopes.contains(scopes::IMPERSONATE_USERS) {
         return Err(ActAsRefusal::MissingScope);
@@ -244,10 +308,9 @@ fn resolve_act_as(
     if target.blocked {
         return Err(ActAsRefusal::BlockedTarget);
     }
-    let target_permissions =
-        s.db.user_permission_set(&target.user_id).map_err(server)?.names_for(&s.settings.management_audience());
-    let effective = effective_scopes(&caller_scopes, &target_permissions)?;
-    Ok((target.user_id, effective))
+    let target_permissions = s.db.user_permission_set(&target.user_id).map_err(server)?;
+    let effective = effective_scopes(&caller_scopes, &target_permissions.names_for(&s.settings.management_audience()))?;
+    Ok((target.user_id, target_permissions, effective))
 }
 
 /// Facts about the request that audit events record.
@@ -284,9 +347,6 @@ impl RequestMeta {
         if let Some(acting) = &caller.acting_as {
             event.on_behalf_of = Some(acting.user_id.clone());
             event.details["acting_as"] = serde_json::json!(acting.user_id);
-        } else if caller.impersonator().is_some() {
-            event.on_behalf_of = Some(caller.claims.sub.clone());
-            event.details["impersonated"] = serde_json::json!(true);
         }
         event
     }

@@ -13,9 +13,11 @@ use guise_core::StoreError;
 use guise_core::authorization::{AuthorizationCode, AuthorizationRequestRecord, PendingAuthorization};
 use guise_core::client::Client;
 use guise_core::ids::new_secret;
+use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
 use guise_core::store::{AuthorizationCodeStore, AuthorizationRequestStore, ClientStore, ConsentStore, SessionStore};
 use guise_oidc::authorize::{NextStep, next_step};
+use guise_oidc::chain::ChainStores;
 use guise_oidc::grant::hash_secret;
 
 /// Where the browser goes next.
@@ -171,15 +173,22 @@ pub fn continue_authorization(
         Some(session) => s.db.consented_scopes(&session.user_id, &client.client_id)?,
         None => None,
     };
-    let impersonating = session.is_some_and(|s| s.is_live(now) && s.impersonator_id.is_some());
-    if impersonating && !client.allow_impersonation {
-        s.db.delete_authorization_request(&record.id)?;
-        return Ok(FlowOutcome::error(
-            s,
-            request,
-            "access_denied",
-            "This application does not accept impersonation sessions",
-        ));
+    let impersonation = session.filter(|s| s.impersonator_id.is_some());
+    let impersonating = impersonation.is_some();
+    if let Some(session) = impersonation {
+        let refusal = if !client.allow_impersonation {
+            Some("This application does not accept impersonation sessions".to_owned())
+        } else if let Err(r) = recheck_impersonation(s, session, &client.client_id, now)? {
+            // Re-checked on every use: a broken chain has just ended the session.
+            Some(format!("The impersonation has ended: {r}"))
+        } else {
+            let audience = request.audience.clone().unwrap_or_else(|| s.settings.userinfo_audience());
+            impersonation_may_reach(&audience, &s.settings.management_audience()).err().map(|r| r.to_string())
+        };
+        if let Some(description) = refusal {
+            s.db.delete_authorization_request(&record.id)?;
+            return Ok(FlowOutcome::error(s, request, "access_denied", &description));
+        }
     }
     let step = next_step(request, record.created_at, session, &client, consented.as_deref(), consent_given_now, now);
     match (step, session) {
@@ -254,6 +263,18 @@ pub fn continue_authorization(
     }
 }
 
+/// Re-check an impersonation session's chain as it is used for `client_id` (ordinary
+/// sessions pass); a broken chain ends the session and is audited.
+pub fn recheck_impersonation(
+    s: &AppState,
+    session: &Session,
+    client_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let stores = ChainStores { users: &s.db, roles: &s.db, clients: &s.db, client_grants: &s.db };
+    guise_oidc::chain::recheck(stores, &s.db, session, client_id, &s.settings.management_audience(), now)
+}
+
 /// Log out: end the session behind the cookie (revoking its tokens), audited as `slo`.
 pub fn end_cookie_session(
     s: &AppState,
@@ -274,7 +295,8 @@ pub fn end_cookie_session(
             )
             .subject(session.user_id.clone())
             .source_ip(source_ip)
-            .details(serde_json::json!({ "sid": session.sid }));
+            .details(serde_json::json!({ "sid": session.sid }))
+            .caused_by(&session);
             event.client_id = client_id;
             s.db.end_session(&session.sid, now, event)?;
             Ok(())

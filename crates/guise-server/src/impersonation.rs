@@ -6,13 +6,13 @@ use crate::state::AppState;
 use chrono::{DateTime, Duration, Utc};
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
+use guise_core::authority::{Link, Principal};
 use guise_core::bewit::{self, BewitError};
-use guise_core::client::Client;
 use guise_core::ids::{new_secret, new_token_id};
-use guise_core::impersonation::{Parties, Protocol, Refusal, Ticket, check_parties};
+use guise_core::impersonation::{Protocol, Refusal, Ticket};
 use guise_core::session::Session;
-use guise_core::store::{AuditStore, BewitStore, ClientStore, RoleStore, SessionStore, UserStore};
-use guise_core::user::User;
+use guise_core::store::{AuditStore, BewitStore, SessionStore};
+use guise_oidc::chain::{self, ChainError, ChainStores, Checked, Holder, Names};
 use guise_oidc::grant::hash_secret;
 use serde_json::json;
 
@@ -32,15 +32,14 @@ pub struct MintRequest {
     pub ttl: Option<i64>,
 }
 
-/// Who is asking: a verified token's subject, or the operator at the command line.
+/// Who is asking: a verified token's holder, or the operator at the command line.
 #[derive(Debug, Clone)]
 pub enum Minter {
-    /// A user's token: the impersonator is that user.
-    User(String),
-    /// A token minted inside an impersonation session (it carries `act`).
-    ImpersonatedUser(String),
-    /// A machine client's token: `impersonator_id` names the responsible person.
-    Client(String),
+    /// A verified token: a user's (the impersonator is that user) or a machine client's
+    /// (`impersonator_id` names the responsible person), with the authority it holds now.
+    Token(Link),
+    /// A call acting as another user: it may not mint.
+    ActingAs(Principal),
     /// `guise impersonate` at a shell, acting for `--impersonator`.
     Operator,
 }
@@ -48,9 +47,19 @@ pub enum Minter {
 impl Minter {
     fn actor(&self) -> Actor {
         match self {
-            Minter::User(id) | Minter::ImpersonatedUser(id) => Actor::User(id.clone()),
-            Minter::Client(id) => Actor::Client(id.clone()),
+            Minter::Token(Link { principal, .. }) | Minter::ActingAs(principal) => match principal {
+                Principal::User(id) => Actor::User(id.clone()),
+                Principal::Client(id) => Actor::Client(id.clone()),
+            },
             Minter::Operator => Actor::System,
+        }
+    }
+
+    /// The machine client behind the URL, recorded in the ticket and the session.
+    fn machine_client(&self) -> Option<&str> {
+        match self {
+            Minter::Token(Link { principal: Principal::Client(id), .. }) => Some(id),
+            _ => None,
         }
     }
 }
@@ -74,38 +83,19 @@ impl From<Refusal> for MintError {
     }
 }
 
-const MAX_FIELD: usize = 1024;
-
-fn lookup<T>(result: Result<T, StoreError>, missing: Refusal) -> Result<T, MintError> {
-    match result {
-        Ok(value) => Ok(value),
-        Err(StoreError::NotFound) => Err(MintError::Refused(missing)),
-        Err(e) => Err(e.into()),
+impl From<ChainError> for MintError {
+    fn from(e: ChainError) -> Self {
+        match e {
+            ChainError::Refused(r) => MintError::Refused(r),
+            ChainError::Store(e) => e.into(),
+        }
     }
 }
 
-/// Load the parties and apply the rules (also re-run at redemption).
-fn check(
-    s: &AppState,
-    target_id: &str,
-    impersonator_id: &str,
-    client_id: &str,
-) -> Result<(User, User, Client), MintError> {
-    let target = lookup(s.db.user_by_id(target_id), Refusal::UnknownTarget)?;
-    let impersonator = lookup(s.db.user_by_id(impersonator_id), Refusal::UnknownImpersonator)?;
-    let client = lookup(s.db.client_by_id(client_id), Refusal::UnknownClient)?;
-    let target_permissions = s.db.user_permission_set(&target.user_id)?;
-    let impersonator_permissions = s.db.user_permission_set(&impersonator.user_id)?;
-    let audience = s.settings.management_audience();
-    check_parties(&Parties {
-        target: &target,
-        target_permissions: &target_permissions,
-        impersonator: &impersonator,
-        impersonator_permissions: &impersonator_permissions,
-        management_audience: &audience,
-        client: &client,
-    })?;
-    Ok((target, impersonator, client))
+const MAX_FIELD: usize = 1024;
+
+fn stores(s: &AppState) -> ChainStores<'_> {
+    ChainStores { users: &s.db, roles: &s.db, clients: &s.db, client_grants: &s.db }
 }
 
 fn validate_request(
@@ -122,13 +112,17 @@ fn validate_request(
     if fields.iter().any(|f| f.as_ref().is_some_and(|v| v.len() > MAX_FIELD)) {
         return Err(Refusal::FieldTooLong.into());
     }
-    let impersonator_id = match (minter, &req.impersonator_id) {
-        (Minter::ImpersonatedUser(_), _) => return Err(Refusal::ChainedImpersonation.into()),
-        (Minter::User(sub), None) => sub.clone(),
-        (Minter::User(sub), Some(id)) if id == sub => sub.clone(),
-        (Minter::User(_), Some(_)) => return Err(Refusal::ImpersonatorMismatch.into()),
-        (Minter::Client(_) | Minter::Operator, Some(id)) => id.clone(),
-        (Minter::Client(_) | Minter::Operator, None) => return Err(Refusal::ImpersonatorRequired.into()),
+    let user_token = match minter {
+        Minter::ActingAs(_) => return Err(Refusal::ChainedImpersonation.into()),
+        Minter::Token(Link { principal: Principal::User(sub), .. }) => Some(sub),
+        Minter::Token(_) | Minter::Operator => None,
+    };
+    let impersonator_id = match (user_token, &req.impersonator_id) {
+        (Some(sub), None) => sub.clone(),
+        (Some(sub), Some(id)) if id == sub => sub.clone(),
+        (Some(_), Some(_)) => return Err(Refusal::ImpersonatorMismatch.into()),
+        (None, Some(id)) => id.clone(),
+        (None, None) => return Err(Refusal::ImpersonatorRequired.into()),
     };
     let policy = s.impersonation_policy();
     if policy.require_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -167,6 +161,7 @@ pub fn mint(
                     "jti": ticket.jti,
                     "expires_at": exp.to_rfc3339(),
                     "reason": ticket.reason,
+                    "minted_by": ticket.minted_by,
                     "url_length": url.len(),
                 }),
             )
@@ -196,7 +191,12 @@ fn mint_unaudited(
     now: DateTime<Utc>,
 ) -> Result<(String, Ticket, DateTime<Utc>), MintError> {
     let (protocol, impersonator_id, ttl) = validate_request(s, minter, req)?;
-    let (_, _, client) = check(s, &req.target_user_id, &impersonator_id, &req.client_id)?;
+    let holder = match minter {
+        Minter::Token(link) => Holder::Caller(link.clone()),
+        Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
+    };
+    let names = Names { target_id: &req.target_user_id, impersonator_id: &impersonator_id, client_id: &req.client_id };
+    let client = chain::check(stores(s), holder, names, &s.settings.management_audience())?.client;
     if let Some(callback) = &req.callback_url
         && !client.callbacks.contains(callback)
     {
@@ -234,6 +234,7 @@ fn mint_unaudited(
         jti: new_token_id(),
         session_ttl: s.impersonation_policy().session_lifetime.num_seconds(),
         reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
+        minted_by: minter.machine_client().map(str::to_owned),
         scope: req.scope.clone(),
         state: req.state.clone(),
         nonce: req.nonce.clone(),
@@ -294,6 +295,7 @@ pub fn redeem(
             event.subject = Some(t.user_id.clone());
             event.client_id = Some(t.client_id.clone());
             event.details["jti"] = json!(t.jti);
+            event.details["minted_by"] = json!(t.minted_by);
         }
         s.db.append(vec![event])?;
         Ok(Err(RedeemRefusal { status, message }))
@@ -326,11 +328,18 @@ pub fn redeem(
     if !s.db.redeem_once(&ticket.jti, now, expires)? {
         return refuse("replayed", "Bewit already used".into(), Some(&ticket), 401);
     }
-    let (target, impersonator, client) = match check(s, &ticket.user_id, &ticket.impersonator_id, &ticket.client_id) {
-        Ok(parties) => parties,
-        Err(MintError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), 403),
-        Err(MintError::Server(e)) => return Err(StoreError::Backend(e)),
+    let holder = match &ticket.minted_by {
+        Some(client_id) => Holder::MintingClient(client_id),
+        None => Holder::Nobody,
     };
+    let names =
+        Names { target_id: &ticket.user_id, impersonator_id: &ticket.impersonator_id, client_id: &ticket.client_id };
+    let Checked { target, impersonator, client } =
+        match chain::check(stores(s), holder, names, &s.settings.management_audience()) {
+            Ok(checked) => checked,
+            Err(ChainError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), 403),
+            Err(ChainError::Store(e)) => return Err(e),
+        };
 
     let cookie = new_secret();
     let lifetime = Duration::seconds(ticket.session_ttl.clamp(60, s.config.impersonation_session_secs.max(60)));
@@ -347,6 +356,7 @@ pub fn redeem(
         ended_at: None,
         impersonator_id: Some(impersonator.user_id.clone()),
         impersonation_reason: ticket.reason.clone(),
+        impersonation_minted_by: ticket.minted_by.clone(),
     };
     let mut event = AuditEvent::new(
         event_type::IMPERSONATION_REDEEMED,
@@ -357,9 +367,13 @@ pub fn redeem(
     .subject(target.user_id.clone())
     .client(client.client_id.clone())
     .source_ip(source_ip)
-    .details(
-        json!({ "sid": session.sid, "jti": ticket.jti, "reason": ticket.reason, "protocol": ticket.protocol.as_str() }),
-    );
+    .details(json!({
+        "sid": session.sid,
+        "jti": ticket.jti,
+        "reason": ticket.reason,
+        "protocol": ticket.protocol.as_str(),
+        "minted_by": ticket.minted_by,
+    }));
     event.on_behalf_of = Some(impersonator.user_id.clone());
     s.db.create_session(&hash_secret(&cookie), session.clone(), event)?;
     let delivery = match ticket.protocol {

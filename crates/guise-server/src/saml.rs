@@ -87,16 +87,13 @@ pub fn signed_response(
             sign_response: settings.sign_response,
         },
     );
-    let mut event = AuditEvent::new(event_type::SAML_RESPONSE, now, Actor::System, "SAML response issued")
+    let event = AuditEvent::new(event_type::SAML_RESPONSE, now, Actor::System, "SAML response issued")
         .subject(user.user_id.clone())
         .client(client.client_id.clone())
         .details(
             serde_json::json!({ "acs": pending.acs_url, "in_response_to": pending.request_id, "sid": session.sid }),
-        );
-    if let Some(impersonator) = &impersonator {
-        event.on_behalf_of = Some(impersonator.user_id.clone());
-        event.details["impersonated"] = serde_json::json!(true);
-    }
+        )
+        .caused_by(session);
     s.db.append(vec![event])?;
     Ok(STANDARD.encode(xml))
 }

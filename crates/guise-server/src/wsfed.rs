@@ -57,7 +57,7 @@ pub fn sign_in_fields(
             token_type: settings.token_type,
         },
     );
-    let mut event = AuditEvent::new(
+    let event = AuditEvent::new(
         event_type::WSFED_SIGN_IN,
         now,
         Actor::System,
@@ -67,11 +67,8 @@ pub fn sign_in_fields(
     .client(client.client_id.clone())
     .details(
         serde_json::json!({ "realm": pending.realm, "reply": pending.reply, "rms": pending.rms, "sid": session.sid }),
-    );
-    if let Some(impersonator) = &impersonator {
-        event.on_behalf_of = Some(impersonator.user_id.clone());
-        event.details["impersonated"] = serde_json::json!(true);
-    }
+    )
+    .caused_by(session);
     s.db.append(vec![event])?;
     let mut fields = vec![("wa", "wsignin1.0".to_owned()), ("wresult", rstr)];
     if let Some(wctx) = &pending.wctx {

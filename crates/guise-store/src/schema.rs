@@ -138,6 +138,7 @@ diesel::table! {
         ended_at -> Nullable<BigInt>,
         impersonator_id -> Nullable<Text>,
         impersonation_reason -> Nullable<Text>,
+        impersonation_minted_by -> Nullable<Text>,
     }
 }
 

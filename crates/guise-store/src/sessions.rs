@@ -26,6 +26,7 @@ struct SessionRow {
     ended_at: Option<i64>,
     impersonator_id: Option<String>,
     impersonation_reason: Option<String>,
+    impersonation_minted_by: Option<String>,
 }
 
 impl From<SessionRow> for Session {
@@ -43,6 +44,7 @@ impl From<SessionRow> for Session {
             ended_at: row.ended_at.map(from_millis),
             impersonator_id: row.impersonator_id,
             impersonation_reason: row.impersonation_reason,
+            impersonation_minted_by: row.impersonation_minted_by,
         }
     }
 }
@@ -63,6 +65,7 @@ impl SessionStore for Database {
             ended_at: None,
             impersonator_id: s.impersonator_id,
             impersonation_reason: s.impersonation_reason,
+            impersonation_minted_by: s.impersonation_minted_by,
         };
         run(|| {
             self.write(vec![audit], |conn| {

@@ -81,6 +81,7 @@ impl GrantHandler for ClientCredentialsGrant {
             refresh_token: None,
             subject: None,
             impersonator: None,
+            impersonation_minted_by: None,
         })
     }
 }

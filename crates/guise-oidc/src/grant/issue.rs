@@ -3,6 +3,7 @@
 
 use super::{TokenContext, TokenResponse};
 use crate::access_token::{AccessTokenClaims, mint};
+use crate::chain::{self, ChainStores};
 use crate::error::OAuthError;
 use crate::id_token::{self, IdTokenInput};
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use guise_core::StoreError;
 use guise_core::authorization::{AccessTokenRecord, RefreshTokenRecord};
 use guise_core::client::Client;
 use guise_core::ids::{new_secret, new_token_id};
+use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -73,13 +75,29 @@ pub fn issue_user_tokens(
         Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("The session no longer exists")),
         Err(e) => return Err(e.into()),
     };
-    if session.ended_at.is_some() || (session.impersonator_id.is_some() && !session.is_live(ctx.now)) {
+    if session.ended_at.is_some() {
         return Err(OAuthError::invalid_grant("The session has ended"));
+    }
+    // An impersonation session is re-checked on every use: a broken chain ends it.
+    let management_audience = ctx.settings.management_audience();
+    let stores =
+        ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants };
+    if let Err(refusal) =
+        chain::recheck(stores, ctx.sessions, &session, &client.client_id, &management_audience, ctx.now)?
+    {
+        return Err(OAuthError::invalid_grant(match refusal {
+            Refusal::SessionEnded => "The session has ended".to_owned(),
+            broken => format!("The impersonation has ended: {broken}"),
+        }));
+    }
+    let audience = grant.audience.clone().unwrap_or_else(|| ctx.settings.userinfo_audience());
+    if session.impersonator_id.is_some() {
+        impersonation_may_reach(&audience, &management_audience)
+            .map_err(|refusal| OAuthError::invalid_grant(refusal.to_string()))?;
     }
     let extra = impersonation_claims(&session, ctx)?;
 
     // API scopes are limited to what the user holds on that API (RBAC).
-    let audience = grant.audience.clone().unwrap_or_else(|| ctx.settings.userinfo_audience());
     let held = ctx.roles.user_permission_set(&user.user_id)?.names_for(&audience);
     let scope: Vec<String> =
         grant.scope.iter().filter(|s| OIDC_SCOPES.contains(&s.as_str()) || held.contains(*s)).cloned().collect();
@@ -171,5 +189,6 @@ pub fn issue_user_tokens(
         refresh_token: refresh.map(|(secret, _)| secret),
         subject: Some(user.user_id),
         impersonator: session.impersonator_id,
+        impersonation_minted_by: session.impersonation_minted_by,
     })
 }

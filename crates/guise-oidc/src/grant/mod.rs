@@ -55,6 +55,9 @@ pub struct TokenResponse {
     /// …and the impersonator behind them, if any.
     #[serde(skip)]
     pub impersonator: Option<String>,
+    /// …and the machine client that minted that impersonation, if one did.
+    #[serde(skip)]
+    pub impersonation_minted_by: Option<String>,
 }
 
 /// What a handler needs from the world.
@@ -167,6 +170,7 @@ fn record(
         event.on_behalf_of = response.impersonator.clone();
         if response.impersonator.is_some() {
             event.details["impersonated"] = json!(true);
+            event.details["impersonation_minted_by"] = json!(response.impersonation_minted_by);
         }
     }
     ctx.audit.append(vec![event])?;

@@ -129,6 +129,7 @@ pub fn session(sid: &str, user_id: &str) -> Session {
         ended_at: None,
         impersonator_id: None,
         impersonation_reason: None,
+        impersonation_minted_by: None,
     }
 }
 
@@ -156,7 +157,8 @@ impl World {
     /// - `M2M`: a machine client with a grant on `API` for `read:things write:things`;
     /// - `SPA`: a public single-page app;
     /// - `ALICE` holds `read:things` on `API` (not `write:things`) and has session `SID`;
-    /// - `ADMIN` is a support agent with no session of its own.
+    /// - `ADMIN` is a support agent (`impersonate:users`, and `read:things`) with no session
+    ///   of its own.
     pub fn new() -> Self {
         let store = MemoryStore::new();
         let world = World {
@@ -198,6 +200,23 @@ impl World {
         )
         .expect("permissions added");
         s.assign_roles(ALICE, &["rol_reader".into()], audit("assign")).expect("role assigned");
+        // The support agent may impersonate, and holds everything Alice holds.
+        s.create_role(
+            Role { id: "rol_support".into(), name: "Support".into(), description: String::new() },
+            audit("role"),
+        )
+        .expect("role created");
+        let management = world.settings.management_audience();
+        s.add_role_permissions(
+            "rol_support",
+            &[
+                Permission { resource_server_identifier: API.into(), permission_name: "read:things".into() },
+                Permission { resource_server_identifier: management, permission_name: "impersonate:users".into() },
+            ],
+            audit("permissions"),
+        )
+        .expect("permissions added");
+        s.assign_roles(ADMIN, &["rol_support".into()], audit("assign")).expect("role assigned");
         s.create_session(&hash_secret("alice-cookie"), session(SID, ALICE), audit("login")).expect("session");
         world
     }

@@ -7,7 +7,8 @@ use crate::id_token;
 use crate::revocation::{introspect, revoke};
 use crate::userinfo::{UserInfoError, userinfo, verify_user_token};
 use guise_core::authorization::AuthorizationCode;
-use guise_core::store::TokenStore;
+use guise_core::store::{SessionStore, TokenStore, UserStore};
+use guise_core::user::{Attribution, UserPatch};
 use serde_json::json;
 
 /// Everything a code may carry; `ALICE` holds only `read:things` of the API scopes.
@@ -288,7 +289,7 @@ fn code_exchange_with_pkce_issues_access_id_and_refresh_tokens() {
     w.assert_chain_verifies();
 
     // The token works at /userinfo, with the claims its scope releases.
-    let info = userinfo(&w.keys, &w.settings, &w.store, &w.store, &response.access_token, t0()).unwrap();
+    let info = userinfo(&w.ctx(t0()), &response.access_token).unwrap();
     assert_eq!(info["sub"], ALICE);
     assert_eq!(info["email"], ALICE_EMAIL);
     assert!(info.get("impersonated").is_none());
@@ -317,8 +318,8 @@ fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
     );
     let client = web_app(&w);
     let inactive = json!({ "active": false });
-    assert_eq!(introspect(&w.keys, &w.settings, &w.store, &client, &first.access_token, replay_at).unwrap(), inactive);
-    assert_eq!(introspect(&w.keys, &w.settings, &w.store, &client, &refresh_token, replay_at).unwrap(), inactive);
+    assert_eq!(introspect(&w.ctx(replay_at), &client, &first.access_token).unwrap(), inactive);
+    assert_eq!(introspect(&w.ctx(replay_at), &client, &refresh_token).unwrap(), inactive);
     assert_error(
         w.exchange_at(&refresh_request(&refresh_token), replay_at),
         OAuthErrorCode::InvalidGrant,
@@ -442,7 +443,7 @@ fn a_public_client_exchanges_its_code_with_pkce_alone() {
     assert_eq!(id["email"], ALICE_EMAIL);
     assert!(id.get("name").is_none(), "no profile scope");
 
-    let info = userinfo(&w.keys, &w.settings, &w.store, &w.store, &response.access_token, t0()).unwrap();
+    let info = userinfo(&w.ctx(t0()), &response.access_token).unwrap();
     assert_eq!(Value::Object(info), json!({ "sub": ALICE, "email": ALICE_EMAIL, "email_verified": true }));
 }
 
@@ -492,8 +493,8 @@ fn refresh_rotates_the_token_within_its_family() {
     assert_eq!(access_record.family_id, Some(new_record.family_id.clone()));
 
     let client = web_app(&w);
-    assert_eq!(introspect(&w.keys, &w.settings, &w.store, &client, &old, t1).unwrap(), json!({ "active": false }));
-    let active = introspect(&w.keys, &w.settings, &w.store, &client, &new, t1).unwrap();
+    assert_eq!(introspect(&w.ctx(t1), &client, &old).unwrap(), json!({ "active": false }));
+    let active = introspect(&w.ctx(t1), &client, &new).unwrap();
     assert_eq!(active["active"], true);
     assert_eq!(active["token_type"], "refresh_token");
     assert_eq!(active["exp"], (t0() + Duration::days(30)).timestamp());
@@ -619,6 +620,7 @@ fn impersonation_session() -> Session {
         absolute_expires_at: t0() + Duration::minutes(10),
         impersonator_id: Some(ADMIN.into()),
         impersonation_reason: Some("TICKET-42".into()),
+        impersonation_minted_by: None,
         ..session(IMPERSONATION_SID, ALICE)
     }
 }
@@ -654,8 +656,8 @@ fn impersonation_tokens_name_the_impersonator_and_end_with_the_session() {
     }
 
     // /userinfo and introspection say so too.
-    let info = userinfo(&w.keys, &w.settings, &w.store, &w.store, &response.access_token, t0()).unwrap();
-    let introspected = introspect(&w.keys, &w.settings, &w.store, &web_app(&w), &response.access_token, t0()).unwrap();
+    let info = userinfo(&w.ctx(t0()), &response.access_token).unwrap();
+    let introspected = introspect(&w.ctx(t0()), &web_app(&w), &response.access_token).unwrap();
     for key in ["impersonated", "impersonator", "act"] {
         assert_eq!(info[key], impersonation[key], "userinfo claim {key}");
         assert_eq!(introspected[key], impersonation[key], "introspection field {key}");
@@ -704,6 +706,28 @@ fn an_idle_impersonation_session_mints_nothing_more() {
 }
 
 #[test]
+fn blocking_the_impersonator_ends_the_session_at_the_next_refresh() {
+    let w = World::new();
+    w.store.create_session(&hash_secret("imp-cookie"), impersonation_session(), audit("redeemed")).unwrap();
+    w.save_code(w.code("imp-code", WEB_APP, IMPERSONATION_SID, ALICE, FULL_SCOPE));
+    let response = w.exchange(&code_request("imp-code")).unwrap();
+    let block = UserPatch { blocked: Some(true), ..UserPatch::default() };
+    w.store.update_user(ADMIN, block, Attribution::default(), t0(), audit("block")).unwrap();
+    assert_error(
+        w.exchange(&refresh_request(&response.refresh_token.unwrap())),
+        OAuthErrorCode::InvalidGrant,
+        "The impersonation has ended: The impersonator is blocked",
+    );
+    let ended = w.store.session_by_sid(IMPERSONATION_SID).unwrap();
+    assert!(ended.ended_at.is_some(), "a broken chain ends the session");
+    assert_eq!(
+        introspect(&w.ctx(t0()), &web_app(&w), &response.access_token).unwrap(),
+        json!({ "active": false }),
+        "and revokes its tokens"
+    );
+}
+
+#[test]
 fn an_impersonation_refresh_token_is_not_reported_active_after_the_session() {
     // "Nothing minted in an impersonation session outlives it" (grant/issue.rs), and
     // docs/impersonation.md: "Refresh tokens die with the impersonation session". The
@@ -717,7 +741,7 @@ fn an_impersonation_refresh_token_is_not_reported_active_after_the_session() {
     let session_end = t0() + Duration::minutes(10);
 
     let client = web_app(&w);
-    let during = introspect(&w.keys, &w.settings, &w.store, &client, &token, t0()).unwrap();
+    let during = introspect(&w.ctx(t0()), &client, &token).unwrap();
     assert_eq!(during["active"], true);
     assert!(
         during["exp"].as_i64().is_some_and(|exp| exp <= session_end.timestamp()),
@@ -725,7 +749,7 @@ fn an_impersonation_refresh_token_is_not_reported_active_after_the_session() {
         during["exp"],
         session_end.timestamp()
     );
-    let after = introspect(&w.keys, &w.settings, &w.store, &client, &token, session_end).unwrap();
+    let after = introspect(&w.ctx(session_end), &client, &token).unwrap();
     assert_eq!(after, json!({ "active": false }), "the token endpoint refuses this token now");
 }
 
@@ -757,7 +781,7 @@ fn revoking_an_access_token_makes_it_inactive() {
     let w = World::new();
     let first = first_exchange(&w);
     let client = web_app(&w);
-    let active = introspect(&w.keys, &w.settings, &w.store, &client, &first.access_token, t0()).unwrap();
+    let active = introspect(&w.ctx(t0()), &client, &first.access_token).unwrap();
     assert_eq!(active["active"], true);
     assert_eq!(active["sub"], ALICE);
     assert_eq!(active["scope"], ALICE_SCOPE);
@@ -765,10 +789,7 @@ fn revoking_an_access_token_makes_it_inactive() {
 
     let at = t0() + Duration::minutes(1);
     assert!(revoke(&w.keys, &w.settings, &w.store, &client, &first.access_token, at).unwrap());
-    assert_eq!(
-        introspect(&w.keys, &w.settings, &w.store, &client, &first.access_token, at).unwrap(),
-        json!({ "active": false })
-    );
+    assert_eq!(introspect(&w.ctx(at), &client, &first.access_token).unwrap(), json!({ "active": false }));
     assert_eq!(
         verify_user_token(&w.keys, &w.settings, &w.store, &first.access_token, at),
         Err(UserInfoError::InvalidToken("The access token has been revoked".into()))

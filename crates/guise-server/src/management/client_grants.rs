@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use guise_core::ids::new_client_grant_id;
+use guise_core::permission::PermissionSet;
 use guise_core::permission::{is_valid_scope_token, scopes};
 use guise_core::role::ClientGrant;
 use guise_core::store::{ClientGrantStore, ClientStore};
@@ -59,6 +60,7 @@ async fn create(
         .into_inner()
         .blocking(move |s| {
             s.db.client_by_id(&body.client_id).map_err(|e| ApiError::from_store(e, "client"))?;
+            caller.require_cover(&PermissionSet::on(&body.audience, body.scope.iter().cloned()))?;
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Create client grant");
             audit.details["grant"] =
@@ -127,6 +129,8 @@ async fn patch(
         .blocking(move |s| {
             let existing = s.db.client_grant_by_id(&id).map_err(|e| ApiError::from_store(e, "client grant"))?;
             validate_scopes(&management, &existing.audience, &scope)?;
+            let before_and_after = PermissionSet::on(&existing.audience, existing.scope.iter().chain(&scope).cloned());
+            caller.require_cover(&before_and_after)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Update client grant");
             audit.details["grant"] = json!({ "id": id, "scope": scope });
             s.db.update_client_grant_scope(&id, scope, audit).map_err(|e| ApiError::from_store(e, "client grant"))
@@ -146,6 +150,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::grant(s, &caller, &id)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Delete client grant");
             audit.details["grant"] = json!({ "id": id });
             s.db.delete_client_grant(&id, audit).map_err(|e| ApiError::from_store(e, "client grant"))

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use guise_core::ids::new_role_id;
+use guise_core::permission::PermissionSet;
 use guise_core::permission::{Permission, is_valid_scope_token, scopes};
 use guise_core::role::{Role, RolePatch};
 use guise_core::store::RoleStore;
@@ -156,6 +157,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::roles(s, &caller, [&id])?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Delete a role");
             audit.details["role"] = json!({ "id": id });
             s.db.delete_role(&id, audit).map_err(|e| ApiError::from_store(e, "role"))
@@ -215,6 +217,8 @@ async fn add_permissions(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::roles(s, &caller, [&id])?;
+            caller.require_cover(&PermissionSet::new(permissions.iter().cloned()))?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Add permissions to a role");
             audit.details["role"] = json!({ "id": id, "permissions": permissions });
             s.db.add_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
@@ -236,6 +240,7 @@ async fn remove_permissions(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::roles(s, &caller, [&id])?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Remove permissions from a role");
             audit.details["role"] = json!({ "id": id, "permissions": permissions });
             s.db.remove_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
@@ -284,6 +289,7 @@ async fn assign_users(
         .into_inner()
         .blocking(move |s| {
             s.db.role_by_id(&id).map_err(|e| ApiError::from_store(e, "role"))?;
+            super::ceiling::roles(s, &caller, [&id])?;
             let now = s.clock.now();
             let events = users
                 .iter()

@@ -324,10 +324,15 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
     let (mut patch, password) = parse_user_patch(&body)?;
+    // Credentials, email and the blocked flag decide who can sign in as this user.
+    let touches_authority = password.is_some() || patch.email.is_some() || patch.blocked.is_some();
     let id = id.into_inner();
     let user = state
         .into_inner()
         .blocking(move |s| {
+            if touches_authority {
+                super::ceiling::user(s, &caller, &id)?;
+            }
             patch.password_hash = password.as_deref().map(hash_password).transpose().map_err(password_error)?;
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Update a user").subject(id.clone());
@@ -350,6 +355,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::user(s, &caller, &id)?;
             let audit = meta.api_event(&caller, s.clock.now(), "Delete a user").subject(id.clone());
             s.db.delete_user(&id, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
@@ -400,6 +406,7 @@ async fn assign_roles(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::roles(s, &caller, &roles)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Assign roles to a user").subject(id.clone());
             audit.details["roles"] = json!(roles);
             s.db.assign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
@@ -422,6 +429,7 @@ async fn unassign_roles(
     state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::roles(s, &caller, &roles)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Remove roles from a user").subject(id.clone());
             audit.details["roles"] = json!(roles);
             s.db.unassign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))

@@ -79,13 +79,12 @@ pub async fn impersonate(
 ) -> Result<HttpResponse, ApiError> {
     let scope_granted = caller.claims.has_scope(scopes::IMPERSONATE_USERS);
     let request = mint_request(user_id.into_inner(), &body_value(&req, &body)?)?;
-    // Neither an impersonation session's token nor a call acting as someone may mint.
-    let minter = match caller.claims.machine_client() {
-        _ if caller.acting_as.is_some() || caller.impersonator().is_some() => {
-            Minter::ImpersonatedUser(caller.claims.sub.clone())
-        }
-        Some(client_id) => Minter::Client(client_id.to_owned()),
-        None => Minter::User(caller.claims.sub.clone()),
+    // A call acting as someone may not mint; otherwise the token holder is the first
+    // link of the impersonation's chain, with what it holds now.
+    let minter = match (caller.holder(), &caller.acting_as) {
+        (Some(holder), None) => Minter::Token(holder.clone()),
+        (Some(holder), Some(_)) => Minter::ActingAs(holder.principal.clone()),
+        (None, _) => return Err(ApiError::internal(&"a verified caller without a token holder")),
     };
     let outcome = state
         .into_inner()

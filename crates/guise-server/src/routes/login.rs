@@ -218,6 +218,7 @@ fn authenticate(
                 ended_at: None,
                 impersonator_id: None,
                 impersonation_reason: None,
+                impersonation_minted_by: None,
             };
             let event = login_event(event_type::LOGIN, now, "Successful login", meta, client_id)
                 .subject(user.user_id.clone())
@@ -275,6 +276,11 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>, query: w
             let Some(session) = current_session(s, cookie.as_deref(), now)? else {
                 return Ok(continue_authorization(s, &record, None, false, now)?.into_reply());
             };
+            if session.impersonator_id.is_some() {
+                // No consent page renders in an impersonation session: the flow decides
+                // (existing consent of the user's own, or consent_required).
+                return Ok(continue_authorization(s, &record, Some(&session), false, now)?.into_reply());
+            }
             let user = s.db.user_by_id(&session.user_id)?;
             let name = client_name(s, &record.request.client_id)?;
             Ok(pages::render(
@@ -320,6 +326,10 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
             let Some(session) = current_session(s, cookie.as_deref(), now)? else {
                 return Ok(continue_authorization(s, &record, None, false, now)?.into_reply());
             };
+            if session.impersonator_id.is_some() {
+                // No consent is given or recorded during impersonation.
+                return Ok(continue_authorization(s, &record, Some(&session), false, now)?.into_reply());
+            }
             if form.decision != "allow" {
                 s.db.delete_authorization_request(&record.id)?;
                 return Ok(

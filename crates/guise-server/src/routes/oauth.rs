@@ -221,7 +221,8 @@ pub async fn introspect(
         .into_inner()
         .blocking(move |s| {
             let client = authenticated_client(s, credentials, true)?;
-            introspect_token(&s.keys.current(), &s.settings, &s.db, &client, &presented, s.clock.now())
+            let keys = s.keys.current();
+            introspect_token(&s.token_context(&keys), &client, &presented)
                 .map_err(|e| OAuthResponseError::from(ApiError::from(e)))
         })
         .await?;

@@ -36,14 +36,8 @@ async fn answer(state: web::Data<AppState>, token: Option<String>) -> HttpRespon
     let result = state
         .into_inner()
         .blocking(move |s| {
-            Ok::<_, crate::error::ApiError>(userinfo(
-                &s.keys.current(),
-                &s.settings,
-                &s.db,
-                &s.db,
-                &token,
-                s.clock.now(),
-            ))
+            let keys = s.keys.current();
+            Ok::<_, crate::error::ApiError>(userinfo(&s.token_context(&keys), &token))
         })
         .await;
     match result {
