@@ -6,13 +6,18 @@
 
 use crate::both_backends;
 use crate::browser::{Browser, CALLBACK, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user, web_client};
-use crate::helpers::{TestApp, split};
+use crate::helpers::{Backend, TestApp, spawn_app_with, split};
 use crate::saml::posted_response;
 use crate::users::urlencode;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(users_cannot_write_their_own_saml_attributes, users_cannot_write_their_own_wsfed_claims,);
+both_backends!(
+    users_cannot_write_their_own_saml_attributes,
+    users_cannot_write_their_own_wsfed_claims,
+    unsafe_client_urls_are_refused_on_create_and_patch,
+    safe_client_urls_are_accepted_on_create_and_patch,
+);
 
 // ---------------------------------------------------------------------------------------
 // Item: mapped attributes read administrator-controlled fields only.
@@ -175,5 +180,131 @@ async fn users_cannot_write_their_own_wsfed_claims(app: TestApp) {
     assert_eq!(claim("role").as_deref(), Some(GRANTED_ROLE), "{rstr}");
     assert_eq!(claim("app_role").as_deref(), Some(GRANTED_ROLE), "{rstr}");
     assert_eq!(claim("self_role").as_deref(), Some(SELF_ROLE), "{rstr}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Item: client URLs a browser is sent to.
+
+const UNSAFE_URLS: &[&str] = &[
+    "javascript:alert(document.domain)",
+    "JAVASCRIPT:alert(1)",
+    "JavaScript://app.example.com/%0aalert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "file:///etc/passwd",
+    "vbscript:msgbox(1)",
+    "urn:ietf:wg:oauth:2.0:oob",
+    "http://evil.example/cb",
+];
+
+/// Each field a URL can be registered in, with the body placing `url` there.
+fn url_fields(url: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("callbacks", json!({ "callbacks": [url] })),
+        ("allowed_logout_urls", json!({ "allowed_logout_urls": [url] })),
+        ("initiate_login_uri", json!({ "initiate_login_uri": url })),
+        // A SAML SP's ACS URLs and a WS-Fed RP's reply addresses are its callbacks.
+        ("callbacks", json!({ "callbacks": [url], "addons": { "samlp": {} } })),
+        ("callbacks", json!({ "callbacks": [url], "addons": { "wsfed": {} } })),
+        ("addons.samlp.recipient", json!({ "addons": { "samlp": { "recipient": url } } })),
+        ("addons.samlp.destination", json!({ "addons": { "samlp": { "destination": url } } })),
+        ("addons.samlp.logout.callback", json!({ "addons": { "samlp": { "logout": { "callback": url } } } })),
+    ]
+}
+
+fn assert_refused_naming(status: u16, body: &Value, field: &str, url: &str) {
+    assert_eq!(status, 400, "{field} = {url}: {body}");
+    assert_eq!(body["statusCode"], 400, "{body}");
+    assert_eq!(body["errorCode"], "invalid_body", "{body}");
+    assert_eq!(body["error"], "Bad Request", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("{field} ")), "the message names {field}: {body}");
+}
+
+async fn unsafe_client_urls_are_refused_on_create_and_patch(app: TestApp) {
+    let (status, good) = app
+        .post(
+            "/api/v2/clients",
+            &json!({ "name": "Stable", "callbacks": ["https://app.example.com/cb"], "addons": {} }),
+        )
+        .await;
+    assert_eq!(status, 201, "{good}");
+    let path = format!("/api/v2/clients/{}", good["client_id"].as_str().unwrap());
+
+    for url in UNSAFE_URLS {
+        for (field, fields) in url_fields(url) {
+            let mut create = fields.clone();
+            create["name"] = json!("Unsafe");
+            let (status, body) = app.post("/api/v2/clients", &create).await;
+            assert_refused_naming(status, &body, field, url);
+            let (status, body) = app.patch(&path, &fields).await;
+            assert_refused_naming(status, &body, field, url);
+        }
+    }
+    // Nothing was created and nothing changed.
+    let (_, clients) = app.get("/api/v2/clients?per_page=100").await;
+    assert!(clients.as_array().unwrap().iter().all(|c| c["name"] != "Unsafe"), "{clients}");
+    let (_, unchanged) = app.get(&path).await;
+    assert_eq!(unchanged["callbacks"], json!(["https://app.example.com/cb"]));
+    assert_eq!(unchanged["addons"], json!({}));
+    assert_eq!(unchanged["initiate_login_uri"], Value::Null);
+}
+
+async fn safe_client_urls_are_accepted_on_create_and_patch(app: TestApp) {
+    let web =
+        ["https://app.example.com/cb", "http://127.0.0.1:5000/cb", "http://localhost:3000/cb", "http://[::1]:8080/cb"];
+    let native = ["com.example.app:/cb", "com.example.app:/oauth2redirect/example-provider"];
+    let (status, client) = app.post("/api/v2/clients", &json!({ "name": "Safe" })).await;
+    assert_eq!(status, 201, "{client}");
+    let path = format!("/api/v2/clients/{}", client["client_id"].as_str().unwrap());
+    for url in web.iter().chain(&native) {
+        let private_use = native.contains(url);
+        for (field, fields) in url_fields(url) {
+            // Private-use schemes are for redirects to native apps; the other fields are web URLs.
+            let web_only = !matches!(field, "callbacks" | "allowed_logout_urls");
+            let mut create = fields.clone();
+            create["name"] = json!("Safe");
+            let (status, body) = app.post("/api/v2/clients", &create).await;
+            let (patched, patch_body) = app.patch(&path, &fields).await;
+            if private_use && web_only {
+                assert_refused_naming(status, &body, field, url);
+                assert_refused_naming(patched, &patch_body, field, url);
+            } else {
+                assert_eq!(status, 201, "{field} = {url}: {body}");
+                assert_eq!(patched, 200, "{field} = {url}: {patch_body}");
+            }
+        }
+    }
+}
+
+/// `allow_insecure_http_urls` (development only) accepts http for any host, and nothing
+/// else: the scheme rules still hold.
+async fn insecure_http_setting(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.allow_insecure_http_urls = true).await;
+    let (status, body) = app
+        .post(
+            "/api/v2/clients",
+            &json!({
+                "name": "Dev",
+                "callbacks": ["http://dev.example/cb"],
+                "initiate_login_uri": "http://dev.example/login",
+                "addons": { "samlp": { "recipient": "http://dev.example/acs" } },
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for url in ["javascript:alert(1)", "data:,x", "file:///etc/passwd"] {
+        let (status, body) = app.post("/api/v2/clients", &json!({ "name": "x", "callbacks": [url] })).await;
+        assert_refused_naming(status, &body, "callbacks", url);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_http_setting_sqlite() {
+    insecure_http_setting(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_http_setting_postgres() {
+    insecure_http_setting(Backend::Postgres).await
 }
 
