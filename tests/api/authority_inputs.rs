@@ -6,17 +6,22 @@
 
 use crate::both_backends;
 use crate::browser::{Browser, CALLBACK, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user, web_client};
-use crate::helpers::{Backend, TestApp, spawn_app_with, split};
+use crate::helpers::{Backend, TestApp, spawn_app_with, spawn_app_with_clock, split};
+use crate::impersonation::{impersonation_client, mint_body, mint_with};
 use crate::saml::posted_response;
 use crate::users::urlencode;
+use guise_core::bewit::MAX_CLOCK_SKEW_SECS;
+use guise_core::clock::ManualClock;
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 both_backends!(
     users_cannot_write_their_own_saml_attributes,
     users_cannot_write_their_own_wsfed_claims,
     unsafe_client_urls_are_refused_on_create_and_patch,
     safe_client_urls_are_accepted_on_create_and_patch,
+    far_future_bewits_are_refused,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -308,3 +313,98 @@ async fn insecure_http_setting_postgres() {
     insecure_http_setting(Backend::Postgres).await
 }
 
+// ---------------------------------------------------------------------------------------
+// Item: bewit replay window under clock skew.
+
+async fn bewit_signing_key(app: &TestApp) -> guise_core::bewit::BewitKey {
+    let state = Arc::clone(&app.state);
+    tokio::task::spawn_blocking(move || guise_server::bewit_keys::signing_key(&state.config, &state.db))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// `url` signed again with `key` for a different `exp` (the bewit is the last parameter).
+fn resign(url: &str, key: &guise_core::bewit::BewitKey, exp: i64) -> String {
+    let (unsigned, _) = url.rsplit_once("&bewit=").unwrap();
+    guise_core::bewit::sign_url(key, url::Url::parse(unsigned).unwrap(), exp, "").unwrap().to_string()
+}
+
+async fn far_future_bewits_are_refused(app: TestApp) {
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let (status, url) = mint_with(&app, &app.token, target_id, &mint_body(&app, &client_id)).await;
+    assert_eq!(status, 200, "{url}");
+    let key = bewit_signing_key(&app).await;
+    let now = app.state.clock.now().timestamp();
+    let max = app.state.config.impersonation_max_url_ttl_secs;
+
+    // Validly signed (as by a leaked key, or a node configured for longer lifetimes), but
+    // living longer than any URL guise mints: refused, naming the parties (the MAC holds).
+    for exp in [now + max + MAX_CLOCK_SKEW_SECS + 60, now + 365 * 86_400, i64::MAX] {
+        let far = resign(&url, &key, exp);
+        let page = Browser::new().get(&far).await;
+        assert_eq!(page.status, 401, "{}", page.body);
+        assert!(page.body.contains("Access expiry too far in the future"), "{}", page.body);
+        assert!(page.location.is_none());
+        let refused = app.logs_of_type("guise_impersonation_refused").await;
+        assert_eq!(refused[0]["details"]["reason"], "exp_too_far_ahead", "{}", refused[0]);
+        assert_eq!(refused[0]["details"]["stage"], "redeem");
+        assert_eq!(refused[0]["user_id"], target_id);
+    }
+    assert!(app.logs_of_type("guise_impersonation_redeemed").await.is_empty());
+
+    // The same ticket within the window (a minting node's clock ahead by the full skew)
+    // is accepted: the refusal was for the expiry alone.
+    let within = resign(&url, &key, now + max + MAX_CLOCK_SKEW_SECS);
+    let page = Browser::new().get(&within).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(page.location.unwrap().starts_with(CALLBACK));
+}
+
+/// A replay record survives past `exp` within the maximum skew: a node whose clock is
+/// behind still finds it after another node (clock ahead) has purged expired records.
+async fn replay_records_outlive_exp_by_the_skew(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let app = spawn_app_with_clock(backend, |_| {}, clock.clone()).await;
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let mut body = mint_body(&app, &client_id);
+    body["ttl"] = json!(30);
+
+    let (_, first) = mint_with(&app, &app.token, target_id, &body).await;
+    assert_eq!(Browser::new().get(&first).await.status, 302);
+
+    // 2 minutes past the first URL's exp (within the skew), by this node's clock: the
+    // URL is expired here, and redeeming another URL runs the purge.
+    let ahead = chrono::Duration::seconds(30 + 120);
+    assert!(ahead.num_seconds() < 30 + MAX_CLOCK_SKEW_SECS);
+    clock.advance(ahead);
+    let expired = Browser::new().get(&first).await;
+    assert_eq!(expired.status, 401);
+    assert!(expired.body.contains("Access expired"), "{}", expired.body);
+    let (_, second) = mint_with(&app, &app.token, target_id, &body).await;
+    assert_eq!(Browser::new().get(&second).await.status, 302);
+
+    // A node whose clock is 150 s behind still holds the first URL unexpired: the replay
+    // record must still be there.
+    clock.advance(-ahead);
+    let replay = Browser::new().get(&first).await;
+    assert_eq!(replay.status, 401, "the replay was accepted: {:?}", replay.location);
+    assert!(replay.body.contains("Bewit already used"), "{}", replay.body);
+    let refused = app.logs_of_type("guise_impersonation_refused").await;
+    assert_eq!(refused[0]["details"]["reason"], "replayed");
+    assert_eq!(app.logs_of_type("guise_impersonation_redeemed").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_records_outlive_exp_by_the_skew_sqlite() {
+    replay_records_outlive_exp_by_the_skew(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_records_outlive_exp_by_the_skew_postgres() {
+    replay_records_outlive_exp_by_the_skew(Backend::Postgres).await
+}
