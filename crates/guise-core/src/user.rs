@@ -37,12 +37,15 @@ impl User {
     /// The value of a user field named in a SAML or WS-Federation mapping. Both
     /// protocols read mapped attributes through this function alone.
     ///
-    /// Only fields an administrator controls are read unless the mapping says otherwise:
-    /// the fixed profile fields, `upn` (the email), and `app_metadata` — a bare key
-    /// (`role`) or an explicit `app_metadata.<key>`. `user_metadata` is what users edit
-    /// themselves (`PATCH /api/v2/me`), so it is read only when a mapping names
-    /// `user_metadata.<key>` explicitly, and then the value is user-controlled: a
-    /// relying party must not base authorization on it.
+    /// Metadata comes from `app_metadata`, which only administrators write, unless the
+    /// mapping says otherwise: a bare key (`role`) or an explicit `app_metadata.<key>`.
+    /// `user_metadata` is what users edit themselves (`PATCH /api/v2/me`), so it is read
+    /// only when a mapping names `user_metadata.<key>` explicitly, and then the value is
+    /// user-controlled: a relying party must not base authorization on it. The fixed
+    /// fields are `user_id`, `email`/`upn`, `email_verified` (administrator-controlled)
+    /// and the display fields `name`, `given_name`, `family_name`, `nickname`,
+    /// `picture` — which `/me` also lets the user change (display only, never for
+    /// authorization).
     pub fn mapped_field(&self, name: &str) -> Option<String> {
         let metadata = |map: &Map<String, Value>, key: &str| {
             map.get(key).map(|v| match v {
