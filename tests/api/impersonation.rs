@@ -25,7 +25,7 @@ both_backends!(
 );
 
 /// POST /users/{id}/impersonate with `token`; returns (status, body text).
-async fn mint_with(app: &TestApp, token: &str, user_id: &str, body: &Value) -> (u16, String) {
+pub async fn mint_with(app: &TestApp, token: &str, user_id: &str, body: &Value) -> (u16, String) {
     let response = app
         .http
         .post(app.url(&format!("/users/{}/impersonate", crate::users::urlencode(user_id))))
@@ -38,7 +38,7 @@ async fn mint_with(app: &TestApp, token: &str, user_id: &str, body: &Value) -> (
     (status, response.text().await.unwrap())
 }
 
-fn mint_body(app: &TestApp, client_id: &str) -> Value {
+pub fn mint_body(app: &TestApp, client_id: &str) -> Value {
     json!({
         "protocol": "oauth2",
         "impersonator_id": app.admin_user_id,
@@ -54,7 +54,7 @@ fn mint_body(app: &TestApp, client_id: &str) -> Value {
     })
 }
 
-async fn impersonation_client(app: &TestApp, extra: Value) -> (String, String) {
+pub async fn impersonation_client(app: &TestApp, extra: Value) -> (String, String) {
     let mut body = json!({ "allow_impersonation": true });
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();

@@ -6,6 +6,7 @@ mod helpers;
 
 mod act_as;
 mod auth;
+mod authority_inputs;
 mod browser;
 mod cli;
 mod clients;

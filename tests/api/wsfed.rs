@@ -49,7 +49,7 @@ async fn certificate(app: &TestApp) -> String {
 }
 
 /// The posted sign-in form: (wa, wresult, wctx).
-fn sign_in_form(html: &str) -> (String, String, Option<String>) {
+pub fn sign_in_form(html: &str) -> (String, String, Option<String>) {
     let unescape = |s: String| {
         s.replace("&lt;", "<")
             .replace("&gt;", ">")

@@ -9,6 +9,15 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use url::Url;
 
+/// The largest difference, in seconds, between the clocks of any two guise nodes that
+/// the bewit rules tolerate (5 minutes). A replay record is kept until the bewit's `exp`
+/// plus this much by the clock of the node that purges it, so a node whose clock is
+/// behind — which still accepts the bewit as unexpired — finds the record; and a bewit
+/// whose `exp` lies further ahead than the longest URL lifetime plus this much was not
+/// minted by a guise node under the current configuration and is refused. Keep the
+/// nodes' clocks synchronised (NTP) well within it.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
 /// A bewit key: an id the bewit names and the secret it signs with.
 #[derive(Clone)]
 pub struct BewitKey {
@@ -35,6 +44,9 @@ pub enum BewitError {
     BadMac,
     #[error("Access expired")]
     Expired,
+    /// `exp` is further ahead than any URL guise mints may live (plus the skew).
+    #[error("Access expiry too far in the future")]
+    TooFarAhead,
 }
 
 impl BewitError {
@@ -45,6 +57,7 @@ impl BewitError {
             BewitError::UnknownKey => "unknown_key",
             BewitError::BadMac => "bad_mac",
             BewitError::Expired => "expired",
+            BewitError::TooFarAhead => "exp_too_far_ahead",
         }
     }
 }
@@ -123,8 +136,23 @@ fn parse(url: &Url) -> Result<(String, i64, String, String), BewitError> {
     Ok(((*id).to_owned(), exp, (*mac).to_owned(), (*ext).to_owned()))
 }
 
-/// Verify the bewit in `url` with `key` at `now` (Unix seconds): MAC first, then expiry.
-pub fn verify(url: &Url, key: &BewitKey, now: i64) -> Result<VerifiedBewit, BewitError> {
+/// The time window of a bewit at `now` (Unix seconds): not expired (`exp > now`), and
+/// not expiring further ahead than `max_lifetime_secs` (the longest URL lifetime a
+/// minting request may ask for) plus [`MAX_CLOCK_SKEW_SECS`] — a URL minted by a node
+/// whose clock is ahead by at most the skew still passes.
+pub fn check_window(exp: i64, now: i64, max_lifetime_secs: i64) -> Result<(), BewitError> {
+    if exp <= now {
+        return Err(BewitError::Expired);
+    }
+    if exp.saturating_sub(now) > max_lifetime_secs.saturating_add(MAX_CLOCK_SKEW_SECS) {
+        return Err(BewitError::TooFarAhead);
+    }
+    Ok(())
+}
+
+/// Verify the bewit in `url` with `key` at `now` (Unix seconds): MAC first, then the
+/// time window ([`check_window`]) for URLs that live at most `max_lifetime_secs`.
+pub fn verify(url: &Url, key: &BewitKey, now: i64, max_lifetime_secs: i64) -> Result<VerifiedBewit, BewitError> {
     let (id, exp, presented, ext) = parse(url)?;
     if id != key.id {
         return Err(BewitError::UnknownKey);
@@ -133,9 +161,7 @@ pub fn verify(url: &Url, key: &BewitKey, now: i64) -> Result<VerifiedBewit, Bewi
     if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
         return Err(BewitError::BadMac);
     }
-    if exp <= now {
-        return Err(BewitError::Expired);
-    }
+    check_window(exp, now, max_lifetime_secs)?;
     Ok(VerifiedBewit { key_id: id, exp, ext })
 }
 
@@ -163,21 +189,40 @@ mod tests {
         let url = Url::parse("https://idp.example/impersonate/redeem?user_id=guise%7Cabc&client_id=c1")
             .unwrap_or_else(|_| unreachable!());
         let signed = sign_url(&key, url, 2_000, "").unwrap_or_else(|| unreachable!());
-        assert_eq!(verify(&signed, &key, 1_000).map(|v| v.exp), Ok(2_000));
-        assert_eq!(verify(&signed, &key, 2_000), Err(BewitError::Expired));
+        assert_eq!(verify(&signed, &key, 1_000, 1_000).map(|v| v.exp), Ok(2_000));
+        assert_eq!(verify(&signed, &key, 2_000, 1_000), Err(BewitError::Expired));
 
         let tampered =
             Url::parse(&signed.as_str().replace("client_id=c1", "client_id=c2")).unwrap_or_else(|_| unreachable!());
-        assert_eq!(verify(&tampered, &key, 1_000), Err(BewitError::BadMac));
+        assert_eq!(verify(&tampered, &key, 1_000, 1_000), Err(BewitError::BadMac));
         let other_host =
             Url::parse(&signed.as_str().replace("idp.example", "evil.example")).unwrap_or_else(|_| unreachable!());
-        assert_eq!(verify(&other_host, &key, 1_000), Err(BewitError::BadMac));
+        assert_eq!(verify(&other_host, &key, 1_000, 1_000), Err(BewitError::BadMac));
 
         let wrong_key = BewitKey { id: "other".into(), key: b"k".to_vec() };
-        assert_eq!(verify(&signed, &wrong_key, 1_000), Err(BewitError::UnknownKey));
+        assert_eq!(verify(&signed, &wrong_key, 1_000, 1_000), Err(BewitError::UnknownKey));
         let no_bewit = Url::parse("https://idp.example/x").unwrap_or_else(|_| unreachable!());
-        assert_eq!(verify(&no_bewit, &key, 0), Err(BewitError::Missing));
+        assert_eq!(verify(&no_bewit, &key, 0, 600), Err(BewitError::Missing));
         let garbage = Url::parse("https://idp.example/x?bewit=%%%").unwrap_or_else(|_| unreachable!());
-        assert_eq!(verify(&garbage, &key, 0), Err(BewitError::Malformed));
+        assert_eq!(verify(&garbage, &key, 0, 600), Err(BewitError::Malformed));
+    }
+
+    #[test]
+    fn far_future_expiry_is_refused_beyond_the_lifetime_plus_skew() {
+        let max = 600;
+        assert_eq!(check_window(1_000 + max, 1_000, max), Ok(()));
+        // A minting node ahead by up to the skew still passes…
+        assert_eq!(check_window(1_000 + max + MAX_CLOCK_SKEW_SECS, 1_000, max), Ok(()));
+        // …one second more does not.
+        assert_eq!(check_window(1_000 + max + MAX_CLOCK_SKEW_SECS + 1, 1_000, max), Err(BewitError::TooFarAhead));
+        assert_eq!(check_window(i64::MAX, 1_000, max), Err(BewitError::TooFarAhead));
+        assert_eq!(check_window(1_000, 1_000, max), Err(BewitError::Expired));
+        assert_eq!(check_window(i64::MIN, 1_000, max), Err(BewitError::Expired));
+
+        let key = hawk_key();
+        let url = Url::parse("https://idp.example/impersonate/redeem?jti=x").unwrap_or_else(|_| unreachable!());
+        let far = sign_url(&key, url, 1_000_000, "").unwrap_or_else(|| unreachable!());
+        assert_eq!(verify(&far, &key, 1_000, max), Err(BewitError::TooFarAhead));
+        assert_eq!(verify(&far, &key, 1_000_000 - max, max).map(|v| v.exp), Ok(1_000_000));
     }
 }

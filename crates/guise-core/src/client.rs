@@ -178,36 +178,128 @@ impl ClientPatch {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientValidationError {
-    #[error("{field} contains an invalid URL: {url}")]
-    InvalidUrl { field: &'static str, url: String },
+    #[error("{field} contains an invalid URL: {url} ({reason})")]
+    InvalidUrl { field: &'static str, url: String, reason: &'static str },
     #[error("unsupported grant type: {0}")]
     UnsupportedGrantType(String),
     #[error("name must be 1 to 255 characters")]
     InvalidName,
 }
 
-/// Validate a list of registered URLs: absolute, with a host unless a private-use scheme
-/// (native apps), no fragment. Plain http is accepted (as Auth0 does, for development);
-/// matching at `/authorize` is exact, so an http callback is only used if registered.
-pub fn validate_urls(field: &'static str, urls: &[String]) -> Result<(), ClientValidationError> {
-    for raw in urls {
-        let invalid = || ClientValidationError::InvalidUrl { field, url: raw.clone() };
-        let url = url::Url::parse(raw).map_err(|_| invalid())?;
-        if url.fragment().is_some() || url.cannot_be_a_base() && url.scheme() != "urn" {
-            return Err(invalid());
+/// Which URLs a field may hold, and whether plain http is allowed for any host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlPolicy {
+    /// Also accept a native app's private-use scheme (RFC 8252 §7.1): `callbacks` and
+    /// `allowed_logout_urls`. Web-only fields (`initiate_login_uri`, SAML addon URLs)
+    /// take `https` (or loopback `http`) alone.
+    pub private_use_schemes: bool,
+    /// Accept `http` for any host (the `allow_insecure_http_urls` development setting).
+    pub allow_insecure_http: bool,
+}
+
+impl UrlPolicy {
+    /// `callbacks` (redirect URIs, SAML ACS URLs, WS-Fed reply addresses) and
+    /// `allowed_logout_urls`.
+    pub fn redirect(allow_insecure_http: bool) -> Self {
+        Self { private_use_schemes: true, allow_insecure_http }
+    }
+
+    /// Fields a browser is sent to that must be web URLs.
+    pub fn web(allow_insecure_http: bool) -> Self {
+        Self { private_use_schemes: false, allow_insecure_http }
+    }
+}
+
+/// Schemes never accepted, even where they would pass as a private-use scheme: they run
+/// script, read local files, or are no place to send a browser with a code or assertion.
+pub const REFUSED_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "blob",
+    "about",
+    "filesystem",
+    "view-source",
+    "ftp",
+    "ws",
+    "wss",
+    "mailto",
+    "tel",
+    "sms",
+    "urn",
+    "chrome",
+    "resource",
+    "jar",
+];
+
+/// Validate one registered URL a browser may be sent to.
+///
+/// - `https` with a host;
+/// - `http` with a host only for loopback (127.0.0.0/8, `::1`, `localhost`), unless
+///   `policy.allow_insecure_http`;
+/// - with `policy.private_use_schemes`, a native app's private-use scheme in
+///   reverse-domain form (RFC 8252 §7.1: it contains a `.`, e.g. `com.example.app:/cb`);
+/// - nothing else: `javascript:`, `data:`, `file:`, `urn:` … are refused, in any case.
+///
+/// Always: parseable, absolute, no fragment, no user name or password.
+pub fn validate_url(field: &'static str, raw: &str, policy: UrlPolicy) -> Result<(), ClientValidationError> {
+    let invalid = |reason| ClientValidationError::InvalidUrl { field, url: raw.to_owned(), reason };
+    if raw.trim() != raw || raw.chars().any(char::is_control) {
+        return Err(invalid("whitespace or control characters"));
+    }
+    // `Url::parse` lower-cases the scheme, so JAVASCRIPT: is javascript: here.
+    let url = url::Url::parse(raw).map_err(|_| invalid("not an absolute URL"))?;
+    let scheme = url.scheme();
+    if REFUSED_SCHEMES.contains(&scheme) {
+        return Err(invalid("scheme not allowed"));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid("a fragment is not allowed"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("credentials in a URL are not allowed"));
+    }
+    match scheme {
+        "https" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(invalid("no host"));
+            }
         }
-        if matches!(url.scheme(), "http" | "https") && url.host_str().is_none() {
-            return Err(invalid());
+        "http" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(invalid("no host"));
+            }
+            if !policy.allow_insecure_http && !is_loopback_or_localhost(&url) {
+                return Err(invalid("http is allowed only for loopback hosts; use https"));
+            }
         }
+        private if policy.private_use_schemes && is_private_use_scheme(private) => {}
+        _ if policy.private_use_schemes => {
+            return Err(invalid("only https, loopback http or a reverse-domain private-use scheme"));
+        }
+        _ => return Err(invalid("only https or loopback http")),
     }
     Ok(())
+}
+
+/// A private-use URI scheme in reverse-domain form (RFC 8252 §7.1): at least two
+/// non-empty labels separated by dots (`com.example.app`), and not a refused scheme.
+pub fn is_private_use_scheme(scheme: &str) -> bool {
+    scheme.contains('.') && scheme.split('.').all(|label| !label.is_empty()) && !REFUSED_SCHEMES.contains(&scheme)
+}
+
+/// Validate a list of registered URLs with [`validate_url`]. Matching at `/authorize`
+/// (and at the SAML and WS-Fed endpoints) is exact, so only these URLs are ever used.
+pub fn validate_urls(field: &'static str, urls: &[String], policy: UrlPolicy) -> Result<(), ClientValidationError> {
+    urls.iter().try_for_each(|raw| validate_url(field, raw, policy))
 }
 
 pub fn is_loopback_or_localhost(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         None => false,
     }
 }
@@ -239,10 +331,59 @@ mod tests {
 
     #[test]
     fn url_validation() {
-        assert!(validate_urls("callbacks", &["https://app.example.com/cb".into()]).is_ok());
-        assert!(validate_urls("callbacks", &["http://127.0.0.1:9000/cb".into()]).is_ok());
-        assert!(validate_urls("callbacks", &["https://app.example.com/cb#frag".into()]).is_err());
-        assert!(validate_urls("callbacks", &["not a url".into()]).is_err());
+        let redirect = UrlPolicy::redirect(false);
+        let ok = |u: &str| validate_urls("callbacks", &[u.to_owned()], redirect).is_ok();
+        for good in [
+            "https://app.example.com/cb",
+            "https://app.example.com:8443/cb?x=1",
+            "http://127.0.0.1:9000/cb",
+            "http://127.8.9.10/cb",
+            "http://[::1]:8080/cb",
+            "http://localhost:3000/cb",
+            "http://LOCALHOST/cb",
+            "com.example.app:/callback",
+            "com.example.app:/oauth2redirect/example-provider",
+        ] {
+            assert!(ok(good), "{good} should be accepted");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JAVASCRIPT:alert(1)",
+            "JavaScript://app.example.com/%0aalert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "file:///etc/passwd",
+            "blob:https://app.example.com/uuid",
+            "about:blank",
+            "ftp://app.example.com/cb",
+            "ws://127.0.0.1/cb",
+            "urn:ietf:wg:oauth:2.0:oob",
+            "myapp:/cb",
+            "http://evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://localhost.evil.example/cb",
+            "https://app.example.com/cb#frag",
+            "https://user:pass@app.example.com/cb",
+            " https://app.example.com/cb",
+            "not a url",
+            "/relative/cb",
+            ".app:/cb",
+        ] {
+            assert!(!ok(bad), "{bad} should be refused");
+        }
         assert!(validate_grant_types(&["password".into()]).is_err());
+    }
+
+    #[test]
+    fn web_only_fields_and_the_insecure_http_setting() {
+        assert!(validate_url("initiate_login_uri", "com.example.app:/cb", UrlPolicy::web(false)).is_err());
+        assert!(validate_url("initiate_login_uri", "https://app.example.com/login", UrlPolicy::web(false)).is_ok());
+        assert!(validate_url("initiate_login_uri", "http://app.example.com/login", UrlPolicy::web(false)).is_err());
+        assert!(validate_url("initiate_login_uri", "http://app.example.com/login", UrlPolicy::web(true)).is_ok());
+        // The development setting relaxes http only, never the scheme rules.
+        assert!(validate_url("callbacks", "javascript:alert(1)", UrlPolicy::redirect(true)).is_err());
+        assert!(validate_url("callbacks", "data:,x", UrlPolicy::redirect(true)).is_err());
+        let error = validate_url("allowed_logout_urls", "javascript:x", UrlPolicy::redirect(false));
+        assert!(error.is_err_and(|e| e.to_string().starts_with("allowed_logout_urls ")));
     }
 }

@@ -251,6 +251,8 @@ pub trait BewitStore: Send + Sync {
     /// Make `key` the active key; earlier keys still verify until their bewits expire.
     fn rotate_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
     /// Record a redemption. `Ok(false)` when `jti` was redeemed before (a replay).
+    /// `expires_at` is the bewit's `exp`; the record is kept until `expires_at` plus
+    /// [`crate::bewit::MAX_CLOCK_SKEW_SECS`] by the clock passed as `at`.
     fn redeem_once(&self, jti: &str, at: DateTime<Utc>, expires_at: DateTime<Utc>) -> StoreResult<bool>;
 }
 

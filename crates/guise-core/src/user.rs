@@ -34,9 +34,25 @@ pub struct User {
 }
 
 impl User {
-    /// The value of a user field named in a SAML or WS-Federation mapping: a profile
-    /// field, `upn` (the email), or a key of `app_metadata` / `user_metadata`.
+    /// The value of a user field named in a SAML or WS-Federation mapping. Both
+    /// protocols read mapped attributes through this function alone.
+    ///
+    /// Metadata comes from `app_metadata`, which only administrators write, unless the
+    /// mapping says otherwise: a bare key (`role`) or an explicit `app_metadata.<key>`.
+    /// `user_metadata` is what users edit themselves (`PATCH /api/v2/me`), so it is read
+    /// only when a mapping names `user_metadata.<key>` explicitly, and then the value is
+    /// user-controlled: a relying party must not base authorization on it. The fixed
+    /// fields are `user_id`, `email`/`upn`, `email_verified` (administrator-controlled)
+    /// and the display fields `name`, `given_name`, `family_name`, `nickname`,
+    /// `picture` — which `/me` also lets the user change (display only, never for
+    /// authorization).
     pub fn mapped_field(&self, name: &str) -> Option<String> {
+        let metadata = |map: &Map<String, Value>, key: &str| {
+            map.get(key).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
         match name {
             "user_id" => Some(self.user_id.clone()),
             "email" | "upn" => Some(self.email.clone()),
@@ -46,10 +62,12 @@ impl User {
             "family_name" => self.family_name.clone(),
             "picture" => self.picture.clone(),
             "email_verified" => Some(self.email_verified.to_string()),
-            other => self.app_metadata.get(other).or_else(|| self.user_metadata.get(other)).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }),
+            other => match (other.strip_prefix("app_metadata."), other.strip_prefix("user_metadata.")) {
+                (Some(key), _) => metadata(&self.app_metadata, key),
+                (_, Some(key)) => metadata(&self.user_metadata, key),
+                // Never a fallback to user_metadata: a user could assert anything.
+                (None, None) => metadata(&self.app_metadata, other),
+            },
         }
     }
 }
@@ -212,6 +230,55 @@ mod tests {
         assert!(validate_email("not-an-email").is_err());
         assert!(validate_email("a@b").is_err());
         assert_eq!(normalize_email("Ada@Example.COM"), "ada@example.com");
+    }
+
+    fn user_with_metadata(app: Value, own: Value) -> User {
+        let now = chrono::DateTime::from_timestamp(0, 0).unwrap_or_default();
+        User {
+            user_id: "guise|1".into(),
+            email: "ada@example.com".into(),
+            email_verified: true,
+            name: Some("Ada".into()),
+            given_name: None,
+            family_name: None,
+            nickname: None,
+            picture: None,
+            blocked: false,
+            app_metadata: app.as_object().cloned().unwrap_or_default(),
+            user_metadata: own.as_object().cloned().unwrap_or_default(),
+            external_id: None,
+            created_at: now,
+            updated_at: now,
+            created_by: None,
+            modified_by: None,
+            created_on_behalf_by: None,
+            modified_on_behalf_by: None,
+            last_login: None,
+            last_ip: None,
+            logins_count: 0,
+            has_password: true,
+        }
+    }
+
+    #[test]
+    fn mapped_fields_read_user_metadata_only_when_named() {
+        let user =
+            user_with_metadata(json!({ "plan": "gold", "level": 3 }), json!({ "role": "admin", "plan": "free" }));
+        assert_eq!(user.mapped_field("email").as_deref(), Some("ada@example.com"));
+        assert_eq!(user.mapped_field("upn").as_deref(), Some("ada@example.com"));
+        // A bare key reads app_metadata only; it never falls back to user_metadata.
+        assert_eq!(user.mapped_field("role"), None);
+        assert_eq!(user.mapped_field("plan").as_deref(), Some("gold"));
+        assert_eq!(user.mapped_field("level").as_deref(), Some("3"));
+        assert_eq!(user.mapped_field("app_metadata.plan").as_deref(), Some("gold"));
+        assert_eq!(user.mapped_field("app_metadata.role"), None);
+        // Explicitly named, user_metadata is read.
+        assert_eq!(user.mapped_field("user_metadata.role").as_deref(), Some("admin"));
+        assert_eq!(user.mapped_field("user_metadata.plan").as_deref(), Some("free"));
+        assert_eq!(user.mapped_field("user_metadata.missing"), None);
+        // Profile fields cannot be shadowed by metadata of the same name.
+        let shadow = user_with_metadata(json!({}), json!({ "email": "eve@example.com" }));
+        assert_eq!(shadow.mapped_field("email").as_deref(), Some("ada@example.com"));
     }
 
     #[test]

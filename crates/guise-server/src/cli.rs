@@ -272,7 +272,9 @@ fn create_client(
     management: bool,
 ) -> Result<(), ApiError> {
     let app_type = AppType::parse(app_type).ok_or_else(|| ApiError::bad_request("unknown app type"))?;
-    guise_core::client::validate_urls("callbacks", &callbacks).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let policy = guise_core::client::UrlPolicy::redirect(state.config.allow_insecure_http_urls);
+    guise_core::client::validate_urls("callbacks", &callbacks, policy)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now();
     let client = Client {
         client_id: new_client_id(),

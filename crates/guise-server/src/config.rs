@@ -48,6 +48,9 @@ pub struct Config {
     /// the database's rotating keys.
     pub bewit_key_id: Option<String>,
     pub bewit_key: Option<String>,
+    /// Development only: accept plain `http` client URLs (callbacks, logout URLs,
+    /// `initiate_login_uri`, SAML addon URLs) for any host, not just loopback.
+    pub allow_insecure_http_urls: bool,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             impersonation_require_reason: false,
             bewit_key_id: None,
             bewit_key: None,
+            allow_insecure_http_urls: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use guise_core::StoreError;
 use guise_core::audit::AuditEvent;
-use guise_core::bewit::BewitKey;
+use guise_core::bewit::{BewitKey, MAX_CLOCK_SKEW_SECS};
 use guise_core::session::Session;
 use guise_core::store::{BewitStore, ImpersonationFilter, ImpersonationSessionStore, SessionStore, StoreResult};
 
@@ -77,8 +77,11 @@ impl BewitStore for Database {
     fn redeem_once(&self, jti: &str, at: DateTime<Utc>, expires_at: DateTime<Utc>) -> StoreResult<bool> {
         let inserted = run(|| {
             let mut conn = self.conn()?;
-            // Forget redemptions whose bewits can no longer verify anyway.
-            diesel::delete(bewit_redemptions::table.filter(bewit_redemptions::expires_at.lt(millis(at))))
+            // Forget redemptions whose bewits no node can verify any more: `at` is this
+            // node's clock, and a node whose clock is behind by up to the maximum skew
+            // still accepts the bewit until its own clock reaches `exp`.
+            let forget_before = millis(at) - MAX_CLOCK_SKEW_SECS * 1000;
+            diesel::delete(bewit_redemptions::table.filter(bewit_redemptions::expires_at.lt(forget_before)))
                 .execute(&mut conn)?;
             diesel::insert_into(bewit_redemptions::table)
                 .values((

@@ -7,8 +7,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use guise_core::client::{
-    AppType, Client, ClientPatch, TokenEndpointAuthMethod, hash_client_secret, validate_grant_types, validate_name,
-    validate_urls,
+    AppType, Client, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy, hash_client_secret,
+    validate_grant_types, validate_name, validate_url, validate_urls,
 };
 use guise_core::ids::{new_client_id, new_secret};
 use guise_core::permission::scopes;
@@ -93,25 +93,32 @@ fn auth_method(s: &str) -> Result<TokenEndpointAuthMethod, ApiError> {
     })
 }
 
-fn validate_initiate_login_uri(uri: &Option<String>) -> Result<(), ApiError> {
-    if let Some(uri) = uri {
-        let parsed = url::Url::parse(uri).map_err(|_| ApiError::bad_request("initiate_login_uri must be a URL"))?;
-        if parsed.scheme() != "https" && !guise_core::client::is_loopback_or_localhost(&parsed) {
-            return Err(ApiError::bad_request("initiate_login_uri must use https"));
+/// Validate what a registration says, whichever route set it. `allow_insecure_http`:
+/// the `allow_insecure_http_urls` development setting.
+fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> {
+    let bad = |e: ClientValidationError| ApiError::bad_request(e.to_string());
+    let redirect = UrlPolicy::redirect(allow_insecure_http);
+    let web = UrlPolicy::web(allow_insecure_http);
+    validate_name(&client.name).map_err(bad)?;
+    // `callbacks` are also the SAML ACS URLs and the WS-Fed reply addresses.
+    validate_urls("callbacks", &client.callbacks, redirect).map_err(bad)?;
+    validate_urls("allowed_logout_urls", &client.allowed_logout_urls, redirect).map_err(bad)?;
+    validate_grant_types(&client.grant_types).map_err(bad)?;
+    if let Some(uri) = &client.initiate_login_uri {
+        validate_url("initiate_login_uri", uri, web).map_err(bad)?;
+    }
+    let saml = guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(saml) = saml {
+        for (field, url) in [
+            ("addons.samlp.recipient", &saml.recipient),
+            ("addons.samlp.destination", &saml.destination),
+            ("addons.samlp.logout.callback", &saml.logout_callback),
+        ] {
+            if let Some(url) = url {
+                validate_url(field, url, web).map_err(bad)?;
+            }
         }
     }
-    Ok(())
-}
-
-/// Validate what a registration says, whichever route set it.
-fn validate(client: &Client) -> Result<(), ApiError> {
-    let bad = |e: guise_core::client::ClientValidationError| ApiError::bad_request(e.to_string());
-    validate_name(&client.name).map_err(bad)?;
-    validate_urls("callbacks", &client.callbacks).map_err(bad)?;
-    validate_urls("allowed_logout_urls", &client.allowed_logout_urls).map_err(bad)?;
-    validate_grant_types(&client.grant_types).map_err(bad)?;
-    validate_initiate_login_uri(&client.initiate_login_uri)?;
-    guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
     guise_wsfed::settings::from_addons(&client.client_id, &client.addons)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     match client.jwt_configuration.get("alg") {
@@ -165,7 +172,7 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    validate(&client)?;
+    validate(&client, state.config.allow_insecure_http_urls)?;
     let (client, secret) = state
         .into_inner()
         .blocking(move |s| create_client(&s.db, client, meta.api_event(&caller, now, "Create a client")))
@@ -267,7 +274,7 @@ async fn patch(
             // Validate the result of the patch, not just its parts.
             let mut preview = s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client"))?;
             patch.clone().apply_to(&mut preview);
-            validate(&preview)?;
+            validate(&preview, s.config.allow_insecure_http_urls)?;
             super::ceiling::client(s, &caller, &id)?;
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Update a client");
