@@ -266,11 +266,14 @@ fn pending_for(
 }
 
 /// Single logout: end the guise session; answer a LogoutRequest with a LogoutResponse to
-/// the client's `logout.callback` when one is registered.
+/// the client's `logout.callback` when one is registered. A client with a `signingCert`
+/// must sign its LogoutRequests (HTTP-Redirect binding): an unsigned or badly signed
+/// one, or a logout without any request, is refused before anything ends.
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
     let Ok(params) = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()) else {
         return pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", "Malformed SAML request parameters");
     };
+    let raw_query = req.query_string().to_owned();
     let cookie = session_cookie(&req);
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
     let secure = state.secure_cookies();
@@ -279,17 +282,26 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
         .into_inner()
         .blocking(move |s| {
             let now = s.clock.now();
+            let refuse = |description: &str| {
+                Ok::<_, ApiError>((pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", description), false))
+            };
             let (client, settings) = match saml_client(s, &client_id)? {
                 Ok(found) => found,
-                Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
+                Err(outcome) => return Ok((outcome.into_reply(), false)),
             };
+            if let Some(cert) = &settings.signing_cert {
+                if params.saml_request.is_none() {
+                    return refuse("This client requires a signed LogoutRequest");
+                }
+                if let Err(e) = request::verify_redirect_signature(&raw_query, cert) {
+                    return refuse(&e.to_string());
+                }
+            }
             let logout_request = match &params.saml_request {
                 Some(encoded) => {
                     match request::decode_redirect(encoded).and_then(|xml| request::parse_logout_request(&xml)) {
                         Ok(parsed) => Some(parsed),
-                        Err(e) => {
-                            return Ok(pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()));
-                        }
+                        Err(e) => return refuse(&e.to_string()),
                     }
                 }
                 None => None,
@@ -306,7 +318,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                 .logout_callback
                 .as_ref()
                 .filter(|c| client.allowed_logout_urls.contains(c) || client.callbacks.contains(c));
-            Ok(match (logout_request, callback) {
+            let reply = match (logout_request, callback) {
                 (Some(request), Some(callback)) => {
                     let xml =
                         guise_saml::response::logout_response(&crate::saml::entity_id(s), callback, &request.id, now);
@@ -320,11 +332,14 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                     Reply::redirect(url.to_string())
                 }
                 _ => pages::render(StatusCode::OK, "logged_out.html", minijinja::context! {}),
-            })
+            };
+            Ok((reply, true))
         })
         .await;
     match result {
-        Ok(reply) => reply.with_cookie(cookies::removal(SESSION_COOKIE, secure)),
+        // The cookie goes only when the session was ended.
+        Ok((reply, true)) => reply.with_cookie(cookies::removal(SESSION_COOKIE, secure)),
+        Ok((reply, false)) => reply,
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }
