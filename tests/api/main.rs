@@ -7,6 +7,7 @@ mod helpers;
 mod act_as;
 mod auth;
 mod authority_inputs;
+mod authority_protocols;
 mod browser;
 mod cli;
 mod clients;

@@ -80,7 +80,7 @@ pub async fn idp_certificate(app: &TestApp, client_id: &str) -> (String, String)
     (between(&xml, "<ds:X509Certificate>", "</ds:X509Certificate>").to_owned(), xml)
 }
 
-fn authn_request(id: &str, acs: &str) -> String {
+pub fn authn_request(id: &str, acs: &str) -> String {
     format!(
         r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="2026-11-25T00:00:00Z" AssertionConsumerServiceURL="{acs}" ProtocolBinding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"><saml:Issuer>{SP_ENTITY}</saml:Issuer><samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress" AllowCreate="true"/></samlp:AuthnRequest>"#
     )
@@ -117,7 +117,8 @@ async fn metadata_is_signed_and_verifies(app: TestApp) {
 
 async fn sp_initiated_redirect_binding_end_to_end(app: TestApp) {
     let grace = user(&app).await;
-    let client_id = saml_client(&app, json!({})).await;
+    // The SP's entity id is registered: a request's Issuer must name it.
+    let client_id = saml_client(&app, json!({ "audience": SP_ENTITY })).await;
     let (cert, _) = idp_certificate(&app, &client_id).await;
     let url = format!(
         "{}?SAMLRequest={}&RelayState=back-to-page-7",
@@ -146,7 +147,7 @@ async fn sp_initiated_redirect_binding_end_to_end(app: TestApp) {
 
 async fn sp_initiated_post_binding_and_idp_initiated(app: TestApp) {
     user(&app).await;
-    let client_id = saml_client(&app, json!({ "signResponse": true, "audience": "urn:my-sp" })).await;
+    let client_id = saml_client(&app, json!({ "signResponse": true, "audience": SP_ENTITY })).await;
     let (cert, _) = idp_certificate(&app, &client_id).await;
     let browser = Browser::new();
     // Log in once through the POST binding…
@@ -166,7 +167,7 @@ async fn sp_initiated_post_binding_and_idp_initiated(app: TestApp) {
         xmlsec1_verify(&xml, &cert, "urn:oasis:names:tc:SAML:2.0:protocol:Response"),
         "signResponse signs the Response too"
     );
-    assert!(xml.contains("<saml:Audience>urn:my-sp</saml:Audience>"));
+    assert!(xml.contains(&format!("<saml:Audience>{SP_ENTITY}</saml:Audience>")));
     // …then IdP-initiated SSO reuses the session: no login page, no InResponseTo.
     let idp = browser.get(&app.url(&format!("/samlp/{client_id}?RelayState=home"))).await;
     assert_eq!(idp.status, 200, "{}", idp.body);
@@ -177,7 +178,7 @@ async fn sp_initiated_post_binding_and_idp_initiated(app: TestApp) {
 }
 
 async fn bad_saml_input_is_refused_without_redirect(app: TestApp) {
-    let client_id = saml_client(&app, json!({})).await;
+    let client_id = saml_client(&app, json!({ "audience": SP_ENTITY })).await;
     let sso = app.url(&format!("/samlp/{client_id}"));
     let browser = Browser::new();
     let get = |query: String| {

@@ -3,6 +3,7 @@
 
 use crate::keys::KeyRing;
 use guise_core::client::Client;
+use guise_core::session::Session;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,59 @@ pub fn verify_id_token_hint(keys: &KeyRing, issuer: &str, token: &str) -> Option
     Some(IdTokenHint { client_id: claims.aud, sub: claims.sub, sid: claims.sid })
 }
 
+impl IdTokenHint {
+    /// Whether the hint was issued for `session`: its `sid`, or (for a token without one)
+    /// its `sub`. A valid ID token of another session, the caller's own for instance,
+    /// proves nothing about this browser's session and does not end it unasked.
+    pub fn names_session(&self, session: &Session) -> bool {
+        match &self.sid {
+            Some(sid) => *sid == session.sid && self.sub == session.user_id,
+            None => self.sub == session.user_id,
+        }
+    }
+}
+
 /// Whether `uri` is one of the client's allowed logout URLs (exact match).
 pub fn post_logout_redirect_allowed(client: &Client, uri: &str) -> bool {
     client.allowed_logout_urls.iter().any(|allowed| allowed == uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn session(sid: &str, user_id: &str) -> Session {
+        let now = Utc::now();
+        Session {
+            sid: sid.into(),
+            user_id: user_id.into(),
+            created_at: now,
+            auth_time: now,
+            last_seen: now,
+            idle_expires_at: now,
+            absolute_expires_at: now,
+            source_ip: None,
+            user_agent: None,
+            ended_at: None,
+            impersonator_id: None,
+            impersonation_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_hint_names_only_its_own_session() {
+        let hint = |sub: &str, sid: Option<&str>| IdTokenHint {
+            client_id: "c".into(),
+            sub: sub.into(),
+            sid: sid.map(str::to_owned),
+        };
+        let mine = session("sid-1", "guise|grace");
+        assert!(hint("guise|grace", Some("sid-1")).names_session(&mine));
+        assert!(!hint("guise|grace", Some("sid-2")).names_session(&mine), "an older session of the same user");
+        assert!(!hint("guise|mallory", Some("sid-9")).names_session(&mine), "someone else's token");
+        assert!(!hint("guise|mallory", Some("sid-1")).names_session(&mine));
+        assert!(hint("guise|grace", None).names_session(&mine));
+        assert!(!hint("guise|mallory", None).names_session(&mine));
+    }
 }

@@ -38,8 +38,8 @@ struct Raw {
 /// Settings resolved with their defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamlSettings {
-    /// The SP's entity id the assertion is for; defaults to `urn:{client_id}`, or the
-    /// AuthnRequest's Issuer when the client registered none.
+    /// The SP's entity id, the assertion's Audience. Only the registration sets it: when
+    /// unset, [`SamlSettings::entity_id`] is `urn:{client_id}`.
     pub audience: Option<String>,
     pub recipient: Option<String>,
     pub destination: Option<String>,
@@ -52,6 +52,21 @@ pub struct SamlSettings {
     pub signing_cert: Option<String>,
     /// Where to send the browser after single logout.
     pub logout_callback: Option<String>,
+}
+
+impl SamlSettings {
+    /// The SP's registered entity id: `audience`, or `urn:{client_id}` when none is
+    /// registered. It is the Audience of every assertion for this client, and the only
+    /// `Issuer` an AuthnRequest for this client may carry. Nothing in a request chooses it.
+    pub fn entity_id(&self, client_id: &str) -> String {
+        self.audience.clone().unwrap_or_else(|| format!("urn:{client_id}"))
+    }
+
+    /// Whether an AuthnRequest's `Issuer` names this client's registered entity id. A
+    /// missing Issuer does not (the Web SSO profile requires one, SAML profiles §4.1.4.1).
+    pub fn issuer_matches(&self, client_id: &str, issuer: Option<&str>) -> bool {
+        issuer.is_some_and(|issuer| issuer == self.entity_id(client_id))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,5 +145,18 @@ mod tests {
         assert_eq!(from_addons(&Map::new()), Ok(None));
         assert!(from_addons(&addons(json!({ "nameIdentifierFormat": "urn:bogus" }))).is_err());
         assert!(from_addons(&addons(json!({ "signatureAlgorithm": "rsa-sha1" }))).is_err());
+    }
+
+    #[test]
+    fn the_entity_id_comes_from_the_registration_only() {
+        let default = from_addons(&addons(json!({}))).ok().flatten();
+        assert_eq!(default.as_ref().map(|s| s.entity_id("abc")), Some("urn:abc".to_owned()));
+        assert_eq!(default.as_ref().map(|s| s.issuer_matches("abc", Some("urn:abc"))), Some(true));
+        assert_eq!(default.as_ref().map(|s| s.issuer_matches("abc", Some("https://sp.example/"))), Some(false));
+        let explicit = from_addons(&addons(json!({ "audience": "https://sp.example/" }))).ok().flatten();
+        assert_eq!(explicit.as_ref().map(|s| s.entity_id("abc")), Some("https://sp.example/".to_owned()));
+        assert_eq!(explicit.as_ref().map(|s| s.issuer_matches("abc", Some("https://sp.example/"))), Some(true));
+        assert_eq!(explicit.as_ref().map(|s| s.issuer_matches("abc", Some("urn:abc"))), Some(false));
+        assert_eq!(explicit.as_ref().map(|s| s.issuer_matches("abc", None)), Some(false));
     }
 }

@@ -93,7 +93,7 @@ pub fn samlp(
     let pending = guise_core::authorization::PendingSaml {
         request_id: None,
         acs_url: acs_url.clone(),
-        audience: settings.audience.clone().unwrap_or_else(|| format!("urn:{}", client.client_id)),
+        audience: settings.entity_id(&client.client_id),
         relay_state: ticket.state.clone(),
         name_id_format: settings.name_id_format.clone(),
     };

@@ -127,36 +127,41 @@ async fn sso(
             if params.relay_state.as_ref().is_some_and(|r| r.len() > MAX_RELAY_STATE) {
                 return Ok(page("invalid_request", "RelayState is too long"));
             }
-            let pending = match &params.saml_request {
+            let parsed = match &params.saml_request {
                 Some(encoded) => match authn_request(&client, &settings, encoded, &binding) {
-                    Ok(parsed) => match pending_for(&client, &settings, Some(&parsed), params.relay_state.clone()) {
-                        Ok(pending) => pending,
-                        Err(outcome) => return Ok(*outcome),
-                    },
+                    Ok(parsed) => Some(parsed),
                     Err(outcome) => return Ok(*outcome),
                 },
                 // IdP-initiated SSO: no request, the first registered ACS.
-                None => match pending_for(&client, &settings, None, params.relay_state.clone()) {
-                    Ok(pending) => pending,
-                    Err(outcome) => return Ok(*outcome),
-                },
+                None => None,
             };
+            let pending = match pending_for(&client, &settings, parsed.as_ref(), params.relay_state.clone()) {
+                Ok(pending) => pending,
+                Err(outcome) => return Ok(*outcome),
+            };
+            if let (Some(saml), Some(parsed)) = (&pending.saml, &parsed)
+                && !settings.issuer_matches(&client.client_id, parsed.issuer.as_deref())
+            {
+                // The assertion's Audience is the registered entity id, never the request's
+                // Issuer: a request from another entity is refused, to the (registered) ACS.
+                tracing::warn!(client_id = %client.client_id, "SAML AuthnRequest Issuer is not the registered entity id");
+                return Ok(saml_error(
+                    s,
+                    saml,
+                    guise_saml::response::STATUS_REQUEST_DENIED,
+                    "The AuthnRequest Issuer is not the entity id registered for this client",
+                ));
+            }
             // A NameID format the IdP cannot produce is a SAML error, sent to the (registered) ACS.
             if let Some(saml) = &pending.saml
                 && !NAMEID_FORMATS.contains(&saml.name_id_format.as_str())
             {
-                let message = crate::saml::error_response(
+                return Ok(saml_error(
                     s,
                     saml,
-                    guise_saml::response::STATUS_REQUESTER,
-                    Some(guise_saml::response::STATUS_INVALID_NAMEID_POLICY),
+                    guise_saml::response::STATUS_INVALID_NAMEID_POLICY,
                     "Unsupported NameID format",
-                );
-                return Ok(FlowOutcome::Deliver {
-                    redirect_uri: saml.acs_url.clone(),
-                    response_mode: "form_post".into(),
-                    params: crate::saml::post_fields(message, &saml.relay_state),
-                });
+                ));
             }
             let record = begin(s, pending, now)?;
             let session = current_session(s, cookie.as_deref(), now)?;
@@ -166,6 +171,17 @@ async fn sso(
     match result {
         Ok(outcome) => outcome.into_reply(),
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
+    }
+}
+
+/// A `Requester` error Response with status `second`, auto-POSTed to the request's
+/// (registered) ACS.
+fn saml_error(s: &AppState, saml: &PendingSaml, second: &str, message: &str) -> FlowOutcome {
+    let response = crate::saml::error_response(s, saml, guise_saml::response::STATUS_REQUESTER, Some(second), message);
+    FlowOutcome::Deliver {
+        redirect_uri: saml.acs_url.clone(),
+        response_mode: "form_post".into(),
+        params: crate::saml::post_fields(response, &saml.relay_state),
     }
 }
 
@@ -218,11 +234,8 @@ fn pending_for(
         Some(format) if format == NAMEID_UNSPECIFIED => settings.name_id_format.clone(),
         Some(format) => format,
     };
-    let audience = settings
-        .audience
-        .clone()
-        .or_else(|| parsed.and_then(|r| r.issuer.clone()))
-        .unwrap_or_else(|| format!("urn:{}", client.client_id));
+    // From the registration only: the request's Issuer is checked against it, never used.
+    let audience = settings.entity_id(&client.client_id);
     let mut prompt = Vec::new();
     if parsed.is_some_and(|r| r.is_passive) {
         prompt.push("none".to_owned());
@@ -253,11 +266,14 @@ fn pending_for(
 }
 
 /// Single logout: end the guise session; answer a LogoutRequest with a LogoutResponse to
-/// the client's `logout.callback` when one is registered.
+/// the client's `logout.callback` when one is registered. A client with a `signingCert`
+/// must sign its LogoutRequests (HTTP-Redirect binding): an unsigned or badly signed
+/// one, or a logout without any request, is refused before anything ends.
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
     let Ok(params) = web::Query::<SamlParams>::from_query(req.query_string()).map(|q| q.into_inner()) else {
         return pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", "Malformed SAML request parameters");
     };
+    let raw_query = req.query_string().to_owned();
     let cookie = session_cookie(&req);
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
     let secure = state.secure_cookies();
@@ -266,17 +282,26 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
         .into_inner()
         .blocking(move |s| {
             let now = s.clock.now();
+            let refuse = |description: &str| {
+                Ok::<_, ApiError>((pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", description), false))
+            };
             let (client, settings) = match saml_client(s, &client_id)? {
                 Ok(found) => found,
-                Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
+                Err(outcome) => return Ok((outcome.into_reply(), false)),
             };
+            if let Some(cert) = &settings.signing_cert {
+                if params.saml_request.is_none() {
+                    return refuse("This client requires a signed LogoutRequest");
+                }
+                if let Err(e) = request::verify_redirect_signature(&raw_query, cert) {
+                    return refuse(&e.to_string());
+                }
+            }
             let logout_request = match &params.saml_request {
                 Some(encoded) => {
                     match request::decode_redirect(encoded).and_then(|xml| request::parse_logout_request(&xml)) {
                         Ok(parsed) => Some(parsed),
-                        Err(e) => {
-                            return Ok(pages::error_page(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()));
-                        }
+                        Err(e) => return refuse(&e.to_string()),
                     }
                 }
                 None => None,
@@ -293,7 +318,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                 .logout_callback
                 .as_ref()
                 .filter(|c| client.allowed_logout_urls.contains(c) || client.callbacks.contains(c));
-            Ok(match (logout_request, callback) {
+            let reply = match (logout_request, callback) {
                 (Some(request), Some(callback)) => {
                     let xml =
                         guise_saml::response::logout_response(&crate::saml::entity_id(s), callback, &request.id, now);
@@ -307,11 +332,14 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                     Reply::redirect(url.to_string())
                 }
                 _ => pages::render(StatusCode::OK, "logged_out.html", minijinja::context! {}),
-            })
+            };
+            Ok((reply, true))
         })
         .await;
     match result {
-        Ok(reply) => reply.with_cookie(cookies::removal(SESSION_COOKIE, secure)),
+        // The cookie goes only when the session was ended.
+        Ok((reply, true)) => reply.with_cookie(cookies::removal(SESSION_COOKIE, secure)),
+        Ok((reply, false)) => reply,
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }

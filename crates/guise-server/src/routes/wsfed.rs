@@ -134,7 +134,8 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
                     Ok((continue_authorization(s, &record, session.as_ref(), false, now)?.into_reply(), false))
                 }
                 Some("wsignout1.0") | Some("wsignoutcleanup1.0") => {
-                    end_session(s, cookie.as_deref(), &client, &meta)?;
+                    // Validate wreply before ending anything: a refused sign-out leaves the
+                    // session as it was.
                     let registered =
                         |url: &String| client.allowed_logout_urls.contains(url) || client.callbacks.contains(url);
                     let reply = match &params.wreply {
@@ -142,11 +143,12 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
                         Some(_) => {
                             return Ok((
                                 refuse("wreply is not a registered logout URL of the client").into_reply(),
-                                true,
+                                false,
                             ));
                         }
                         None => pages::render(StatusCode::OK, "logged_out.html", minijinja::context! {}),
                     };
+                    end_session(s, cookie.as_deref(), &client, &meta)?;
                     Ok((reply, true))
                 }
                 Some(_) => {

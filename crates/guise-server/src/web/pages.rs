@@ -15,6 +15,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../../../../templates/error.html")),
     ("form_post.html", include_str!("../../../../templates/form_post.html")),
     ("logged_out.html", include_str!("../../../../templates/logged_out.html")),
+    ("logout_confirm.html", include_str!("../../../../templates/logout_confirm.html")),
     ("home.html", include_str!("../../../../templates/home.html")),
 ];
 
