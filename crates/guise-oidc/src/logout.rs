@@ -73,6 +73,7 @@ mod tests {
             ended_at: None,
             impersonator_id: None,
             impersonation_reason: None,
+            impersonation_minted_by: None,
         }
     }
 
