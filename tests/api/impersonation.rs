@@ -22,6 +22,7 @@ both_backends!(
     tampered_replayed_and_unknown_key_urls_are_refused,
     ending_an_impersonation_revokes_its_tokens,
     the_cli_mints_urls_for_support_staff,
+    a_form_body_naming_additional_parameters_twice_is_a_400,
 );
 
 /// POST /users/{id}/impersonate with `token`; returns (status, body text).
@@ -596,4 +597,28 @@ async fn bewit_keys_rotate_and_can_come_from_configuration() {
     })
     .await;
     assert!(broken.is_err());
+}
+
+/// `additionalParameters=x&additionalParameters[state]=y` once panicked the worker
+/// (writing a key into a string); it is a 400, and the server goes on answering.
+async fn a_form_body_naming_additional_parameters_twice_is_a_400(app: TestApp) {
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let form = format!(
+        "protocol=oauth2&client_id=c&impersonator_id={}&additionalParameters=x&additionalParameters%5Bstate%5D=y",
+        crate::users::urlencode(&app.admin_user_id)
+    );
+    let response = app
+        .http
+        .post(app.url(&format!("/users/{}/impersonate", crate::users::urlencode(target_id))))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "additionalParameters is given twice");
+    assert_eq!(app.get("/api/v2/users").await.0, 200, "the server still answers");
 }

@@ -191,9 +191,11 @@ fn mint_unaudited(
     now: DateTime<Utc>,
 ) -> Result<(String, Ticket, DateTime<Utc>), MintError> {
     let (protocol, impersonator_id, ttl) = validate_request(s, minter, req)?;
+    // A machine client's token is a link of its own; a user's token mints for that
+    // user, who is the impersonator and is measured on everything they hold.
     let holder = match minter {
-        Minter::Token(link) => Holder::Caller(link.clone()),
-        Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
+        Minter::Token(link @ Link { principal: Principal::Client(_), .. }) => Holder::Caller(link.clone()),
+        Minter::Token(_) | Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
     };
     let names = Names { target_id: &req.target_user_id, impersonator_id: &impersonator_id, client_id: &req.client_id };
     let client = chain::check(stores(s), holder, names, &s.settings.management_audience())?.client;

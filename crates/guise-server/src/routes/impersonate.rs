@@ -28,7 +28,12 @@ fn body_value(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
         let mut value = serde_json::json!({ "additionalParameters": {} });
         for (k, v) in url::form_urlencoded::parse(body) {
             match k.strip_prefix("additionalParameters[").and_then(|k| k.strip_suffix(']')) {
-                Some(inner) => value["additionalParameters"][inner] = Value::String(v.into_owned()),
+                Some(inner) => match value.get_mut("additionalParameters").and_then(Value::as_object_mut) {
+                    Some(extra) => {
+                        extra.insert(inner.to_owned(), Value::String(v.into_owned()));
+                    }
+                    None => return Err(ApiError::bad_request("additionalParameters is given twice")),
+                },
                 None => value[k.as_ref()] = Value::String(v.into_owned()),
             }
         }
