@@ -1,12 +1,10 @@
-//! Unit tests of the protocol against an in-memory store: no server, no database, and
-//! time fixed by the test.
+//! Unit tests of the protocol against the real store over a temporary SQLite file: no
+//! server, and time fixed by the test. (The store's own rules are tested on SQLite and
+//! PostgreSQL by the contract suite in `crates/guise-store/tests/`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod memory;
-
 mod tests_authorize;
-mod tests_memory;
 mod tests_token;
 
 use crate::OidcSettings;
@@ -28,7 +26,7 @@ use guise_core::store::{
     AuditFilter, AuditStore, AuthorizationCodeStore, ClientGrantStore, ClientStore, RoleStore, SessionStore, UserStore,
 };
 use guise_core::user::{Attribution, NewUser};
-use memory::MemoryStore;
+use guise_store::{Database, DatabaseUrl};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
@@ -147,9 +145,11 @@ pub fn public(client_id: &str) -> Option<ClientCredentials> {
 
 /// A tenant: clients, users, a role, sessions, signing keys and settings.
 pub struct World {
-    pub store: MemoryStore,
+    pub store: Database,
     pub settings: OidcSettings,
     pub keys: KeyRing,
+    /// Holds the database file until the world is dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl World {
@@ -160,11 +160,14 @@ impl World {
     /// - `ADMIN` is a support agent (`impersonate:users`, and `read:things`) with no session
     ///   of its own.
     pub fn new() -> Self {
-        let store = MemoryStore::new();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = DatabaseUrl::Sqlite(dir.path().join("guise.db"));
+        let store = Database::connect(&url, 4).expect("a SQLite database");
         let world = World {
             settings: OidcSettings::new(ISSUER, Duration::hours(1)),
             keys: KeyRing::new(&[signing_key()], t0()).expect("a key ring"),
             store,
+            _dir: dir,
         };
         let s = &world.store;
         for c in [

@@ -1,14 +1,61 @@
-//! The in-memory store itself keeps the diesel stores' rules: errors, cascades,
-//! all-or-nothing writes, single-use codes, refresh rotation and the audit chain.
+//! The store's contract: the rules every caller relies on — errors, cascades,
+//! all-or-nothing writes, single-use codes, refresh rotation and reuse, search, the audit
+//! hash chain — checked on SQLite and on PostgreSQL alike, against the one real store.
 
-use super::*;
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod fixture;
+
+use chrono::{DateTime, Duration, Utc};
+use fixture::*;
 use guise_core::StoreError;
-use guise_core::audit::ChainBreak;
-use guise_core::authorization::{AccessTokenRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord};
-use guise_core::store::{StoreResult, TokenStore};
-use guise_core::user::UserPatch;
+use guise_core::audit::{Actor, AuditEvent, ChainBreak};
+use guise_core::authorization::{
+    AccessTokenRecord, AuthorizationCode, CodeRedemption, RefreshRedemption, RefreshTokenRecord,
+};
+use guise_core::client::{AppType, hash_client_secret};
+use guise_core::page::PageRequest;
+use guise_core::permission::Permission;
+use guise_core::role::{ClientGrant, Role};
+use guise_core::store::{
+    AuditFilter, AuditStore, AuthorizationCodeStore, ClientGrantStore, ClientStore, RoleStore, SessionStore,
+    StoreResult, TokenStore, UserStore,
+};
+use guise_core::user::{Attribution, NewUser, UserPatch};
 use guise_core::user_query::parse_user_query;
+use guise_store::{Backend, Database};
 use serde_json::json;
+
+/// Each test runs twice: on a SQLite file and on a PostgreSQL database.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(guise_store::Backend::Sqlite)
+                }
+                #[test]
+                fn postgres() {
+                    super::$name(guise_store::Backend::Postgres)
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    the_audit_log_is_a_hash_chain_that_shows_edits_and_cuts,
+    failed_writes_change_nothing_and_log_nothing,
+    uniqueness_and_references_are_enforced,
+    deleting_users_clients_and_roles_cascades,
+    a_code_is_consumed_once_and_its_replay_revokes_its_descendants,
+    a_refresh_token_rotates_once_then_reuse_revokes_its_family,
+    ending_a_session_revokes_what_was_minted_from_it,
+    users_are_searched_updated_and_counted_like_the_database_does,
+    permissions_come_from_roles,
+    clients_are_listed_patched_and_given_secrets,
+);
 
 fn event(event_type: &str, at: DateTime<Utc>, actor: Actor) -> AuditEvent {
     AuditEvent::new(event_type, at, actor, format!("{event_type} happened"))
@@ -46,13 +93,13 @@ fn access(jti: &str, family_id: Option<&str>, code_hash: Option<&str>) -> Access
     }
 }
 
-fn revoked_at(store: &MemoryStore, jti: &str) -> Option<DateTime<Utc>> {
+fn revoked_at(store: &Database, jti: &str) -> Option<DateTime<Utc>> {
     store.access_token_record(jti).unwrap().revoked_at
 }
 
-#[test]
-fn the_audit_log_is_a_hash_chain_that_shows_edits_and_cuts() {
-    let store = MemoryStore::new();
+fn the_audit_log_is_a_hash_chain_that_shows_edits_and_cuts(backend: Backend) {
+    let tenant = Tenant::empty(backend);
+    let store = &tenant.db;
     let at = t0() + Duration::nanoseconds(1_234_567); // below a millisecond: not stored
     let appended = store
         .append(vec![
@@ -95,51 +142,49 @@ fn the_audit_log_is_a_hash_chain_that_shows_edits_and_cuts() {
     assert_eq!((second_page.items.len(), second_page.total), (1, 1));
 
     // An edited row no longer matches its hash.
-    store.tamper_with_audit_row(2, |r| r.event.description = "nothing to see".into()).unwrap();
+    tenant.tamper("UPDATE audit_log SET description = 'nothing to see' WHERE seq = 2");
     assert_eq!(store.verify_chain().unwrap(), Err(ChainBreak::HashMismatch { seq: 2 }));
-    store.tamper_with_audit_row(2, |r| r.event.description = "seccft happened".into()).unwrap();
+    tenant.tamper("UPDATE audit_log SET description = 'seccft happened' WHERE seq = 2");
     assert_eq!(store.verify_chain().unwrap(), Ok(3));
 
     // A row cut from the end leaves the chain behind its head.
-    store.cut_last_audit_row().unwrap();
+    tenant.tamper("DELETE FROM audit_log WHERE seq = 3");
     assert_eq!(store.verify_chain().unwrap(), Err(ChainBreak::BrokenLink { seq: 3 }));
 }
 
-#[test]
-fn failed_writes_change_nothing_and_log_nothing() {
-    let w = World::new();
+fn failed_writes_change_nothing_and_log_nothing(backend: Backend) {
+    let w = Tenant::new(backend);
     let rows = w.audit_log().len();
 
     let duplicate = client(WEB_APP, AppType::RegularWeb, Some("x"));
-    assert!(matches!(w.store.create_client(duplicate, audit("dup")), Err(StoreError::Conflict(_))));
+    assert!(matches!(w.db.create_client(duplicate, audit("dup")), Err(StoreError::Conflict(_))));
 
     let roles = ["rol_reader".to_owned(), "rol_missing".to_owned()];
-    w.store.create_user(new_user("guise|bob", "bob@example.com"), audit("bob")).unwrap();
+    w.db.create_user(new_user("guise|bob", "bob@example.com"), audit("bob")).unwrap();
     let rows = rows + 1;
     assert!(matches!(
-        w.store.assign_roles("guise|bob", &roles, audit("assign")),
+        w.db.assign_roles("guise|bob", &roles, audit("assign")),
         Err(StoreError::InvalidReference(m)) if m == "role rol_missing does not exist"
     ));
-    assert!(w.store.user_permission_set("guise|bob").unwrap().is_empty(), "all roles or none");
+    assert!(w.db.user_permission_set("guise|bob").unwrap().is_empty(), "all roles or none");
 
     let users = ["guise|bob".to_owned(), "guise|nobody".to_owned()];
     assert!(matches!(
-        w.store.add_role_users("rol_reader", &users, vec![audit("a"), audit("b")]),
+        w.db.add_role_users("rol_reader", &users, vec![audit("a"), audit("b")]),
         Err(StoreError::NotFound)
     ));
-    assert_eq!(w.store.role_users("rol_reader", PageRequest::default()).unwrap().total, 1, "only alice");
+    assert_eq!(w.db.role_users("rol_reader", PageRequest::default()).unwrap().total, 1, "only alice");
 
-    assert!(matches!(w.store.end_session("no-such-sid", t0(), audit("logout")), Err(StoreError::NotFound)));
-    assert!(matches!(w.store.delete_user("guise|nobody", audit("delete")), Err(StoreError::NotFound)));
+    assert!(matches!(w.db.end_session("no-such-sid", t0(), audit("logout")), Err(StoreError::NotFound)));
+    assert!(matches!(w.db.delete_user("guise|nobody", audit("delete")), Err(StoreError::NotFound)));
 
     assert_eq!(w.audit_log().len(), rows, "no event for a write that did not happen");
     w.assert_chain_verifies();
 }
 
-#[test]
-fn uniqueness_and_references_are_enforced() {
-    let w = World::new();
-    let s = &w.store;
+fn uniqueness_and_references_are_enforced(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
     let conflict = |r: StoreResult<()>| matches!(r, Err(StoreError::Conflict(_)));
 
     // Users: email (case-insensitively) and external id are unique.
@@ -190,10 +235,10 @@ fn uniqueness_and_references_are_enforced() {
         s.create_session("h", session("sid-x", "guise|nobody"), audit("login")),
         Err(StoreError::InvalidReference(_))
     ));
-    let orphan = w.code("c", WEB_APP, SID, "guise|nobody", "openid");
+    let orphan = code("c", WEB_APP, SID, "guise|nobody", "openid");
     assert!(matches!(s.save_code(orphan), Err(StoreError::InvalidReference(_))));
-    s.save_code(w.code("c", WEB_APP, SID, ALICE, "openid")).unwrap();
-    assert!(conflict(s.save_code(w.code("c", WEB_APP, SID, ALICE, "openid"))));
+    s.save_code(code("c", WEB_APP, SID, ALICE, "openid")).unwrap();
+    assert!(conflict(s.save_code(code("c", WEB_APP, SID, ALICE, "openid"))));
     assert!(matches!(
         s.save_refresh_token(RefreshTokenRecord { client_id: "nope".into(), ..refresh("r", "f", None, t0()) }),
         Err(StoreError::InvalidReference(_))
@@ -202,11 +247,10 @@ fn uniqueness_and_references_are_enforced() {
     assert!(conflict(s.record_access_token(access("j", None, None))));
 }
 
-#[test]
-fn deleting_users_clients_and_roles_cascades() {
-    let w = World::new();
-    let s = &w.store;
-    s.save_code(w.code("c", WEB_APP, SID, ALICE, "openid")).unwrap();
+fn deleting_users_clients_and_roles_cascades(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
+    s.save_code(code("c", WEB_APP, SID, ALICE, "openid")).unwrap();
     s.save_refresh_token(refresh("r", "f", None, t0() + Duration::days(1))).unwrap();
     s.record_access_token(access("j", Some("f"), None)).unwrap();
 
@@ -228,11 +272,10 @@ fn deleting_users_clients_and_roles_cascades() {
     w.assert_chain_verifies();
 }
 
-#[test]
-fn a_code_is_consumed_once_and_its_replay_revokes_its_descendants() {
-    let w = World::new();
-    let s = &w.store;
-    let code = w.code("c", WEB_APP, SID, ALICE, "openid offline_access");
+fn a_code_is_consumed_once_and_its_replay_revokes_its_descendants(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
+    let code = code("c", WEB_APP, SID, ALICE, "openid offline_access");
     let code_hash = code.code_hash.clone();
     s.save_code(AuthorizationCode { consumed_at: Some(t0()), ..code.clone() }).unwrap();
     s.save_refresh_token(refresh("r1", "fam", Some(&code_hash), t0() + Duration::days(1))).unwrap();
@@ -264,10 +307,9 @@ fn a_code_is_consumed_once_and_its_replay_revokes_its_descendants() {
     assert!(matches!(s.consume_code("unknown", replay), Err(StoreError::NotFound)));
 }
 
-#[test]
-fn a_refresh_token_rotates_once_then_reuse_revokes_its_family() {
-    let w = World::new();
-    let s = &w.store;
+fn a_refresh_token_rotates_once_then_reuse_revokes_its_family(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
     let end = t0() + Duration::days(1);
     s.save_refresh_token(refresh("r1", "fam", None, end)).unwrap();
     s.save_refresh_token(refresh("r2", "fam", None, end)).unwrap();
@@ -311,10 +353,9 @@ fn a_refresh_token_rotates_once_then_reuse_revokes_its_family() {
     s.revoke_refresh_family("unknown", t2).unwrap();
 }
 
-#[test]
-fn ending_a_session_revokes_what_was_minted_from_it() {
-    let w = World::new();
-    let s = &w.store;
+fn ending_a_session_revokes_what_was_minted_from_it(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
     s.save_refresh_token(refresh("r", "fam", None, t0() + Duration::days(1))).unwrap();
     s.record_access_token(access("a", None, None)).unwrap();
     let at = t0() + Duration::minutes(2);
@@ -327,10 +368,9 @@ fn ending_a_session_revokes_what_was_minted_from_it() {
     assert!(matches!(s.end_session(SID, at, audit("logout")), Err(StoreError::NotFound)), "already ended");
 }
 
-#[test]
-fn users_are_searched_updated_and_counted_like_the_database_does() {
-    let w = World::new();
-    let s = &w.store;
+fn users_are_searched_updated_and_counted_like_the_database_does(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
     let bob = NewUser {
         name: Some("Bob Lovelace".into()),
         blocked: true,
@@ -372,10 +412,9 @@ fn users_are_searched_updated_and_counted_like_the_database_does() {
     s.record_login("guise|nobody", later, None).unwrap();
 }
 
-#[test]
-fn permissions_come_from_roles() {
-    let w = World::new();
-    let s = &w.store;
+fn permissions_come_from_roles(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
     let read = Permission { resource_server_identifier: API.into(), permission_name: "read:things".into() };
     let write = Permission { resource_server_identifier: API.into(), permission_name: "write:things".into() };
     s.create_role(Role { id: "rol_writer".into(), name: "Writer".into(), description: String::new() }, audit("r"))
@@ -414,10 +453,9 @@ fn permissions_come_from_roles() {
     assert!(matches!(s.role_permissions("rol_none", PageRequest::default()), Err(StoreError::NotFound)));
 }
 
-#[test]
-fn clients_are_listed_patched_and_given_secrets() {
-    let w = World::new();
-    let s = &w.store;
+fn clients_are_listed_patched_and_given_secrets(backend: Backend) {
+    let w = Tenant::new(backend);
+    let s = &w.db;
     let listed = s.list_clients(PageRequest::new(Some(0), Some(3)), true).unwrap();
     assert_eq!((listed.items.len(), listed.total), (3, 4));
     let later = t0() + Duration::minutes(5);
