@@ -36,6 +36,11 @@ impl AccessTokenClaims {
         self.scopes().any(|s| s == scope)
     }
 
+    /// The impersonation behind the token, when it was minted in an impersonation session.
+    pub fn impersonation(&self) -> Option<crate::impersonation_claims::Impersonation> {
+        crate::impersonation_claims::Impersonation::read(&self.extra)
+    }
+
     /// The client id when the token was issued to a machine (`{client_id}@clients`).
     pub fn machine_client(&self) -> Option<&str> {
         self.sub.strip_suffix("@clients")

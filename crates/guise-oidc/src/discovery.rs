@@ -19,11 +19,13 @@ pub fn document(settings: &OidcSettings, grant_types: &[&str]) -> Value {
         "response_modes_supported": ["query", "form_post"],
         "subject_types_supported": ["public"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "claims_supported": [
+        "claims_supported": ([
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "sid",
             "name", "given_name", "family_name", "nickname", "picture", "updated_at", "email", "email_verified",
-            "impersonated", "impersonator", "act",
-        ],
+        ]
+        .into_iter()
+        .chain(crate::impersonation_claims::CLAIM_NAMES)
+        .collect::<Vec<_>>()),
         "id_token_signing_alg_values_supported": crate::keys::SUPPORTED_ALGS,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

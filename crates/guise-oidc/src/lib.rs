@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod error;
 pub mod grant;
 pub mod id_token;
+pub mod impersonation_claims;
 pub mod keys;
 pub mod logout;
 pub mod pkce;

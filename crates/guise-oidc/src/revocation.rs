@@ -5,6 +5,7 @@ use crate::access_token::verify_any_audience;
 use crate::chain::{self, ChainStores};
 use crate::grant::TokenContext;
 use crate::grant::hash_secret;
+use crate::impersonation_claims::Impersonation;
 use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
@@ -97,7 +98,7 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
         }
         claims.scope = claims.scopes().filter(|s| held.contains(*s)).collect::<Vec<_>>().join(" ");
     }
-    if let Some(record) = record.filter(|_| claims.extra.contains_key("act")) {
+    if let Some(record) = record.filter(|_| Impersonation::is_carried_by(&claims.extra)) {
         let session = match ctx.sessions.session_by_sid(&record.sid) {
             Ok(session) => session,
             Err(StoreError::NotFound) => return Ok(inactive),
@@ -122,10 +123,8 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
         "iat": claims.iat,
         "jti": claims.jti,
     });
-    for key in ["impersonated", "impersonator", "act"] {
-        if let Some(v) = claims.extra.get(key) {
-            body[key] = v.clone();
-        }
+    if let (Some(impersonation), Some(body)) = (claims.impersonation(), body.as_object_mut()) {
+        impersonation.write_into(body);
     }
     Ok(body)
 }

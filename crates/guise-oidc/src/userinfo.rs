@@ -4,6 +4,7 @@ use crate::OidcSettings;
 use crate::access_token::{AccessTokenClaims, TokenRejection, verify_any_audience};
 use crate::chain::{self, ChainStores};
 use crate::grant::TokenContext;
+use crate::impersonation_claims::Impersonation;
 use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
@@ -54,7 +55,7 @@ pub fn verify_user_token(
 /// honoured only while that impersonation's chain still holds.
 pub fn userinfo(ctx: &TokenContext<'_>, token: &str) -> Result<Map<String, Value>, UserInfoError> {
     let claims = verify_user_token(ctx.keys, ctx.settings, ctx.tokens, token, ctx.now)?;
-    if claims.extra.contains_key("act") {
+    if Impersonation::is_carried_by(&claims.extra) {
         let sid = ctx.tokens.access_token_record(&claims.jti)?.sid;
         let session = match ctx.sessions.session_by_sid(&sid) {
             Ok(session) => session,
@@ -81,10 +82,8 @@ pub fn userinfo(ctx: &TokenContext<'_>, token: &str) -> Result<Map<String, Value
     };
     let mut body = crate::id_token::user_claims(&user, &scope);
     body.insert("sub".into(), json!(user.user_id));
-    for key in ["impersonated", "impersonator", "act"] {
-        if let Some(v) = claims.extra.get(key) {
-            body.insert(key.into(), v.clone());
-        }
+    if let Some(impersonation) = claims.impersonation() {
+        impersonation.write_into(&mut body);
     }
     Ok(body)
 }

@@ -240,7 +240,7 @@ fn settle(
     meta: &RequestMeta,
 ) -> Result<Caller, ApiError> {
     let audience = s.settings.management_audience();
-    if claims.extra.contains_key("act") {
+    if guise_oidc::impersonation_claims::Impersonation::is_carried_by(&claims.extra) {
         // Issued before this rule, or forged by nobody: impersonation sessions do not
         // obtain Management API tokens.
         let refusal = impersonation_may_reach(&audience, &audience).err().map(|r| r.to_string()).unwrap_or_default();

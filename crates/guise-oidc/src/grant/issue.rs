@@ -6,6 +6,7 @@ use crate::access_token::{AccessTokenClaims, mint};
 use crate::chain::{self, ChainStores};
 use crate::error::OAuthError;
 use crate::id_token::{self, IdTokenInput};
+use crate::impersonation_claims::Impersonation;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
 use guise_core::authorization::{AccessTokenRecord, RefreshTokenRecord};
@@ -49,9 +50,7 @@ pub fn impersonation_claims(session: &Session, ctx: &TokenContext<'_>) -> Result
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         };
-        claims.insert("impersonated".into(), json!(true));
-        claims.insert("impersonator".into(), json!({ "user_id": impersonator, "email": email }));
-        claims.insert("act".into(), json!({ "sub": impersonator }));
+        Impersonation::new(impersonator, email).write_into(&mut claims);
     }
     Ok(claims)
 }
