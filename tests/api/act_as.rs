@@ -277,8 +277,12 @@ async fn self_service_routes_work_on_me_only(app: TestApp) {
     let other = target_user(&app, "neighbour@example.com", None).await;
     let (client_id, secret) = web_client(&app, json!({})).await;
 
-    // A user access token for the Management API audience, by the code flow.
+    // A user access token for the Management API audience, by the code flow, through a
+    // client granted the Management API (with no scope: /me needs none).
     let audience = app.management_audience();
+    let (status, grant) =
+        app.post("/api/v2/client-grants", &json!({ "client_id": client_id, "audience": audience, "scope": [] })).await;
+    assert_eq!(status, 201, "{grant}");
     let url = authorize_url(
         &app,
         &[

@@ -37,6 +37,12 @@ both_backends!(
     grants_beyond_the_caller_s_permissions_cannot_be_created,
     a_stronger_client_s_secret_cannot_be_rotated,
     the_management_client_keeps_all_its_powers,
+    // Found by attacking the first version.
+    a_client_nobody_granted_the_management_api_cannot_harvest_admin_tokens,
+    blocking_a_user_ends_their_sessions_everywhere,
+    introspection_follows_the_user_s_current_standing,
+    a_stronger_user_s_metadata_and_a_stronger_role_s_name_are_out_of_reach,
+    an_enormous_ttl_is_a_400,
 );
 
 const STATE: &str = "authority-st";
@@ -851,4 +857,163 @@ async fn the_management_client_keeps_all_its_powers(app: TestApp) {
         .await;
     assert_eq!(status, 201, "{body}");
     assert!(refused_calls_by(&app, &app.management_client_id).await.is_empty(), "nothing was refused");
+}
+
+// ---------------------------------------------------------------------------------------
+// Found by attacking the first version.
+
+/// A caller that may only create clients makes a first-party client and lures an
+/// administrator through it: without a client grant on the Management API the client
+/// obtains no Management API token, silently or otherwise.
+async fn a_client_nobody_granted_the_management_api_cannot_harvest_admin_tokens(app: TestApp) {
+    let maker = machine(&app, "client maker", &["create:clients"]).await;
+    let (status, created) = app
+        .send_as(
+            &maker.token,
+            Method::POST,
+            "/api/v2/clients",
+            Some(&json!({
+                "name": "Harvester",
+                "app_type": "regular_web",
+                "callbacks": [CALLBACK],
+                "grant_types": ["authorization_code"],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let client_id = created["client_id"].as_str().unwrap().to_owned();
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    let audience = app.management_audience();
+    let url = auth_url(&app, &client_id, "openid read:users delete:users", &[("audience", &audience)]);
+    let browser = Browser::new();
+    // Refused before anyone is asked to log in…
+    let (error, description) = error_at_callback(&browser.get(&url).await);
+    assert_eq!(error, "access_denied");
+    assert!(description.contains("not authorized for the Management API"), "{description}");
+    // …and silently, in the administrator's own session: the same.
+    let done = browser.login_via(&app, &auth_url(&app, &client_id, "openid", &[]), ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert!(at_callback(&done).contains_key("code"));
+    let page = browser.get(&auth_url(&app, &client_id, "openid", &[("audience", &audience), ("prompt", "none")])).await;
+    assert_eq!(error_at_callback(&page).0, "access_denied");
+
+    // Granted the Management API (by someone who holds what it grants), the client's user
+    // tokens carry only what both the user and the grant hold.
+    let (status, grant) = app
+        .post(
+            "/api/v2/client-grants",
+            &json!({ "client_id": client_id, "audience": audience, "scope": ["read:users"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    let page =
+        browser.get(&auth_url(&app, &client_id, "openid read:users delete:users", &[("audience", &audience)])).await;
+    let code = at_callback(&page)["code"].clone();
+    let (status, tokens) = exchange(&app, &client_id, &secret, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "openid read:users", "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(app.send_as(access, Method::GET, "/api/v2/users", None).await.0, 200);
+    // Removing the grant stops the user tokens issued through it.
+    let (status, _) = app.delete(&format!("/api/v2/client-grants/{}", grant["id"].as_str().unwrap())).await;
+    assert_eq!(status, 204);
+    let (status, body) = app.send_as(access, Method::GET, "/api/v2/users", None).await;
+    assert_eq!(status, 401, "{body}");
+}
+
+/// Blocking is the emergency stop: the user's sessions end and their tokens die at once,
+/// so SSO gives them nothing more over any protocol.
+async fn blocking_a_user_ends_their_sessions_everywhere(app: TestApp) {
+    let grace = user(&app).await["user_id"].as_str().unwrap().to_owned();
+    let (client_id, secret) = web_client(&app, json!({})).await;
+    let (introspector, introspector_secret) = web_client(&app, json!({ "name": "Introspector" })).await;
+    let browser = Browser::new();
+    let done = browser
+        .login_via(&app, &auth_url(&app, &client_id, "openid offline_access", &[]), USER_EMAIL, USER_PASSWORD)
+        .await;
+    let code = at_callback(&done)["code"].clone();
+    let (status, tokens) = exchange(&app, &client_id, &secret, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+
+    let (status, body) = app.patch(&format!("/api/v2/users/{}", urlencode(&grace)), &json!({ "blocked": true })).await;
+    assert_eq!(status, 200, "{body}");
+
+    let page = browser.get(&auth_url(&app, &client_id, "openid", &[("prompt", "none")])).await;
+    assert_eq!(error_at_callback(&page).0, "login_required", "the SSO session ended");
+    let (status, body) = refresh(&app, &client_id, &secret, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, access).await.0, 401);
+    assert_eq!(introspect(&app, &introspector, &introspector_secret, access).await, json!({ "active": false }));
+}
+
+/// Introspection answers for a user's token as the user stands now: narrowed when a role
+/// is removed, inactive when the user is blocked or deleted.
+async fn introspection_follows_the_user_s_current_standing(app: TestApp) {
+    let grace = user(&app).await["user_id"].as_str().unwrap().to_owned();
+    let refunds = role_on(&app, "Refunds", OTHER_API, &["refund:orders"]).await;
+    assign(&app, &grace, &refunds).await;
+    let (client_id, secret) = web_client(&app, json!({})).await;
+    let (introspector, introspector_secret) = web_client(&app, json!({ "name": "Introspector" })).await;
+    let browser = Browser::new();
+    let url = auth_url(&app, &client_id, "openid refund:orders", &[("audience", OTHER_API)]);
+    let done = browser.login_via(&app, &url, USER_EMAIL, USER_PASSWORD).await;
+    let (status, tokens) = exchange(&app, &client_id, &secret, &at_callback(&done)["code"]).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let before = introspect(&app, &introspector, &introspector_secret, access).await;
+    assert_eq!((before["active"].as_bool(), before["scope"].as_str()), (Some(true), Some("openid refund:orders")));
+
+    let (status, _) = app
+        .send(
+            Method::DELETE,
+            &format!("/api/v2/users/{}/roles", urlencode(&grace)),
+            Some(&json!({ "roles": [refunds] })),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let after = introspect(&app, &introspector, &introspector_secret, access).await;
+    assert_eq!((after["active"].as_bool(), after["scope"].as_str()), (Some(true), Some("openid")), "{after}");
+
+    let (status, _) = app.delete(&format!("/api/v2/users/{}", urlencode(&grace))).await;
+    assert_eq!(status, 204);
+    assert_eq!(introspect(&app, &introspector, &introspector_secret, access).await, json!({ "active": false }));
+}
+
+async fn a_stronger_user_s_metadata_and_a_stronger_role_s_name_are_out_of_reach(app: TestApp) {
+    let helpdesk = machine(&app, "helpdesk", &["read:users", "update:users", "read:roles", "update:roles"]).await;
+    let admin = app.admin_user_id.clone();
+    for patch in [
+        json!({ "app_metadata": { "role": "nobody" } }),
+        json!({ "external_id": "sis-admin" }),
+        json!({ "email_verified": false }),
+    ] {
+        let (status, body) = app
+            .send_as(&helpdesk.token, Method::PATCH, &format!("/api/v2/users/{}", urlencode(&admin)), Some(&patch))
+            .await;
+        assert_ceiling(status, &body, "delete:users", false);
+    }
+    let (status, roles) = app.get("/api/v2/roles").await;
+    assert_eq!(status, 200);
+    let admin_role =
+        roles.as_array().unwrap().iter().find(|r| r["name"] == ADMIN_ROLE).unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .send_as(
+            &helpdesk.token,
+            Method::PATCH,
+            &format!("/api/v2/roles/{admin_role}"),
+            Some(&json!({ "name": "Guests" })),
+        )
+        .await;
+    assert_ceiling(status, &body, "delete:users", false);
+}
+
+/// A `ttl` beyond any duration is refused like any other bad `ttl`, not a panic.
+async fn an_enormous_ttl_is_a_400(app: TestApp) {
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let target = user(&app).await["user_id"].as_str().unwrap().to_owned();
+    let mut body = mint_body(&app, &client_id);
+    body["ttl"] = json!(i64::MAX);
+    let (status, text) = mint_with(&app, &app.token, &target, &body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ttl must be between 1 and"), "{text}");
 }

@@ -36,6 +36,10 @@ const GRANTED_ROLE: &str = "viewer-granted-4410";
 async fn user_api_token(app: &TestApp, browser: &Browser) -> String {
     let (client_id, secret) = web_client(app, json!({ "name": "Self-service app" })).await;
     let audience = app.management_audience();
+    // The self-service app is granted the Management API (no scope: /me needs none).
+    let (status, grant) =
+        app.post("/api/v2/client-grants", &json!({ "client_id": client_id, "audience": audience, "scope": [] })).await;
+    assert_eq!(status, 201, "{grant}");
     let url = authorize_url(
         app,
         &[

@@ -2,6 +2,7 @@
 //! No HTTP types and no SQL: the server adapts requests, the store traits persist.
 
 pub mod access_token;
+pub mod api_access;
 pub mod authorize;
 pub mod chain;
 pub mod client_auth;

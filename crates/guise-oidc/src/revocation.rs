@@ -2,7 +2,9 @@
 
 use crate::OidcSettings;
 use crate::access_token::verify_any_audience;
+use crate::api_access::{ClientCap, client_cap};
 use crate::chain::{self, ChainStores};
+use crate::grant::OIDC_SCOPES;
 use crate::grant::TokenContext;
 use crate::grant::hash_secret;
 use crate::impersonation_claims::Impersonation;
@@ -97,6 +99,28 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
             return Ok(inactive);
         }
         claims.scope = claims.scopes().filter(|s| held.contains(*s)).collect::<Vec<_>>().join(" ");
+    } else {
+        // A user's token: issued on record, to a user who still exists unblocked; its API
+        // scopes narrowed to what the user (and, for the Management API, the client's
+        // grant) still holds.
+        if record.is_none() {
+            return Ok(inactive);
+        }
+        match ctx.users.user_by_id(&claims.sub) {
+            Ok(user) if !user.blocked => {}
+            Ok(_) | Err(StoreError::NotFound) => return Ok(inactive),
+            Err(e) => return Err(e),
+        }
+        let held = ctx.roles.user_permission_set(&claims.sub)?.names_for(&claims.aud);
+        let cap = client_cap(ctx.client_grants, &claims.azp, &claims.aud, &settings.management_audience())?;
+        if cap == ClientCap::NotAuthorized {
+            return Ok(inactive);
+        }
+        claims.scope = claims
+            .scopes()
+            .filter(|s| OIDC_SCOPES.contains(s) || (held.contains(*s) && cap.allows(s)))
+            .collect::<Vec<_>>()
+            .join(" ");
     }
     if let Some(record) = record.filter(|_| Impersonation::is_carried_by(&claims.extra)) {
         let session = match ctx.sessions.session_by_sid(&record.sid) {

@@ -17,6 +17,7 @@ use guise_core::permission::scopes;
 use guise_core::store::{AuditStore, ClientGrantStore, ClientStore, RoleStore, TokenStore, UserStore};
 use guise_core::user::Attribution;
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify};
+use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -214,7 +215,14 @@ fn token_holder(s: &AppState, claims: &AccessTokenClaims, audience: &str) -> Res
                 Err(e) => return Err(e.into()),
             }
             s.db.client_by_id(&claims.azp).map_err(|e| unauthorized_store(e, "The client no longer exists"))?;
-            (Principal::User(claims.sub.clone()), s.db.user_permission_set(&claims.sub)?)
+            // A user token is capped by its client's grant on the Management API, too.
+            let held = s.db.user_permission_set(&claims.sub)?;
+            let holds = match client_cap(&s.db, &claims.azp, audience, audience)? {
+                ClientCap::NotAuthorized => return Err(ApiError::unauthorized(NOT_AUTHORIZED)),
+                ClientCap::Granted(scopes) => held.intersection(&PermissionSet::on(audience, scopes)),
+                ClientCap::Unlimited => held,
+            };
+            (Principal::User(claims.sub.clone()), holds)
         }
     };
     Ok(Link::on_audience(LinkKind::TokenHolder, principal, audience, &holds.intersection(&token_scope)))

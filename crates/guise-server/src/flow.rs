@@ -16,6 +16,7 @@ use guise_core::ids::new_secret;
 use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
 use guise_core::store::{AuthorizationCodeStore, AuthorizationRequestStore, ClientStore, ConsentStore, SessionStore};
+use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use guise_oidc::authorize::{NextStep, next_step};
 use guise_oidc::chain::ChainStores;
 use guise_oidc::grant::hash_secret;
@@ -173,6 +174,12 @@ pub fn continue_authorization(
         Some(session) => s.db.consented_scopes(&session.user_id, &client.client_id)?,
         None => None,
     };
+    let audience = request.audience.clone().unwrap_or_else(|| s.settings.userinfo_audience());
+    let management = s.settings.management_audience();
+    if client_cap(&s.db, &client.client_id, &audience, &management)? == ClientCap::NotAuthorized {
+        s.db.delete_authorization_request(&record.id)?;
+        return Ok(FlowOutcome::error(s, request, "access_denied", NOT_AUTHORIZED));
+    }
     let impersonation = session.filter(|s| s.impersonator_id.is_some());
     let impersonating = impersonation.is_some();
     if let Some(session) = impersonation {
@@ -182,8 +189,7 @@ pub fn continue_authorization(
             // Re-checked on every use: a broken chain has just ended the session.
             Some(format!("The impersonation has ended: {r}"))
         } else {
-            let audience = request.audience.clone().unwrap_or_else(|| s.settings.userinfo_audience());
-            impersonation_may_reach(&audience, &s.settings.management_audience()).err().map(|r| r.to_string())
+            impersonation_may_reach(&audience, &management).err().map(|r| r.to_string())
         };
         if let Some(description) = refusal {
             s.db.delete_authorization_request(&record.id)?;

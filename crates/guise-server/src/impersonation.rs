@@ -130,7 +130,7 @@ fn validate_request(
     }
     let ttl = match req.ttl {
         None => policy.default_url_ttl.min(policy.max_url_ttl),
-        Some(secs) if secs >= 1 && Duration::seconds(secs) <= policy.max_url_ttl => Duration::seconds(secs),
+        Some(secs) if secs >= 1 && secs <= policy.max_url_ttl.num_seconds() => Duration::seconds(secs),
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
     Ok((protocol, impersonator_id, ttl))

@@ -2,7 +2,7 @@
 
 use crate::connection::{AnyConnection, Database};
 use crate::convert::{DbResult, from_millis, json_object, millis, run, to_json};
-use crate::schema::users;
+use crate::schema::{access_tokens, refresh_tokens, sessions, users};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
@@ -142,6 +142,25 @@ fn filtered<'a>(terms: &[UserTerm]) -> UserQuery<'a> {
     terms.iter().fold(users::table.into_boxed(), apply_term)
 }
 
+/// Blocking is the emergency stop: every session of the user ends and every token
+/// minted for them is revoked, in the transaction that blocks them.
+fn end_everything_of(conn: &mut AnyConnection, user_id: &str, at: i64) -> DbResult<()> {
+    diesel::update(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::ended_at.is_null()))
+        .set(sessions::ended_at.eq(at))
+        .execute(conn)?;
+    diesel::update(
+        refresh_tokens::table.filter(refresh_tokens::user_id.eq(user_id)).filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(at))
+    .execute(conn)?;
+    diesel::update(
+        access_tokens::table.filter(access_tokens::user_id.eq(user_id)).filter(access_tokens::revoked_at.is_null()),
+    )
+    .set(access_tokens::revoked_at.eq(at))
+    .execute(conn)?;
+    Ok(())
+}
+
 impl UserStore for Database {
     fn create_user(&self, new: NewUser, audit: AuditEvent) -> StoreResult<User> {
         let row = UserRow {
@@ -227,6 +246,7 @@ impl UserStore for Database {
         run(|| {
             let (row, _) = self.write(vec![audit], |conn| {
                 let row = load_user(conn, user_id)?;
+                let was_blocked = row.blocked;
                 let password_hash = patch.password_hash.clone().or(row.password_hash.clone());
                 let mut user = User::from(row);
                 patch.apply_to(&mut user);
@@ -259,6 +279,9 @@ impl UserStore for Database {
                     .set(&updated)
                     .execute(conn)
                     .map_err(|e| user_conflict(e.into()))?;
+                if updated.blocked && !was_blocked {
+                    end_everything_of(conn, user_id, millis(at))?;
+                }
                 Ok(updated)
             })?;
             Ok(row.into())

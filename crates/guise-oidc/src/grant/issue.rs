@@ -3,6 +3,7 @@
 
 use super::{TokenContext, TokenResponse};
 use crate::access_token::{AccessTokenClaims, mint};
+use crate::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use crate::chain::{self, ChainStores};
 use crate::error::OAuthError;
 use crate::id_token::{self, IdTokenInput};
@@ -18,7 +19,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 /// Scopes that describe the user or the grant, not an API.
-const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// What a user grant carries from the code or refresh token that started it.
 #[derive(Debug, Clone)]
@@ -97,9 +98,18 @@ pub fn issue_user_tokens(
     let extra = impersonation_claims(&session, ctx)?;
 
     // API scopes are limited to what the user holds on that API (RBAC).
+    // The Management API only for clients granted it, and only what that grant allows.
+    let cap = client_cap(ctx.client_grants, &client.client_id, &audience, &management_audience)?;
+    if cap == ClientCap::NotAuthorized {
+        return Err(OAuthError::invalid_grant(NOT_AUTHORIZED));
+    }
     let held = ctx.roles.user_permission_set(&user.user_id)?.names_for(&audience);
-    let scope: Vec<String> =
-        grant.scope.iter().filter(|s| OIDC_SCOPES.contains(&s.as_str()) || held.contains(*s)).cloned().collect();
+    let scope: Vec<String> = grant
+        .scope
+        .iter()
+        .filter(|s| OIDC_SCOPES.contains(&s.as_str()) || (held.contains(*s) && cap.allows(s)))
+        .cloned()
+        .collect();
 
     let now = ctx.now;
     // Nothing minted in an impersonation session outlives it.

@@ -137,6 +137,7 @@ async fn patch(
     let role = state
         .into_inner()
         .blocking(move |s| {
+            super::ceiling::roles(s, &caller, [&id])?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Update a role");
             audit.details["role"] = json!({ "id": id });
             s.db.update_role(&id, RolePatch { name: p.name, description: p.description }, audit)

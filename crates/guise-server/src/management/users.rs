@@ -324,8 +324,15 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
     let (mut patch, password) = parse_user_patch(&body)?;
-    // Credentials, email and the blocked flag decide who can sign in as this user.
-    let touches_authority = password.is_some() || patch.email.is_some() || patch.blocked.is_some();
+    // Credentials, email and the blocked flag decide who can sign in as this user;
+    // app_metadata feeds the attributes applications authorise on, and external_id is how
+    // `sis_user_id:` acting-as finds the user.
+    let touches_authority = password.is_some()
+        || patch.email.is_some()
+        || patch.email_verified.is_some()
+        || patch.blocked.is_some()
+        || patch.app_metadata.is_some()
+        || patch.external_id.is_some();
     let id = id.into_inner();
     let user = state
         .into_inner()
