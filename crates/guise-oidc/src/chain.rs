@@ -70,6 +70,26 @@ pub struct Names<'a> {
     pub client_id: &'a str,
 }
 
+/// The parties and the chain, as loaded.
+struct Loaded {
+    checked: Checked,
+    chain: Chain,
+    target_permissions: PermissionSet,
+}
+
+impl Loaded {
+    fn parties<'a>(&'a self, management_audience: &'a str) -> Parties<'a> {
+        Parties {
+            target: &self.checked.target,
+            target_permissions: &self.target_permissions,
+            impersonator: &self.checked.impersonator,
+            chain: &self.chain,
+            management_audience,
+            client: &self.checked.client,
+        }
+    }
+}
+
 fn lookup<T>(result: Result<T, StoreError>, missing: Refusal) -> Result<T, ChainError> {
     match result {
         Ok(value) => Ok(value),
@@ -83,7 +103,7 @@ fn load(
     holder: Holder<'_>,
     names: Names<'_>,
     management_audience: &str,
-) -> Result<(Checked, Chain, PermissionSet), ChainError> {
+) -> Result<Loaded, ChainError> {
     let target = lookup(stores.users.user_by_id(names.target_id), Refusal::UnknownTarget)?;
     let impersonator = lookup(stores.users.user_by_id(names.impersonator_id), Refusal::UnknownImpersonator)?;
     let client = lookup(stores.clients.client_by_id(names.client_id), Refusal::UnknownClient)?;
@@ -103,7 +123,7 @@ fn load(
             Chain::of(Link::on_audience(LinkKind::TokenHolder, principal, management_audience, &holds)).then(person)
         }
     };
-    Ok((Checked { target, impersonator, client }, chain, target_permissions))
+    Ok(Loaded { checked: Checked { target, impersonator, client }, chain, target_permissions })
 }
 
 /// Load the parties and the chain and apply the rules (minting and redemption).
@@ -113,16 +133,9 @@ pub fn check(
     names: Names<'_>,
     management_audience: &str,
 ) -> Result<Checked, ChainError> {
-    let (checked, chain, target_permissions) = load(stores, holder, names, management_audience)?;
-    check_parties(&Parties {
-        target: &checked.target,
-        target_permissions: &target_permissions,
-        impersonator: &checked.impersonator,
-        chain: &chain,
-        management_audience,
-        client: &checked.client,
-    })?;
-    Ok(checked)
+    let loaded = load(stores, holder, names, management_audience)?;
+    check_parties(&loaded.parties(management_audience))?;
+    Ok(loaded.checked)
 }
 
 /// Re-check an impersonation session as it is used for `client_id` at `now`. Ordinary
@@ -143,20 +156,10 @@ pub fn recheck(
     };
     let names = Names { target_id: &session.user_id, impersonator_id, client_id };
     let refusal = match load(stores, holder, names, management_audience) {
-        Ok((checked, chain, target_permissions)) => {
-            let parties = Parties {
-                target: &checked.target,
-                target_permissions: &target_permissions,
-                impersonator: &checked.impersonator,
-                chain: &chain,
-                management_audience,
-                client: &checked.client,
-            };
-            match recheck_session(session, &parties, now) {
-                Ok(()) => return Ok(Ok(())),
-                Err(refusal) => refusal,
-            }
-        }
+        Ok(loaded) => match recheck_session(session, &loaded.parties(management_audience), now) {
+            Ok(()) => return Ok(Ok(())),
+            Err(refusal) => refusal,
+        },
         Err(ChainError::Refused(refusal)) => refusal,
         Err(ChainError::Store(e)) => return Err(e),
     };
