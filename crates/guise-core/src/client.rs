@@ -113,6 +113,46 @@ pub struct Client {
 }
 
 impl Client {
+    /// Whether the browser may be sent to `presented` with a code, a SAML Response or a
+    /// WS-Fed sign-in response: one of the registered `callbacks`, exactly — or, for
+    /// native apps and loopback IP redirects only, with any port (RFC 8252 §7.3). The one
+    /// registration check for OIDC redirect URIs, SAML ACS URLs, WS-Fed replies and
+    /// impersonation callbacks.
+    pub fn is_registered_callback(&self, presented: &str) -> bool {
+        if self.callbacks.iter().any(|c| c == presented) {
+            return true;
+        }
+        if self.app_type != AppType::Native {
+            return false;
+        }
+        let Ok(presented) = url::Url::parse(presented) else { return false };
+        let is_loopback_ip = |u: &url::Url| {
+            u.scheme() == "http"
+                && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                    | matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        };
+        if !is_loopback_ip(&presented) {
+            return false;
+        }
+        self.callbacks.iter().filter_map(|c| url::Url::parse(c).ok()).any(|registered| {
+            is_loopback_ip(&registered)
+                && registered.host() == presented.host()
+                && registered.path() == presented.path()
+                && registered.query() == presented.query()
+        })
+    }
+
+    /// Whether the browser may be sent to `url` after an OIDC logout: one of the
+    /// registered `allowed_logout_urls`, exactly.
+    pub fn is_registered_logout_url(&self, url: &str) -> bool {
+        self.allowed_logout_urls.iter().any(|allowed| allowed == url)
+    }
+
+    /// Where SAML and WS-Fed sign-out may reply: a logout URL or a callback, exactly.
+    pub fn accepts_sign_out_reply(&self, url: &str) -> bool {
+        self.is_registered_logout_url(url) || self.callbacks.iter().any(|c| c == url)
+    }
+
     pub fn allows_grant(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant_type)
     }
@@ -321,6 +361,46 @@ pub fn validate_name(name: &str) -> Result<(), ClientValidationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registered(app_type: AppType, callbacks: &[&str], logout: &[&str]) -> Client {
+        Client {
+            client_id: "c".into(),
+            client_secret_hash: None,
+            name: "c".into(),
+            description: String::new(),
+            app_type,
+            is_first_party: true,
+            callbacks: callbacks.iter().map(|c| (*c).to_owned()).collect(),
+            allowed_logout_urls: logout.iter().map(|c| (*c).to_owned()).collect(),
+            grant_types: vec![],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            allow_impersonation: false,
+            allow_act_as: false,
+            initiate_login_uri: None,
+            addons: Map::new(),
+            jwt_configuration: Map::new(),
+            created_at: DateTime::<Utc>::MIN_UTC,
+            updated_at: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    #[test]
+    fn one_registration_check_for_every_redirect() {
+        let web = registered(AppType::RegularWeb, &["https://app/cb"], &["https://app/bye"]);
+        assert!(web.is_registered_callback("https://app/cb"));
+        assert!(!web.is_registered_callback("https://app/cb/"), "exact match only");
+        assert!(!web.is_registered_callback("https://app/bye"));
+        assert!(web.is_registered_logout_url("https://app/bye"));
+        assert!(!web.is_registered_logout_url("https://app/cb"));
+        assert!(web.accepts_sign_out_reply("https://app/cb") && web.accepts_sign_out_reply("https://app/bye"));
+        // RFC 8252 §7.3: any port on a loopback IP, for native apps only.
+        let native = registered(AppType::Native, &["http://127.0.0.1/cb"], &[]);
+        assert!(native.is_registered_callback("http://127.0.0.1:51234/cb"));
+        assert!(!native.is_registered_callback("http://127.0.0.1:51234/other"));
+        assert!(!native.is_registered_callback("http://localhost:51234/cb"));
+        let web_loopback = registered(AppType::RegularWeb, &["http://127.0.0.1/cb"], &[]);
+        assert!(!web_loopback.is_registered_callback("http://127.0.0.1:51234/cb"));
+    }
 
     #[test]
     fn secret_hash_round_trip() {

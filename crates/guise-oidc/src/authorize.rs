@@ -49,32 +49,6 @@ fn page(error: &str, description: impl Into<String>) -> AuthorizeError {
     AuthorizeError::Page { error: error.to_owned(), description: description.into() }
 }
 
-/// Whether `presented` matches a registered callback: exactly, or — for native apps and
-/// loopback IP redirects only — with any port (RFC 8252 §7.3).
-pub fn redirect_uri_matches(client: &Client, presented: &str) -> bool {
-    if client.callbacks.iter().any(|c| c == presented) {
-        return true;
-    }
-    if client.app_type != guise_core::client::AppType::Native {
-        return false;
-    }
-    let Ok(presented) = url::Url::parse(presented) else { return false };
-    let is_loopback_ip = |u: &url::Url| {
-        u.scheme() == "http"
-            && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-                | matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-    };
-    if !is_loopback_ip(&presented) {
-        return false;
-    }
-    client.callbacks.iter().filter_map(|c| url::Url::parse(c).ok()).any(|registered| {
-        is_loopback_ip(&registered)
-            && registered.host() == presented.host()
-            && registered.path() == presented.path()
-            && registered.query() == presented.query()
-    })
-}
-
 /// Validate a request for `client` (already looked up by `client_id`; `None` if unknown).
 pub fn validate(params: &AuthorizeParams, client: Option<&Client>) -> Result<PendingAuthorization, AuthorizeError> {
     let all = [
@@ -97,7 +71,7 @@ pub fn validate(params: &AuthorizeParams, client: Option<&Client>) -> Result<Pen
     }
     let client = client.ok_or_else(|| page("invalid_request", "Unknown client"))?;
     let redirect_uri = match params.redirect_uri.as_deref() {
-        Some(uri) if redirect_uri_matches(client, uri) => uri.to_owned(),
+        Some(uri) if client.is_registered_callback(uri) => uri.to_owned(),
         Some(_) => {
             return Err(page(
                 "invalid_request",

@@ -2,7 +2,6 @@
 //! the client and session; `post_logout_redirect_uri` must be registered.
 
 use crate::keys::KeyRing;
-use guise_core::client::Client;
 use guise_core::session::Session;
 use serde::Deserialize;
 
@@ -46,11 +45,6 @@ impl IdTokenHint {
             None => self.sub == session.user_id,
         }
     }
-}
-
-/// Whether `uri` is one of the client's allowed logout URLs (exact match).
-pub fn post_logout_redirect_allowed(client: &Client, uri: &str) -> bool {
-    client.allowed_logout_urls.iter().any(|allowed| allowed == uri)
 }
 
 #[cfg(test)]

@@ -200,7 +200,7 @@ fn mint_unaudited(
     let names = Names { target_id: &req.target_user_id, impersonator_id: &impersonator_id, client_id: &req.client_id };
     let client = chain::check(stores(s), holder, names, &s.settings.management_audience())?.client;
     if let Some(callback) = &req.callback_url
-        && !client.callbacks.contains(callback)
+        && !client.is_registered_callback(callback)
     {
         return Err(Refusal::UnregisteredCallback.into());
     }

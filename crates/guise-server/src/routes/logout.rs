@@ -21,7 +21,7 @@ use actix_web::{HttpRequest, web};
 use guise_core::StoreError;
 use guise_core::ids::new_secret;
 use guise_core::store::ClientStore;
-use guise_oidc::logout::{post_logout_redirect_allowed, verify_id_token_hint};
+use guise_oidc::logout::verify_id_token_hint;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -145,7 +145,7 @@ fn decide(
             let Some(client) = &client else {
                 return refused("post_logout_redirect_uri needs id_token_hint or client_id");
             };
-            if !post_logout_redirect_allowed(client, uri) {
+            if !client.is_registered_logout_url(uri) {
                 return refused("post_logout_redirect_uri is not an allowed logout URL of the client");
             }
             url::Url::parse(uri).map_err(|_| ApiError::bad_request("invalid post_logout_redirect_uri"))?;

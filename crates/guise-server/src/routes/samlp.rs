@@ -209,7 +209,7 @@ fn authn_request(
     };
     let parsed = request::parse_authn_request(&xml).map_err(|e| bad(&e))?;
     if let Some(acs) = &parsed.acs_url
-        && !client.callbacks.contains(acs)
+        && !client.is_registered_callback(acs)
     {
         return Err(bad(&"The AssertionConsumerServiceURL is not registered for this client"));
     }
@@ -314,10 +314,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                 "Logged out (SAML)",
             )?;
             // The callback must be a registered URL of the client, like every redirect.
-            let callback = settings
-                .logout_callback
-                .as_ref()
-                .filter(|c| client.allowed_logout_urls.contains(c) || client.callbacks.contains(c));
+            let callback = settings.logout_callback.as_ref().filter(|c| client.accepts_sign_out_reply(c));
             let reply = match (logout_request, callback) {
                 (Some(request), Some(callback)) => {
                     let xml =

@@ -94,7 +94,7 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
             match params.wa.as_deref() {
                 Some("wsignin1.0") => {
                     let reply = match params.wreply.clone().or_else(|| client.callbacks.first().cloned()) {
-                        Some(reply) if client.callbacks.contains(&reply) => reply,
+                        Some(reply) if client.is_registered_callback(&reply) => reply,
                         Some(_) => {
                             return Ok((
                                 refuse("wreply is not a registered callback of the client").into_reply(),
@@ -136,8 +136,7 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
                 Some("wsignout1.0") | Some("wsignoutcleanup1.0") => {
                     // Validate wreply before ending anything: a refused sign-out leaves the
                     // session as it was.
-                    let registered =
-                        |url: &String| client.allowed_logout_urls.contains(url) || client.callbacks.contains(url);
+                    let registered = |url: &String| client.accepts_sign_out_reply(url);
                     let reply = match &params.wreply {
                         Some(url) if registered(url) => Reply::redirect(url.clone()),
                         Some(_) => {
