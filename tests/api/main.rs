@@ -21,5 +21,6 @@ mod roles;
 mod saml;
 mod saml_sp;
 mod token;
+mod token_exchange;
 mod users;
 mod wsfed;

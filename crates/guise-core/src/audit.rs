@@ -51,6 +51,10 @@ pub mod event_type {
     pub const IMPERSONATION_REFUSED: &str = "guise_impersonation_refused";
     /// An impersonation session was ended early.
     pub const IMPERSONATION_ENDED: &str = "guise_impersonation_ended";
+    /// RFC 8693 token exchange: a token issued for a user to a trusted back end.
+    pub const TOKEN_EXCHANGE: &str = "guise_token_exchange";
+    /// A token exchange refused.
+    pub const FAILED_TOKEN_EXCHANGE: &str = "guise_token_exchange_failed";
     /// An API call made acting as another user.
     pub const ACT_AS: &str = "guise_act_as";
     /// Acting as another user was refused (the reason is in the details).

@@ -84,7 +84,13 @@ impl TokenEndpointAuthMethod {
 }
 
 /// Grant types guise implements; registrations naming others are refused.
-pub const SUPPORTED_GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token", "client_credentials"];
+pub const SUPPORTED_GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    // RFC 8693; a client opts in by listing it (and holding impersonate:users).
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Client {

@@ -10,6 +10,8 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     InvalidScope,
     AccessDenied,
+    /// RFC 8693 §2.2.2: the requested audience or resource is not acceptable.
+    InvalidTarget,
     /// The server failed; the description is generic.
     ServerError,
 }
@@ -24,6 +26,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthErrorCode::InvalidScope => "invalid_scope",
             OAuthErrorCode::AccessDenied => "access_denied",
+            OAuthErrorCode::InvalidTarget => "invalid_target",
             OAuthErrorCode::ServerError => "server_error",
         }
     }

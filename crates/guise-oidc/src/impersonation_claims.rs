@@ -40,8 +40,12 @@ impl Impersonation {
     }
 
     /// The impersonation in a verified token's claims: present exactly when the token
-    /// carries `act` (whose `sub` names the impersonator).
+    /// says `impersonated: true` and carries `act` (whose `sub` names the impersonator).
+    /// A delegation's `act` (token exchange) alone is no impersonation.
     pub fn read(claims: &Map<String, Value>) -> Option<Self> {
+        if !Self::is_carried_by(claims) {
+            return None;
+        }
         let act: Act = serde_json::from_value(claims.get("act")?.clone()).ok()?;
         let email = claims
             .get("impersonator")
@@ -51,10 +55,9 @@ impl Impersonation {
         Some(Self::new(&act.sub, email))
     }
 
-    /// Whether a claim set carries an impersonation at all (even a malformed `act`
-    /// counts: such a token is never treated as an ordinary one).
+    /// Whether a claim set says it was minted in an impersonation session.
     pub fn is_carried_by(claims: &Map<String, Value>) -> bool {
-        claims.contains_key("act")
+        claims.get("impersonated") == Some(&Value::Bool(true))
     }
 }
 
@@ -78,5 +81,7 @@ mod tests {
         assert_eq!(Impersonation::read(&claims), Some(impersonation));
         assert!(Impersonation::is_carried_by(&claims));
         assert_eq!(Impersonation::read(&Map::new()), None);
+        let delegation = json!({ "act": { "sub": "svc@clients" } });
+        assert_eq!(Impersonation::read(delegation.as_object().unwrap_or(&Map::new())), None);
     }
 }

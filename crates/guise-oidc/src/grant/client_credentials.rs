@@ -82,6 +82,8 @@ impl GrantHandler for ClientCredentialsGrant {
             subject: None,
             impersonator: None,
             impersonation_minted_by: None,
+            issued_token_type: None,
+            actor: None,
         })
     }
 }

@@ -199,5 +199,7 @@ pub fn issue_user_tokens(
         subject: Some(user.user_id),
         impersonator: session.impersonator_id,
         impersonation_minted_by: session.impersonation_minted_by,
+        issued_token_type: None,
+        actor: None,
     })
 }

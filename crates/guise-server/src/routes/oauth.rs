@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use guise_oidc::client_auth::ClientCredentials;
 use guise_oidc::client_auth::authenticate;
-use guise_oidc::grant::{TokenRequest, exchange};
+use guise_oidc::grant::{ExchangeParams, TokenRequest, exchange};
 use guise_oidc::revocation::{introspect as introspect_token, revoke as revoke_token};
 use guise_oidc::{OAuthError, OAuthErrorCode, discovery};
 use serde::Deserialize;
@@ -78,6 +78,12 @@ struct TokenForm {
     redirect_uri: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    actor_token: Option<String>,
+    actor_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    resource: Option<String>,
     token: Option<String>,
     #[serde(rename = "token_type_hint")]
     _token_type_hint: Option<String>,
@@ -249,6 +255,14 @@ pub async fn token(
         redirect_uri: form.redirect_uri,
         code_verifier: form.code_verifier,
         refresh_token: form.refresh_token,
+        exchange: ExchangeParams {
+            subject_token: form.subject_token,
+            subject_token_type: form.subject_token_type,
+            actor_token: form.actor_token,
+            actor_token_type: form.actor_token_type,
+            requested_token_type: form.requested_token_type,
+            resource: form.resource,
+        },
         source_ip: meta.source_ip,
     };
     let response = state
