@@ -389,6 +389,31 @@ async fn an_impersonation_session_gets_no_management_api_token(app: TestApp) {
     assert_eq!(status, 401, "{text}");
     let (status, body) = app.send_as(access, Method::GET, "/api/v2/me", None).await;
     assert_eq!(status, 401, "{body}");
+    // Each attempt is audited naming the impersonator, acting for the user.
+    let attempts: Vec<Value> = app
+        .logs_of_type("guise_impersonation_refused")
+        .await
+        .into_iter()
+        .filter(|e| e["details"]["stage"] == "api")
+        .collect();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    for attempt in &attempts {
+        assert_eq!(attempt["actor"]["id"], app.admin_user_id.as_str(), "{attempt}");
+        assert_eq!(attempt["on_behalf_of"], target.as_str(), "{attempt}");
+        assert_eq!(attempt["user_id"], target.as_str(), "{attempt}");
+    }
+
+    // Logging out of the impersonation ends it, named as such.
+    let page = browser.get(&app.url("/oidc/logout")).await;
+    assert_eq!(page.status, 200, "a confirmation page: {}", page.body);
+    let csrf = hidden(&page.body, "csrf");
+    let done = browser.post(&app.url("/oidc/logout"), &[("csrf", csrf.as_str())]).await;
+    assert!(done.status == 200 || done.status == 302, "{}", done.body);
+    let ended = app.logs_of_type("guise_impersonation_ended").await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["actor"]["id"], app.admin_user_id.as_str());
+    assert_eq!(ended[0]["user_id"], target.as_str());
+    assert_eq!(ended[0]["details"]["reason"], "logout");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use guise_core::permission::PermissionSet;
 use guise_core::permission::scopes;
 use guise_core::store::{AuditStore, ClientGrantStore, ClientStore, RoleStore, TokenStore, UserStore};
 use guise_core::user::Attribution;
-use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify};
+use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify, verify_any_audience};
 use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -164,6 +164,7 @@ impl FromRequest for Caller {
 
 async fn verify_token(state: &std::sync::Arc<AppState>, token: String) -> Result<AccessTokenClaims, ApiError> {
     let audience = state.settings.management_audience();
+    let token_for_audit = token.clone();
     let check = move |state: &AppState| {
         verify(&state.keys.current(), &token, &state.settings.issuer, &audience, state.clock.now())
     };
@@ -177,6 +178,19 @@ async fn verify_token(state: &std::sync::Arc<AppState>, token: String) -> Result
                     check(s).map_err(rejection)
                 })
                 .await
+        }
+        Err(TokenRejection::WrongAudience) => {
+            // A token from an impersonation session, for whatever audience, is handed to
+            // `settle`, which refuses it *and audits the attempt* naming the impersonator.
+            match verify_any_audience(
+                &state.keys.current(),
+                &token_for_audit,
+                &state.settings.issuer,
+                state.clock.now(),
+            ) {
+                Ok(claims) if claims.impersonation().is_some() => Ok(claims),
+                _ => Err(rejection(TokenRejection::WrongAudience)),
+            }
         }
         Err(e) => Err(rejection(e)),
     }
@@ -248,10 +262,28 @@ fn settle(
     meta: &RequestMeta,
 ) -> Result<Caller, ApiError> {
     let audience = s.settings.management_audience();
-    if guise_oidc::impersonation_claims::Impersonation::is_carried_by(&claims.extra) {
-        // Issued before this rule, or forged by nobody: impersonation sessions do not
-        // obtain Management API tokens.
+    if let Some(impersonation) = claims.impersonation() {
+        // Issued before this rule: impersonation sessions do not obtain Management API
+        // tokens. The attempt is audited naming the impersonator, acting for the user.
         let refusal = impersonation_may_reach(&audience, &audience).err().map(|r| r.to_string()).unwrap_or_default();
+        let impersonator = impersonation.impersonator.user_id;
+        let mut event = AuditEvent::new(
+            event_type::IMPERSONATION_REFUSED,
+            s.clock.now(),
+            Actor::User(impersonator.clone()),
+            format!("Impersonation refused: {refusal}"),
+        )
+        .subject(claims.sub.clone())
+        .client(claims.azp.clone())
+        .source_ip(meta.source_ip.clone())
+        .details(serde_json::json!({
+            "stage": "api",
+            "reason": "forbidden",
+            "impersonator_id": impersonator,
+            "request": { "method": meta.method, "path": meta.path },
+        }));
+        event.on_behalf_of = Some(claims.sub.clone());
+        s.db.append(vec![event])?;
         return Err(ApiError::unauthorized(refusal));
     }
     let holder = token_holder(s, &claims, &audience)?;

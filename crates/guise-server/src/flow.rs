@@ -10,6 +10,7 @@ use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
+use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::{AuthorizationCode, AuthorizationRequestRecord, PendingAuthorization};
 use guise_core::client::Client;
 use guise_core::ids::new_secret;
@@ -293,16 +294,20 @@ pub fn end_cookie_session(
     match s.db.session_by_cookie_hash(&hash_secret(value)) {
         Ok(session) if session.ended_at.is_none() => {
             let now = s.clock.now();
-            let mut event = guise_core::audit::AuditEvent::new(
-                guise_core::audit::event_type::LOGOUT,
-                now,
-                guise_core::audit::Actor::User(session.user_id.clone()),
-                description,
-            )
-            .subject(session.user_id.clone())
-            .source_ip(source_ip)
-            .details(serde_json::json!({ "sid": session.sid }))
-            .caused_by(&session);
+            // Logging out of an impersonation ends the impersonation: the impersonator
+            // acted, the user is its subject.
+            let (kind, actor) = match &session.impersonator_id {
+                Some(impersonator) => (event_type::IMPERSONATION_ENDED, Actor::User(impersonator.clone())),
+                None => (event_type::LOGOUT, Actor::User(session.user_id.clone())),
+            };
+            let mut event = AuditEvent::new(kind, now, actor, description)
+                .subject(session.user_id.clone())
+                .source_ip(source_ip)
+                .details(serde_json::json!({ "sid": session.sid }))
+                .caused_by(&session);
+            if session.impersonator_id.is_some() {
+                event.details["reason"] = serde_json::json!("logout");
+            }
             event.client_id = client_id;
             s.db.end_session(&session.sid, now, event)?;
             Ok(())

@@ -83,6 +83,7 @@ async fn end(
             event.subject = Some(session.user_id.clone());
             event.on_behalf_of = session.impersonator_id.clone();
             event.details["sid"] = json!(session.sid);
+            event.details["reason"] = json!("ended_by");
             s.db.end_session(&session.sid, s.clock.now(), event)
                 .map_err(|e| ApiError::from_store(e, "impersonation session"))
         })
