@@ -229,6 +229,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .route("/userinfo", web::get().to(routes::userinfo::userinfo_get))
             .route("/userinfo", web::post().to(routes::userinfo::userinfo_post))
             .route("/users/{user_id}/impersonate", web::post().to(routes::impersonate::impersonate))
+            .route("/users/{impersonator_id}/impersonate", web::get().to(routes::impersonate::redeem_url))
             .route("/impersonate/redeem", web::get().to(routes::impersonate::redeem_url))
             .route("/samlp/metadata/{client_id}", web::get().to(routes::samlp::metadata))
             .route("/samlp/{client_id}/logout", web::get().to(routes::samlp::logout))
