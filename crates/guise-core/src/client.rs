@@ -6,6 +6,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// What `GET /api/v2/clients` filters on: any of `app_types` (all when empty), and
+/// `is_first_party` when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub app_types: Vec<AppType>,
+    pub is_first_party: Option<bool>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppType {
     /// A confidential server-side web application.

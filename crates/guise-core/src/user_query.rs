@@ -32,6 +32,65 @@ impl UserField {
     }
 }
 
+/// The order of a user search (`sort=field:1|-1`); by default newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSort {
+    pub field: UserSortField,
+    pub ascending: bool,
+}
+
+impl Default for UserSort {
+    fn default() -> Self {
+        Self { field: UserSortField::CreatedAt, ascending: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSortField {
+    CreatedAt,
+    UpdatedAt,
+    LastLogin,
+    LoginsCount,
+    Email,
+    Name,
+    Nickname,
+    GivenName,
+    FamilyName,
+    UserId,
+}
+
+impl UserSortField {
+    /// The names `sort` accepts, as Auth0 spells the fields.
+    pub const NAMES: &'static [&'static str] = &[
+        "created_at",
+        "updated_at",
+        "last_login",
+        "logins_count",
+        "email",
+        "name",
+        "nickname",
+        "given_name",
+        "family_name",
+        "user_id",
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "created_at" => Self::CreatedAt,
+            "updated_at" => Self::UpdatedAt,
+            "last_login" => Self::LastLogin,
+            "logins_count" => Self::LoginsCount,
+            "email" => Self::Email,
+            "name" => Self::Name,
+            "nickname" => Self::Nickname,
+            "given_name" => Self::GivenName,
+            "family_name" => Self::FamilyName,
+            "user_id" => Self::UserId,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
     Exact(String),

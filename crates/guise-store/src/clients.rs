@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use guise_core::StoreError;
 use guise_core::audit::AuditEvent;
-use guise_core::client::{AppType, Client, ClientPatch, TokenEndpointAuthMethod};
+use guise_core::client::{AppType, Client, ClientFilter, ClientPatch, TokenEndpointAuthMethod};
 use guise_core::page::{Page, PageRequest};
 use guise_core::store::{ClientStore, StoreResult};
 
@@ -121,16 +121,26 @@ impl ClientStore for Database {
         run(|| load_client(&mut *self.conn()?, client_id))
     }
 
-    fn list_clients(&self, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
+    fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
+        let filtered = || {
+            let mut query = clients::table.into_boxed();
+            if !filter.app_types.is_empty() {
+                query = query.filter(clients::app_type.eq_any(filter.app_types.iter().map(|t| t.as_str())));
+            }
+            if let Some(first_party) = filter.is_first_party {
+                query = query.filter(clients::is_first_party.eq(first_party));
+            }
+            query
+        };
         run(|| {
             let mut conn = self.conn()?;
-            let rows: Vec<ClientRow> = clients::table
+            let rows: Vec<ClientRow> = filtered()
                 .order((clients::created_at.asc(), clients::client_id.asc()))
                 .offset(page.offset())
                 .limit(page.limit())
                 .select(ClientRow::as_select())
                 .load(&mut conn)?;
-            let total = if with_total { clients::table.count().get_result(&mut conn)? } else { rows.len() as i64 };
+            let total = if with_total { filtered().count().get_result(&mut conn)? } else { rows.len() as i64 };
             Ok(Page { items: rows.into_iter().map(Client::from).collect(), request: page, total })
         })
     }

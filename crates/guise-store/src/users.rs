@@ -11,7 +11,7 @@ use guise_core::audit::AuditEvent;
 use guise_core::page::{Page, PageRequest};
 use guise_core::store::{StoreResult, UserStore};
 use guise_core::user::{Attribution, NewUser, User, UserPatch, normalize_email};
-use guise_core::user_query::{Match, UserField, UserTerm};
+use guise_core::user_query::{Match, UserField, UserSort, UserSortField, UserTerm};
 
 #[diesel::declare_sql_function]
 extern "SQL" {
@@ -202,15 +202,41 @@ impl UserStore for Database {
         })
     }
 
-    fn search_users(&self, terms: &[UserTerm], page: PageRequest, with_total: bool) -> StoreResult<Page<User>> {
+    fn search_users(
+        &self,
+        terms: &[UserTerm],
+        sort: UserSort,
+        page: PageRequest,
+        with_total: bool,
+    ) -> StoreResult<Page<User>> {
         run(|| {
             let mut conn = self.conn()?;
-            let rows: Vec<UserRow> = filtered(terms)
-                .order((users::created_at.desc(), users::user_id.asc()))
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(UserRow::as_select())
-                .load(&mut conn)?;
+            let query = filtered(terms);
+            // Missing values sort last either way, the same on both backends (SQLite
+            // puts NULL first when ascending, PostgreSQL last); ties by user id.
+            macro_rules! by {
+                ($col:expr) => {
+                    if sort.ascending {
+                        query.order(($col.is_null().asc(), $col.asc(), users::user_id.asc()))
+                    } else {
+                        query.order(($col.is_null().asc(), $col.desc(), users::user_id.asc()))
+                    }
+                };
+            }
+            let query = match sort.field {
+                UserSortField::CreatedAt => by!(users::created_at),
+                UserSortField::UpdatedAt => by!(users::updated_at),
+                UserSortField::LastLogin => by!(users::last_login),
+                UserSortField::LoginsCount => by!(users::logins_count),
+                UserSortField::Email => by!(users::email_normalized),
+                UserSortField::Name => by!(users::name),
+                UserSortField::Nickname => by!(users::nickname),
+                UserSortField::GivenName => by!(users::given_name),
+                UserSortField::FamilyName => by!(users::family_name),
+                UserSortField::UserId => by!(users::user_id),
+            };
+            let rows: Vec<UserRow> =
+                query.offset(page.offset()).limit(page.limit()).select(UserRow::as_select()).load(&mut conn)?;
             let total = if with_total { filtered(terms).count().get_result(&mut conn)? } else { rows.len() as i64 };
             Ok(Page { items: rows.into_iter().map(User::from).collect(), request: page, total })
         })

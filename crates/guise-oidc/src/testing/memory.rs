@@ -16,7 +16,7 @@ use guise_core::audit::{AuditEvent, AuditRecord, ChainBreak, ChainVerifier, GENE
 use guise_core::authorization::{
     AccessTokenRecord, AuthorizationCode, CodeRedemption, RefreshRedemption, RefreshTokenRecord,
 };
-use guise_core::client::{Client, ClientPatch};
+use guise_core::client::{Client, ClientFilter, ClientPatch};
 use guise_core::page::{Page, PageRequest};
 use guise_core::permission::Permission;
 use guise_core::role::{ClientGrant, Role, RolePatch};
@@ -26,7 +26,7 @@ use guise_core::store::{
     StoreResult, TokenStore, UserStore,
 };
 use guise_core::user::{Attribution, NewUser, User, UserPatch, normalize_email};
-use guise_core::user_query::{Match, UserField, UserTerm};
+use guise_core::user_query::{Match, UserField, UserSort, UserSortField, UserTerm};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
@@ -384,7 +384,13 @@ impl UserStore for MemoryStore {
         })
     }
 
-    fn search_users(&self, terms: &[UserTerm], page: PageRequest, with_total: bool) -> StoreResult<Page<User>> {
+    fn search_users(
+        &self,
+        terms: &[UserTerm],
+        sort: UserSort,
+        page: PageRequest,
+        with_total: bool,
+    ) -> StoreResult<Page<User>> {
         self.read(|t| {
             let mut found: Vec<User> = t
                 .users
@@ -392,7 +398,29 @@ impl UserStore for MemoryStore {
                 .filter(|r| terms.iter().all(|term| user_matches(&r.user, term)))
                 .map(|r| r.user.clone())
                 .collect();
-            found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.user_id.cmp(&b.user_id)));
+            // As the database sorts: missing values last, ties by user id.
+            let key = |u: &User| -> Option<String> {
+                match sort.field {
+                    UserSortField::CreatedAt => Some(format!("{:020}", u.created_at.timestamp_millis())),
+                    UserSortField::UpdatedAt => Some(format!("{:020}", u.updated_at.timestamp_millis())),
+                    UserSortField::LastLogin => u.last_login.map(|t| format!("{:020}", t.timestamp_millis())),
+                    UserSortField::LoginsCount => Some(format!("{:020}", u.logins_count)),
+                    UserSortField::Email => Some(normalize_email(&u.email)),
+                    UserSortField::Name => u.name.clone(),
+                    UserSortField::Nickname => u.nickname.clone(),
+                    UserSortField::GivenName => u.given_name.clone(),
+                    UserSortField::FamilyName => u.family_name.clone(),
+                    UserSortField::UserId => Some(u.user_id.clone()),
+                }
+            };
+            found.sort_by(|a, b| {
+                let by_key = match (key(a), key(b)) {
+                    (Some(x), Some(y)) if sort.ascending => x.cmp(&y),
+                    (Some(x), Some(y)) => y.cmp(&x),
+                    (x, y) => x.is_none().cmp(&y.is_none()),
+                };
+                by_key.then_with(|| a.user_id.cmp(&b.user_id))
+            });
             Ok(paged(found, page, with_total))
         })
     }
@@ -461,9 +489,15 @@ impl ClientStore for MemoryStore {
         self.read(|t| t.clients.get(client_id).cloned().ok_or(StoreError::NotFound))
     }
 
-    fn list_clients(&self, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
+    fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
         self.read(|t| {
-            let mut all: Vec<Client> = t.clients.values().cloned().collect();
+            let mut all: Vec<Client> = t
+                .clients
+                .values()
+                .filter(|c| filter.app_types.is_empty() || filter.app_types.contains(&c.app_type))
+                .filter(|c| filter.is_first_party.is_none_or(|f| f == c.is_first_party))
+                .cloned()
+                .collect();
             all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.client_id.cmp(&b.client_id)));
             Ok(paged(all, page, with_total))
         })

@@ -1,14 +1,14 @@
 //! `/api/v2/clients`: applications. The secret is shown once, at creation or rotation;
 //! only its SHA-256 is stored.
 
-use super::{ListParams, iso, paged, require_non_empty};
+use super::{ListParams, PAGING, PROJECTION, Projection, allow_query, iso, page_of, paged, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::client::{
-    AppType, Client, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy, hash_client_secret,
-    validate_grant_types, validate_name, validate_url, validate_urls,
+    AppType, Client, ClientFilter, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy,
+    hash_client_secret, validate_grant_types, validate_name, validate_url, validate_urls,
 };
 use guise_core::ids::{new_client_id, new_secret};
 use guise_core::permission::scopes;
@@ -194,16 +194,54 @@ pub fn create_client(
     Ok((client, secret))
 }
 
+#[derive(Debug, Deserialize)]
+struct ClientListFilter {
+    /// Comma-separated app types.
+    app_type: Option<String>,
+    is_first_party: Option<bool>,
+    /// Auth0's tenant-wide "All Applications" client; guise has none.
+    is_global: Option<bool>,
+}
+
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
+    filter: web::Query<ClientListFilter>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENTS)?;
+    allow_query(&req, &[PAGING, &["app_type", "is_first_party", "is_global"], PROJECTION])?;
+    let filter = filter.into_inner();
+    let app_types = match filter.app_type.as_deref() {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|t| {
+                AppType::parse(t.trim()).ok_or_else(|| {
+                    ApiError::invalid_query(format!(
+                        "Query validation error: 'app_type' must be among regular_web, spa, native, non_interactive (got '{}')",
+                        t.chars().take(32).collect::<String>()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let store_filter = ClientFilter { app_types, is_first_party: filter.is_first_party };
+    let projection = Projection::of(&params)?;
     let page = params.page_request();
     let with_total = params.include_totals;
-    let clients = state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.list_clients(page, with_total)?)).await?;
-    Ok(paged(clients, with_total, "clients", |c| client_view(c, None)))
+    let only_global = filter.is_global == Some(true);
+    let clients = state
+        .into_inner()
+        .blocking(move |s| {
+            if only_global {
+                return Ok::<_, ApiError>(page_of(Vec::new(), page));
+            }
+            Ok::<_, ApiError>(s.db.list_clients(&store_filter, page, with_total)?)
+        })
+        .await?;
+    Ok(paged(clients, with_total, "clients", |c| projection.apply(client_view(c, None))))
 }
 
 async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -1,21 +1,24 @@
 //! `/api/v2/users`: create, read, search, patch, delete; roles and permissions of a user.
 
-use super::{ListParams, iso, paged, require_non_empty};
+use super::{
+    ListParams, PAGING, PROJECTION, Projection, allow_query, iso, page_of, paged, parse_sort, require_non_empty,
+};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_user_id;
 use guise_core::permission::scopes;
 use guise_core::store::{RoleStore, UserStore};
 use guise_core::user::{NewUser, User, UserPatch, validate_email, validate_external_id, validate_length};
-use guise_core::user_query::parse_user_query;
+use guise_core::user_query::{UserSort, UserSortField, parse_user_query};
 use guise_store::password::{PasswordError, hash_password};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/users-by-email").route(web::get().to(by_email)))
         .service(
             web::resource("/users/{id}")
                 .route(web::get().to(get))
@@ -195,25 +198,72 @@ async fn create(
 #[derive(Debug, Deserialize)]
 struct SearchParams {
     q: Option<String>,
+    /// `field:1` or `field:-1`.
+    sort: Option<String>,
     /// Accepted for Auth0 compatibility (`v3`); there is one search engine.
     #[serde(rename = "search_engine")]
     _search_engine: Option<String>,
 }
 
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<SearchParams>,
     list: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PAGING, &["q", "sort", "search_engine"], PROJECTION])?;
     let terms = parse_user_query(params.q.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
+    let sort = match params.sort.as_deref() {
+        None => UserSort::default(),
+        Some(sort) => {
+            let (field, ascending) = parse_sort(sort, UserSortField::NAMES)?;
+            let field = UserSortField::parse(field).ok_or_else(|| ApiError::invalid_query("Invalid sort field"))?;
+            UserSort { field, ascending }
+        }
+    };
+    let projection = Projection::of(&list)?;
     let page = list.page_request();
     let with_total = list.include_totals;
-    let result =
-        state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.search_users(&terms, page, with_total)?)).await?;
-    Ok(paged(result, with_total, "users", user_view))
+    let result = state
+        .into_inner()
+        .blocking(move |s| Ok::<_, ApiError>(s.db.search_users(&terms, sort, page, with_total)?))
+        .await?;
+    Ok(paged(result, with_total, "users", |u| projection.apply(user_view(u))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ByEmail {
+    email: Option<String>,
+}
+
+/// `GET /api/v2/users-by-email?email=`: the users with that email, compared exactly but
+/// without regard to case, as an array (at most one: emails are unique in guise).
+async fn by_email(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ByEmail>,
+    list: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[&["email"], PROJECTION])?;
+    let email = params.into_inner().email.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
+        ApiError::invalid_query("Query validation error: 'Missing required property: email' on property email")
+    })?;
+    let projection = Projection::of(&list)?;
+    let found = state
+        .into_inner()
+        .blocking(move |s| match s.db.user_by_email(&email) {
+            Ok(user) => Ok(vec![user]),
+            Err(guise_core::StoreError::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(ApiError::from(e)),
+        })
+        .await?;
+    let body: Vec<Value> = found.into_iter().map(|u| projection.apply(user_view(u))).collect();
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -364,6 +414,7 @@ async fn delete(
 }
 
 async fn list_roles(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
@@ -371,6 +422,7 @@ async fn list_roles(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
     caller.require(scopes::READ_ROLES)?;
+    allow_query(&req, &[PAGING])?;
     let id = id.into_inner();
     let page = params.page_request();
     let roles = state
@@ -439,11 +491,14 @@ async fn unassign_roles(
 }
 
 async fn permissions(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
+    params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PAGING])?;
     let id = id.into_inner();
     let held = state
         .into_inner()
@@ -452,16 +507,12 @@ async fn permissions(
             s.db.user_permissions(&id).map_err(ApiError::from)
         })
         .await?;
-    let body: Vec<Value> = held
-        .into_iter()
-        .map(|(permission, roles)| {
-            let mut view = super::roles::permission_view(&permission);
-            view["sources"] = roles
-                .into_iter()
-                .map(|r| json!({ "source_id": r.id, "source_name": r.name, "source_type": "ROLE" }))
-                .collect();
-            view
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(paged(page_of(held, params.page_request()), params.include_totals, "permissions", |(permission, roles)| {
+        let mut view = super::roles::permission_view(&permission);
+        view["sources"] = roles
+            .into_iter()
+            .map(|r| json!({ "source_id": r.id, "source_name": r.name, "source_type": "ROLE" }))
+            .collect();
+        view
+    }))
 }
