@@ -52,7 +52,7 @@ async fn create_get_and_delete_a_user(app: TestApp) {
     assert_eq!(status, 204);
     let (status, body) = app.get(&format!("/api/v2/users/{}", urlencode(id))).await;
     assert_eq!(status, 404);
-    assert_eq!(body["errorCode"], "inexistent_resource");
+    assert_eq!(body["errorCode"], "inexistent_user");
     let (status, _) = app.delete(&format!("/api/v2/users/{}", urlencode(id))).await;
     assert_eq!(status, 404);
 }
@@ -132,6 +132,19 @@ async fn patch_merges_metadata_and_records_who(app: TestApp) {
     assert_eq!(patched["modified_by"], app.management_client_id.as_str());
     assert!(patched.get("modified_on_behalf_by").is_none());
 
+    // An empty object clears the metadata, as Auth0 documents; the other one is kept.
+    let (status, _) = app.patch(&path, &json!({ "app_metadata": { "plan": "gold" } })).await;
+    assert_eq!(status, 200);
+    let (status, cleared) = app.patch(&path, &json!({ "user_metadata": {} })).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["user_metadata"], json!({}));
+    assert_eq!(cleared["app_metadata"], json!({ "plan": "gold" }));
+    let (_, fetched) = app.get(&path).await;
+    assert_eq!(fetched["user_metadata"], json!({}), "cleared in the store, not only in the answer");
+    let (status, cleared) = app.patch(&path, &json!({ "app_metadata": {} })).await;
+    assert_eq!(status, 200);
+    assert_eq!(cleared["app_metadata"], json!({}));
+
     // Email changes keep case-insensitive uniqueness; a null clears an optional field.
     let (status, patched) = app.patch(&path, &json!({ "email": "Torvalds@Example.com", "nickname": null })).await;
     assert_eq!(status, 200);
@@ -204,10 +217,18 @@ async fn duplicate_email_in_any_case_is_409(app: TestApp) {
 async fn unknown_user_is_404(app: TestApp) {
     let missing = urlencode("guise|000000000000000000000000");
     let (status, body) = app.get(&format!("/api/v2/users/{missing}")).await;
-    assert_eq!((status, body["errorCode"].as_str()), (404, Some("inexistent_resource")));
-    assert_eq!(app.patch(&format!("/api/v2/users/{missing}"), &json!({ "name": "x" })).await.0, 404);
-    assert_eq!(app.get(&format!("/api/v2/users/{missing}/permissions")).await.0, 404);
-    assert_eq!(app.get(&format!("/api/v2/users/{missing}/roles")).await.0, 404);
+    assert_eq!((status, body["errorCode"].as_str()), (404, Some("inexistent_user")));
+    assert_eq!(body["message"], "The user does not exist.");
+    for (method, path, body) in [
+        (reqwest::Method::PATCH, format!("/api/v2/users/{missing}"), Some(json!({ "name": "x" }))),
+        (reqwest::Method::PATCH, format!("/api/v2/users/{missing}"), Some(json!({ "user_metadata": {} }))),
+        (reqwest::Method::DELETE, format!("/api/v2/users/{missing}"), None),
+        (reqwest::Method::GET, format!("/api/v2/users/{missing}/permissions"), None),
+        (reqwest::Method::GET, format!("/api/v2/users/{missing}/roles"), None),
+    ] {
+        let (status, error) = app.send(method, &path, body.as_ref()).await;
+        assert_eq!((status, error["errorCode"].as_str()), (404, Some("inexistent_user")), "{path}: {error}");
+    }
 }
 
 async fn oversized_and_malformed_bodies(app: TestApp) {

@@ -168,8 +168,12 @@ impl UserPatch {
     }
 }
 
-/// Merge `patch` into `target` one level deep; `null` removes a key.
+/// Merge `patch` into `target` one level deep; `null` removes a key; an empty object
+/// clears all of it (as Auth0 documents for `user_metadata: {}`).
 pub fn merge_metadata(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    if patch.is_empty() {
+        target.clear();
+    }
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);
@@ -286,6 +290,8 @@ mod tests {
         let mut target = json!({"a": 1, "b": 2}).as_object().cloned().unwrap_or_default();
         let patch = json!({"b": null, "c": 3}).as_object().cloned().unwrap_or_default();
         merge_metadata(&mut target, &patch);
-        assert_eq!(Value::Object(target), json!({"a": 1, "c": 3}));
+        assert_eq!(Value::Object(target.clone()), json!({"a": 1, "c": 3}));
+        merge_metadata(&mut target, &Map::new());
+        assert!(target.is_empty(), "an empty object clears");
     }
 }
