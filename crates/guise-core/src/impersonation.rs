@@ -288,6 +288,7 @@ mod tests {
         User {
             user_id: id.into(),
             email: format!("{id}@example.com"),
+            username: None,
             email_verified: true,
             name: None,
             given_name: None,

@@ -40,6 +40,8 @@ pub trait UserStore: Send + Sync {
     fn create_user(&self, user: NewUser, audit: AuditEvent) -> StoreResult<User>;
     fn user_by_id(&self, user_id: &str) -> StoreResult<User>;
     fn user_by_email(&self, email: &str) -> StoreResult<User>;
+    /// The user with this username (compared lower-cased).
+    fn user_by_username(&self, username: &str) -> StoreResult<User>;
     fn user_by_external_id(&self, external_id: &str) -> StoreResult<User>;
     fn search_users(
         &self,

@@ -6,6 +6,7 @@
 pub enum UserField {
     UserId,
     Email,
+    Username,
     Name,
     GivenName,
     FamilyName,
@@ -20,6 +21,7 @@ impl UserField {
         Some(match name {
             "user_id" => Self::UserId,
             "email" => Self::Email,
+            "username" => Self::Username,
             "name" => Self::Name,
             "given_name" => Self::GivenName,
             "family_name" => Self::FamilyName,
@@ -52,6 +54,7 @@ pub enum UserSortField {
     LastLogin,
     LoginsCount,
     Email,
+    Username,
     Name,
     Nickname,
     GivenName,
@@ -67,6 +70,7 @@ impl UserSortField {
         "last_login",
         "logins_count",
         "email",
+        "username",
         "name",
         "nickname",
         "given_name",
@@ -81,6 +85,7 @@ impl UserSortField {
             "last_login" => Self::LastLogin,
             "logins_count" => Self::LoginsCount,
             "email" => Self::Email,
+            "username" => Self::Username,
             "name" => Self::Name,
             "nickname" => Self::Nickname,
             "given_name" => Self::GivenName,
@@ -140,7 +145,11 @@ fn parse_term(token: &str) -> Result<UserTerm, QueryError> {
             _ => Err(QueryError::NotABoolean(field.to_owned())),
         },
         _ => {
-            let value = if field_kind == UserField::Email { value.to_lowercase() } else { value.to_owned() };
+            let value = if matches!(field_kind, UserField::Email | UserField::Username) {
+                value.to_lowercase()
+            } else {
+                value.to_owned()
+            };
             Ok(UserTerm::Field(
                 field_kind,
                 match value.strip_suffix('*') {

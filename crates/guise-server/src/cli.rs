@@ -244,6 +244,7 @@ fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Opti
         NewUser {
             user_id: user_id.clone(),
             email: email.clone(),
+            username: None,
             email_verified: false,
             name: name.or_else(|| Some(email.clone())),
             given_name: None,

@@ -56,6 +56,7 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
             let new = NewUser {
                 user_id: user_id.clone(),
                 email: email.clone(),
+                username: None,
                 email_verified: true,
                 name: Some(email.clone()),
                 given_name: None,

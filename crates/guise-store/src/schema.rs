@@ -26,6 +26,7 @@ diesel::table! {
         last_login -> Nullable<BigInt>,
         last_ip -> Nullable<Text>,
         logins_count -> BigInt,
+        username -> Nullable<Text>,
     }
 }
 

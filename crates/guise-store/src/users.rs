@@ -44,6 +44,7 @@ pub(crate) struct UserRow {
     pub last_login: Option<i64>,
     pub last_ip: Option<String>,
     pub logins_count: i64,
+    pub username: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -51,6 +52,7 @@ impl From<UserRow> for User {
         User {
             user_id: row.user_id,
             email: row.email,
+            username: row.username,
             email_verified: row.email_verified,
             name: row.name,
             given_name: row.given_name,
@@ -80,6 +82,9 @@ fn user_conflict(e: crate::convert::DbError) -> crate::convert::DbError {
     match e.0 {
         StoreError::Conflict(what) if what.contains("external_id") => {
             StoreError::Conflict("The external_id is already in use".into()).into()
+        }
+        StoreError::Conflict(what) if what.contains("username") => {
+            StoreError::Conflict("The username is already in use".into()).into()
         }
         StoreError::Conflict(_) => StoreError::Conflict("The user already exists.".into()).into(),
         other => other.into(),
@@ -127,6 +132,7 @@ fn apply_term<'a>(query: UserQuery<'a>, term: &UserTerm) -> UserQuery<'a> {
             match field {
                 UserField::UserId => text_field!(users::user_id),
                 UserField::Email => text_field!(users::email_normalized),
+                UserField::Username => text_field!(users::username),
                 UserField::Name => text_field!(users::name),
                 UserField::GivenName => text_field!(users::given_name),
                 UserField::FamilyName => text_field!(users::family_name),
@@ -168,6 +174,7 @@ impl UserStore for Database {
             last_login: None,
             last_ip: None,
             logins_count: 0,
+            username: new.username,
         };
         run(|| {
             let (row, _) = self.write(vec![audit], |conn| {
@@ -186,6 +193,16 @@ impl UserStore for Database {
         run(|| {
             let row: UserRow = users::table
                 .filter(users::email_normalized.eq(normalize_email(email)))
+                .select(UserRow::as_select())
+                .first(&mut self.conn()?)?;
+            Ok(row.into())
+        })
+    }
+
+    fn user_by_username(&self, username: &str) -> StoreResult<User> {
+        run(|| {
+            let row: UserRow = users::table
+                .filter(users::username.eq(username.to_lowercase()))
                 .select(UserRow::as_select())
                 .first(&mut self.conn()?)?;
             Ok(row.into())
@@ -229,6 +246,7 @@ impl UserStore for Database {
                 UserSortField::LastLogin => by!(users::last_login),
                 UserSortField::LoginsCount => by!(users::logins_count),
                 UserSortField::Email => by!(users::email_normalized),
+                UserSortField::Username => by!(users::username),
                 UserSortField::Name => by!(users::name),
                 UserSortField::Nickname => by!(users::nickname),
                 UserSortField::GivenName => by!(users::given_name),
@@ -280,6 +298,7 @@ impl UserStore for Database {
                     last_login: user.last_login.map(millis),
                     last_ip: user.last_ip,
                     logins_count: user.logins_count,
+                    username: user.username,
                 };
                 diesel::update(users::table.find(user_id))
                     .set(&updated)

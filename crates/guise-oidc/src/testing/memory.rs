@@ -217,6 +217,7 @@ fn user_matches(user: &User, term: &UserTerm) -> bool {
             let value: Option<&str> = match field {
                 UserField::UserId => Some(&user.user_id),
                 UserField::Email => Some(&email),
+                UserField::Username => user.username.as_deref(),
                 UserField::Name => user.name.as_deref(),
                 UserField::GivenName => user.given_name.as_deref(),
                 UserField::FamilyName => user.family_name.as_deref(),
@@ -333,6 +334,7 @@ impl UserStore for MemoryStore {
             let user = stored_user(User {
                 user_id: new.user_id,
                 email: new.email,
+                username: new.username,
                 email_verified: new.email_verified,
                 name: new.name,
                 given_name: new.given_name,
@@ -374,6 +376,17 @@ impl UserStore for MemoryStore {
         })
     }
 
+    fn user_by_username(&self, username: &str) -> StoreResult<User> {
+        let username = username.to_lowercase();
+        self.read(|t| {
+            t.users
+                .values()
+                .find(|r| r.user.username.as_deref() == Some(username.as_str()))
+                .map(|r| r.user.clone())
+                .ok_or(StoreError::NotFound)
+        })
+    }
+
     fn user_by_external_id(&self, external_id: &str) -> StoreResult<User> {
         self.read(|t| {
             t.users
@@ -406,6 +419,7 @@ impl UserStore for MemoryStore {
                     UserSortField::LastLogin => u.last_login.map(|t| format!("{:020}", t.timestamp_millis())),
                     UserSortField::LoginsCount => Some(format!("{:020}", u.logins_count)),
                     UserSortField::Email => Some(normalize_email(&u.email)),
+                    UserSortField::Username => u.username.clone(),
                     UserSortField::Name => u.name.clone(),
                     UserSortField::Nickname => u.nickname.clone(),
                     UserSortField::GivenName => u.given_name.clone(),

@@ -97,6 +97,7 @@ pub fn new_user(user_id: &str, email: &str) -> NewUser {
     NewUser {
         user_id: user_id.to_owned(),
         email: email.to_owned(),
+        username: None,
         email_verified: true,
         name: Some(format!("Name of {email}")),
         given_name: None,

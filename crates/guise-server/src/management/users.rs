@@ -10,7 +10,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_user_id;
 use guise_core::permission::scopes;
 use guise_core::store::{RoleStore, UserStore};
-use guise_core::user::{NewUser, User, UserPatch, validate_email, validate_external_id, validate_length};
+use guise_core::user::{
+    NewUser, User, UserPatch, validate_email, validate_external_id, validate_length, validate_username,
+};
 use guise_core::user_query::{UserSort, UserSortField, parse_user_query};
 use guise_store::password::{PasswordError, hash_password};
 use serde::Deserialize;
@@ -62,6 +64,7 @@ pub fn user_view(user: User) -> Value {
         ("nickname", user.nickname),
         ("picture", user.picture),
         ("external_id", user.external_id),
+        ("username", user.username),
         ("created_by", user.created_by),
         ("modified_by", user.modified_by),
         ("created_on_behalf_by", user.created_on_behalf_by),
@@ -81,6 +84,7 @@ pub fn user_view(user: User) -> Value {
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     email: Option<String>,
+    username: Option<String>,
     password: Option<String>,
     #[serde(default)]
     email_verified: bool,
@@ -144,6 +148,12 @@ async fn create(
     if let Some(id) = &body.external_id {
         validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    let username = body
+        .username
+        .as_deref()
+        .map(validate_username)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     check_profile_lengths(&[
         ("name", &body.name),
         ("given_name", &body.given_name),
@@ -175,6 +185,7 @@ async fn create(
             let new = NewUser {
                 user_id,
                 email,
+                username,
                 email_verified: body.email_verified,
                 name,
                 given_name: body.given_name,
@@ -302,6 +313,7 @@ fn optional_object(body: &Map<String, Value>, key: &str) -> Result<Option<Map<St
 
 const PATCHABLE: &[&str] = &[
     "email",
+    "username",
     "email_verified",
     "name",
     "given_name",
@@ -331,6 +343,10 @@ pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), Api
         Some(None) => return Err(ApiError::bad_request("email cannot be removed")),
         None => None,
     };
+    let username = match optional_string(&map, "username")? {
+        Some(Some(u)) => Some(Some(validate_username(&u).map_err(|e| ApiError::bad_request(e.to_string()))?)),
+        other => other,
+    };
     let external_id = optional_string(&map, "external_id")?;
     if let Some(Some(id)) = &external_id {
         validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -342,6 +358,7 @@ pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), Api
     };
     let patch = UserPatch {
         email,
+        username,
         email_verified: optional_bool(&map, "email_verified")?,
         name: optional_string(&map, "name")?,
         given_name: optional_string(&map, "given_name")?,
@@ -374,8 +391,10 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
     let (mut patch, password) = parse_user_patch(&body)?;
-    // Credentials, email and the blocked flag decide who can sign in as this user.
-    let touches_authority = password.is_some() || patch.email.is_some() || patch.blocked.is_some();
+    // Credentials, the login identifiers (email, username) and the blocked flag decide
+    // who can sign in as this user.
+    let touches_authority =
+        password.is_some() || patch.email.is_some() || patch.username.is_some() || patch.blocked.is_some();
     let id = id.into_inner();
     let user = state
         .into_inner()
