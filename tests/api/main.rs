@@ -6,6 +6,7 @@ mod helpers;
 
 mod act_as;
 mod auth;
+mod auth0_clients;
 mod auth0_lists;
 mod authority;
 mod authority_inputs;

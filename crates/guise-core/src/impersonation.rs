@@ -329,6 +329,11 @@ mod tests {
             initiate_login_uri: None,
             addons: Default::default(),
             jwt_configuration: Default::default(),
+            web_origins: Vec::new(),
+            allowed_origins: Vec::new(),
+            oidc_conformant: true,
+            logo_uri: None,
+            client_metadata: Default::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

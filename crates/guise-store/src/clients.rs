@@ -31,6 +31,11 @@ struct ClientRow {
     jwt_configuration: String,
     created_at: i64,
     updated_at: i64,
+    web_origins: String,
+    allowed_origins: String,
+    oidc_conformant: bool,
+    logo_uri: Option<String>,
+    client_metadata: String,
 }
 
 impl From<ClientRow> for Client {
@@ -52,6 +57,11 @@ impl From<ClientRow> for Client {
             initiate_login_uri: row.initiate_login_uri,
             addons: json_object(&row.addons),
             jwt_configuration: json_object(&row.jwt_configuration),
+            web_origins: json_strings(&row.web_origins),
+            allowed_origins: json_strings(&row.allowed_origins),
+            oidc_conformant: row.oidc_conformant,
+            logo_uri: row.logo_uri,
+            client_metadata: json_object(&row.client_metadata),
             created_at: from_millis(row.created_at),
             updated_at: from_millis(row.updated_at),
         }
@@ -76,6 +86,11 @@ impl From<&Client> for ClientRow {
             initiate_login_uri: c.initiate_login_uri.clone(),
             addons: to_json(&c.addons),
             jwt_configuration: to_json(&c.jwt_configuration),
+            web_origins: to_json(&c.web_origins),
+            allowed_origins: to_json(&c.allowed_origins),
+            oidc_conformant: c.oidc_conformant,
+            logo_uri: c.logo_uri.clone(),
+            client_metadata: to_json(&c.client_metadata),
             created_at: millis(c.created_at),
             updated_at: millis(c.updated_at),
         }

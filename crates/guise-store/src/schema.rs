@@ -49,6 +49,11 @@ diesel::table! {
         jwt_configuration -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        web_origins -> Text,
+        allowed_origins -> Text,
+        oidc_conformant -> Bool,
+        logo_uri -> Nullable<Text>,
+        client_metadata -> Text,
     }
 }
 

@@ -88,6 +88,11 @@ pub fn client(client_id: &str, app_type: AppType, secret: Option<&str>) -> Clien
         initiate_login_uri: None,
         addons: Map::new(),
         jwt_configuration: Map::new(),
+        web_origins: Vec::new(),
+        allowed_origins: Vec::new(),
+        oidc_conformant: true,
+        logo_uri: None,
+        client_metadata: Default::default(),
         created_at: t0(),
         updated_at: t0(),
     }

@@ -8,7 +8,8 @@ use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::client::{
     AppType, Client, ClientFilter, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy,
-    hash_client_secret, validate_grant_types, validate_name, validate_url, validate_urls,
+    hash_client_secret, validate_client_metadata, validate_grant_types, validate_name, validate_origins, validate_url,
+    validate_urls,
 };
 use guise_core::ids::{new_client_id, new_secret};
 use guise_core::permission::scopes;
@@ -43,6 +44,11 @@ pub fn client_view(client: Client, secret: Option<String>) -> Value {
         "initiate_login_uri": client.initiate_login_uri,
         "addons": client.addons,
         "jwt_configuration": client.jwt_configuration,
+        "web_origins": client.web_origins,
+        "allowed_origins": client.allowed_origins,
+        "oidc_conformant": client.oidc_conformant,
+        "logo_uri": client.logo_uri,
+        "client_metadata": client.client_metadata,
         "created_at": iso(client.created_at),
         "updated_at": iso(client.updated_at),
     });
@@ -75,6 +81,14 @@ struct CreateClient {
     addons: Map<String, Value>,
     #[serde(default)]
     jwt_configuration: Map<String, Value>,
+    #[serde(default)]
+    web_origins: Vec<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    oidc_conformant: Option<bool>,
+    logo_uri: Option<String>,
+    #[serde(default)]
+    client_metadata: Map<String, Value>,
 }
 
 fn app_type(s: &str) -> Result<AppType, ApiError> {
@@ -107,6 +121,12 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
     if let Some(uri) = &client.initiate_login_uri {
         validate_url("initiate_login_uri", uri, web).map_err(bad)?;
     }
+    validate_origins("web_origins", &client.web_origins, allow_insecure_http).map_err(bad)?;
+    validate_origins("allowed_origins", &client.allowed_origins, allow_insecure_http).map_err(bad)?;
+    if let Some(uri) = &client.logo_uri {
+        validate_url("logo_uri", uri, web).map_err(bad)?;
+    }
+    validate_client_metadata(&client.client_metadata).map_err(bad)?;
     let saml = guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(saml) = saml {
         for (field, url) in [
@@ -169,6 +189,11 @@ async fn create(
         initiate_login_uri: body.initiate_login_uri,
         addons: body.addons,
         jwt_configuration: body.jwt_configuration,
+        web_origins: body.web_origins,
+        allowed_origins: body.allowed_origins,
+        oidc_conformant: body.oidc_conformant.unwrap_or(true),
+        logo_uri: body.logo_uri,
+        client_metadata: body.client_metadata,
         created_at: now,
         updated_at: now,
     };
@@ -273,6 +298,12 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         initiate_login_uri: Option<Option<String>>,
         addons: Option<Map<String, Value>>,
         jwt_configuration: Option<Map<String, Value>>,
+        web_origins: Option<Vec<String>>,
+        allowed_origins: Option<Vec<String>>,
+        oidc_conformant: Option<bool>,
+        #[serde(default, deserialize_with = "nullable")]
+        logo_uri: Option<Option<String>>,
+        client_metadata: Option<Map<String, Value>>,
     }
     fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
@@ -293,6 +324,11 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         initiate_login_uri: p.initiate_login_uri,
         addons: p.addons,
         jwt_configuration: p.jwt_configuration,
+        web_origins: p.web_origins,
+        allowed_origins: p.allowed_origins,
+        oidc_conformant: p.oidc_conformant,
+        logo_uri: p.logo_uri,
+        client_metadata: p.client_metadata,
     })
 }
 
