@@ -18,6 +18,7 @@ mod impersonation;
 mod logs;
 mod oidc;
 mod oidc_checks;
+mod openapi;
 mod ops;
 mod roles;
 mod saml;

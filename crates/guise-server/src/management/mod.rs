@@ -7,6 +7,7 @@ mod clients;
 mod impersonations;
 mod logs;
 mod me;
+pub mod openapi;
 mod roles;
 mod users;
 
@@ -28,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(roles::configure)
             .configure(logs::configure)
             .configure(impersonations::configure)
-            .configure(me::configure),
+            .configure(me::configure)
+            .configure(openapi::configure),
     );
 }
 
