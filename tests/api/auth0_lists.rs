@@ -213,6 +213,12 @@ async fn users_sort_and_project_without_revealing_more(app: TestApp) {
     // Naming a field the view does not have reveals nothing (no hashes, no secrets).
     let (_, probed) = app.get("/api/v2/users?q=email:sort-a*&fields=password_hash,password,user_id").await;
     assert_eq!(keys(&probed[0]), ["user_id"]);
+    let one = format!("/api/v2/users/{}", urlencode(projected[0]["user_id"].as_str().unwrap()));
+    let (status, single) = app.get(&format!("{one}?fields=email&include_fields=true")).await;
+    assert_eq!(status, 200, "{single}");
+    assert_eq!(keys(&single), ["email"]);
+    let (status, body) = app.get(&format!("{one}?fieldz=email")).await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = app.get("/api/v2/users?include_fields=maybe").await;
     assert_eq!(status, 400, "{body}");
 }
@@ -252,4 +258,8 @@ async fn clients_filter_by_app_type_first_party_and_global(app: TestApp) {
     let (status, projected) = app.get("/api/v2/clients?app_type=spa&fields=client_id,name,client_secret").await;
     assert_eq!(status, 200);
     assert_eq!(keys(&projected[0]), ["client_id", "name"], "a projection never adds the secret");
+    let one = format!("/api/v2/clients/{}", projected[0]["client_id"].as_str().unwrap());
+    let (status, single) = app.get(&format!("{one}?fields=client_secret,app_type")).await;
+    assert_eq!(status, 200, "{single}");
+    assert_eq!(keys(&single), ["app_type"]);
 }

@@ -269,14 +269,22 @@ async fn list(
     Ok(paged(clients, with_total, "clients", |c| projection.apply(client_view(c, None))))
 }
 
-async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENTS)?;
+    allow_query(&req, &[PROJECTION])?;
+    let projection = Projection::of(&params)?;
     let id = id.into_inner();
     let client = state
         .into_inner()
         .blocking(move |s| s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client")))
         .await?;
-    Ok(HttpResponse::Ok().json(client_view(client, None)))
+    Ok(HttpResponse::Ok().json(projection.apply(client_view(client, None))))
 }
 
 fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {

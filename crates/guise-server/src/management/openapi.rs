@@ -56,7 +56,7 @@ pub const OPERATIONS: &[Operation] = &[
         200,
         Some("User")
     ),
-    op!("get", "/users/{id}", ["read:users"], "Get a user", &[], None, 200, Some("User")),
+    op!("get", "/users/{id}", ["read:users"], "Get a user", &["fields", "include_fields"], None, 200, Some("User")),
     op!("patch", "/users/{id}", ["update:users"], "Update a user", &[], Some("UserPatch"), 200, Some("User")),
     op!("delete", "/users/{id}", ["delete:users"], "Delete a user", &[], None, 204, None),
     op!("get", "/users/{id}/roles", ["read:users", "read:roles"], "A user's roles", &PAGING, None, 200, Some("Role")),
@@ -92,7 +92,16 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op!("get", "/clients", ["read:clients"], "List clients", CLIENTS_QUERY, None, 200, Some("Client")),
     op!("post", "/clients", ["create:clients"], "Create a client", &[], Some("ClientWrite"), 201, Some("Client")),
-    op!("get", "/clients/{id}", ["read:clients"], "Get a client", &[], None, 200, Some("Client")),
+    op!(
+        "get",
+        "/clients/{id}",
+        ["read:clients"],
+        "Get a client",
+        &["fields", "include_fields"],
+        None,
+        200,
+        Some("Client")
+    ),
     op!("patch", "/clients/{id}", ["update:clients"], "Update a client", &[], Some("ClientWrite"), 200, Some("Client")),
     op!("delete", "/clients/{id}", ["delete:clients"], "Delete a client", &[], None, 204, None),
     op!(

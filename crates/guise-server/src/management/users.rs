@@ -277,12 +277,20 @@ async fn by_email(
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PROJECTION])?;
+    let projection = Projection::of(&params)?;
     let id = id.into_inner();
     let user =
         state.into_inner().blocking(move |s| s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))).await?;
-    Ok(HttpResponse::Ok().json(user_view(user)))
+    Ok(HttpResponse::Ok().json(projection.apply(user_view(user))))
 }
 
 /// A field that may be absent, set, or explicitly `null`.
