@@ -23,6 +23,8 @@ both_backends!(
     ending_an_impersonation_revokes_its_tokens,
     the_cli_mints_urls_for_support_staff,
     a_form_body_naming_additional_parameters_twice_is_a_400,
+    parameters_are_read_as_auth0_s_reference_sends_them,
+    the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path,
 );
 
 /// POST /users/{id}/impersonate with `token`; returns (status, body text).
@@ -70,7 +72,8 @@ async fn direct_delivery_carries_the_impersonation_everywhere(app: TestApp) {
 
     let (status, url) = mint_with(&app, &app.token, target_id, &mint_body(&app, &client_id)).await;
     assert_eq!(status, 200, "{url}");
-    assert!(url.starts_with(&app.url("/impersonate/redeem?")), "{url}");
+    let shape = app.url(&format!("/users/{}/impersonate?", crate::users::urlencode(&app.admin_user_id)));
+    assert!(url.starts_with(&shape), "Auth0's shape, at the impersonator's path: {url}");
     assert!(url.contains("bewit="));
 
     // Following the URL logs the client in as the target: code and the admin's state.
@@ -621,4 +624,162 @@ async fn a_form_body_naming_additional_parameters_twice_is_a_400(app: TestApp) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["message"], "additionalParameters is given twice");
     assert_eq!(app.get("/api/v2/users").await.0, 200, "the server still answers");
+}
+
+/// POST /users/{id}/impersonate with a raw body, a declared content type and a query
+/// string; returns (status, body text).
+async fn mint_raw(app: &TestApp, user_id: &str, query: &str, content_type: &str, body: &str) -> (u16, String) {
+    let mut path = format!("/users/{}/impersonate", crate::users::urlencode(user_id));
+    if !query.is_empty() {
+        path = format!("{path}?{query}");
+    }
+    let response = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(&app.token)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Auth0's reference sends the parameters in the query string (with
+/// `additionalParameters` as JSON in a string), JSON under a form content type and forms
+/// under a JSON content type; guise reads all of them, and refuses contradictions.
+async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let enc = crate::users::urlencode;
+    let extra = json!({ "response_type": "code", "state": "from-the-query", "callback_url": CALLBACK }).to_string();
+    let admin = enc(&app.admin_user_id);
+    let query =
+        format!("protocol=oauth2&impersonator_id={admin}&client_id={client_id}&additionalParameters={}", enc(&extra));
+
+    // (1) Everything in the query string, no body.
+    let (status, url) = mint_raw(&app, target_id, &query, "application/json", "").await;
+    assert_eq!(status, 200, "{url}");
+    let redeemed = Browser::new().get(&url).await;
+    assert_eq!(redeemed.status, 302, "{}", redeemed.body);
+    assert_eq!(callback_params(redeemed.location.as_deref().unwrap())["state"], "from-the-query");
+
+    // (2) A JSON body declared as a form.
+    let json_body = mint_body(&app, &client_id).to_string();
+    let form_ct = "application/x-www-form-urlencoded; charset=UTF-8";
+    let (status, url) = mint_raw(&app, target_id, "", form_ct, &json_body).await;
+    assert_eq!(status, 200, "{url}");
+    let redeemed = Browser::new().get(&url).await;
+    assert_eq!(callback_params(redeemed.location.as_deref().unwrap())["state"], "from-the-admin");
+
+    // (3) A form declared as JSON, with bracketed additionalParameters.
+    let form = format!(
+        "protocol=oauth2&impersonator_id={admin}&client_id={client_id}&additionalParameters%5Bstate%5D=from-a-form\
+         &additionalParameters%5Bcallback_url%5D={}",
+        enc(CALLBACK)
+    );
+    let (status, url) = mint_raw(&app, target_id, "", "application/json", &form).await;
+    assert_eq!(status, 200, "{url}");
+    let redeemed = Browser::new().get(&url).await;
+    assert_eq!(callback_params(redeemed.location.as_deref().unwrap())["state"], "from-a-form");
+
+    // The correct forms, and the query string splitting the parameters with the body.
+    let (status, url) = mint_raw(&app, target_id, "", "application/x-www-form-urlencoded", &form).await;
+    assert_eq!(status, 200, "{url}");
+    let (status, url) = mint_raw(&app, target_id, "", "application/json; charset=utf-8", &json_body).await;
+    assert_eq!(status, 200, "{url}");
+    let split_body = json!({ "client_id": client_id, "additionalParameters": { "state": "s" } }).to_string();
+    let (status, url) =
+        mint_raw(&app, target_id, &format!("protocol=oauth2&impersonator_id={admin}"), "application/json", &split_body)
+            .await;
+    assert_eq!(status, 200, "{url}");
+    // The same value twice is no contradiction.
+    let (status, url) = mint_raw(&app, target_id, "protocol=oauth2", "application/json", &json_body).await;
+    assert_eq!(status, 200, "{url}");
+
+    // Contradictions are a 400 naming the parameter, and mint nothing.
+    let minted_before = app.logs_of_type("guise_impersonation_minted").await.len();
+    let contradictions = [
+        ("protocol=samlp".to_owned(), "application/json", json_body.clone(), "protocol is given twice"),
+        (
+            "additionalParameters%5Bstate%5D=other".to_owned(),
+            "application/json",
+            json_body.clone(),
+            "additionalParameters is given twice",
+        ),
+        (String::new(), form_ct, format!("{form}&protocol=samlp"), "protocol is given twice"),
+        (
+            String::new(),
+            form_ct,
+            format!("{form}&additionalParameters%5Bstate%5D=b"),
+            "additionalParameters is given twice",
+        ),
+        (String::new(), form_ct, format!("{form}&additionalParameters=x"), "additionalParameters is given twice"),
+        (format!("client_id={client_id}x"), form_ct, form.clone(), "client_id is given twice"),
+    ];
+    for (query, content_type, body, message) in contradictions {
+        let (status, text) = mint_raw(&app, target_id, &query, content_type, &body).await;
+        assert_eq!(status, 400, "{query} {body}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert!(error["message"].as_str().unwrap().starts_with(message), "{text}");
+    }
+    // Broken bodies are 400s too, never a panic.
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        ("application/json", "[1, 2]"),
+        (form_ct, "{\"protocol\": "),
+        ("text/plain", "additionalParameters=%7B%22state%22"),
+        ("application/json", "additionalParameters=1&additionalParameters%5Bx%5D=2"),
+    ] {
+        let (status, text) =
+            mint_raw(&app, target_id, &format!("protocol=oauth2&client_id={client_id}"), content_type, body).await;
+        assert_eq!(status, 400, "{body}: {text}");
+    }
+    assert_eq!(app.logs_of_type("guise_impersonation_minted").await.len(), minted_before);
+    assert_eq!(app.get("/api/v2/users").await.0, 200, "the server still answers");
+}
+
+/// The minted URL is a GET of `/users/{impersonator_id}/impersonate`, signed for that
+/// path: moved to another path it is a bad mac; a path naming someone other than the
+/// ticket's impersonator is refused even when signed; `/impersonate/redeem` still
+/// redeems URLs signed for it (minted before the Auth0 shape).
+async fn the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path(app: TestApp) {
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let at_path = app.url(&format!("/users/{}/impersonate?", crate::users::urlencode(&app.admin_user_id)));
+    let key = guise_server::bewit_keys::signing_key(&app.state.config, &app.state.db).unwrap();
+    let resign = |url: &str, path: &str| {
+        let query = url.split_once('?').unwrap().1;
+        let unsigned: Vec<&str> = query.split('&').filter(|p| !p.starts_with("bewit=")).collect();
+        let url = url::Url::parse(&format!("{}?{}", app.url(path), unsigned.join("&"))).unwrap();
+        let exp = chrono::Utc::now().timestamp() + 60;
+        guise_core::bewit::sign_url(&key, url, exp, "").unwrap().to_string()
+    };
+
+    // Moved to the legacy path, the URL's MAC no longer matches.
+    let (_, url) = mint_with(&app, &app.token, target_id, &mint_body(&app, &client_id)).await;
+    assert!(url.starts_with(&at_path), "{url}");
+    let moved = url.replacen(&at_path, &app.url("/impersonate/redeem?"), 1);
+    let page = Browser::new().get(&moved).await;
+    assert_eq!(page.status, 401, "{}", page.body);
+    assert!(page.body.contains("Bad mac"), "{}", page.body);
+
+    // Signed for a path naming another impersonator: refused before it is spent.
+    let forged = resign(&url, &format!("/users/{}/impersonate", crate::users::urlencode(target_id)));
+    let page = Browser::new().get(&forged).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("another impersonator"), "{}", page.body);
+    let reasons = app.logs_of_type("guise_impersonation_refused").await;
+    assert!(reasons.iter().any(|e| e["details"]["reason"] == "impersonator_mismatch"), "{reasons:?}");
+
+    // Signed for the legacy path (as guise minted before): redeemed there, once.
+    let legacy = resign(&url, "/impersonate/redeem");
+    let page = Browser::new().get(&legacy).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert_eq!(callback_params(page.location.as_deref().unwrap())["state"], "from-the-admin");
+    // It shares the ticket (jti) with the original URL: that one is now spent.
+    assert_eq!(Browser::new().get(&url).await.status, 401);
 }

@@ -6,6 +6,8 @@ mod helpers;
 
 mod act_as;
 mod auth;
+mod auth0_clients;
+mod auth0_lists;
 mod authority;
 mod authority_inputs;
 mod authority_protocols;
@@ -16,6 +18,7 @@ mod impersonation;
 mod logs;
 mod oidc;
 mod oidc_checks;
+mod openapi;
 mod ops;
 mod roles;
 mod saml;

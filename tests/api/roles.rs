@@ -397,14 +397,14 @@ async fn role_assignment_errors(app: TestApp) {
     // Unknown user.
     let ghost = "guise|000000000000000000000000";
     let (status, body) = app.get(&format!("/api/v2/users/{ghost}/roles")).await;
-    assert_api_error(status, &body, 404, "inexistent_resource");
+    assert_api_error(status, &body, 404, "inexistent_user");
     let (status, body) = app.get(&format!("/api/v2/users/{ghost}/permissions")).await;
-    assert_api_error(status, &body, 404, "inexistent_resource");
+    assert_api_error(status, &body, 404, "inexistent_user");
     let (status, body) = app.post(&format!("/api/v2/users/{ghost}/roles"), &json!({ "roles": [role] })).await;
-    assert_api_error(status, &body, 404, "inexistent_resource");
+    assert_api_error(status, &body, 404, "inexistent_user");
     let (status, body) =
         app.send(Method::DELETE, &format!("/api/v2/users/{ghost}/roles"), Some(&json!({ "roles": [role] }))).await;
-    assert_api_error(status, &body, 404, "inexistent_resource");
+    assert_api_error(status, &body, 404, "inexistent_user");
     let (_, holders) = app.get(&format!("/api/v2/roles/{role}/users")).await;
     assert_eq!(holders, json!([]));
 }

@@ -13,6 +13,7 @@ both_backends!(
     unknown_user_is_404,
     oversized_and_malformed_bodies,
     every_user_write_is_audited,
+    usernames_are_unique_searchable_and_log_in,
 );
 
 async fn create_get_and_delete_a_user(app: TestApp) {
@@ -52,7 +53,7 @@ async fn create_get_and_delete_a_user(app: TestApp) {
     assert_eq!(status, 204);
     let (status, body) = app.get(&format!("/api/v2/users/{}", urlencode(id))).await;
     assert_eq!(status, 404);
-    assert_eq!(body["errorCode"], "inexistent_resource");
+    assert_eq!(body["errorCode"], "inexistent_user");
     let (status, _) = app.delete(&format!("/api/v2/users/{}", urlencode(id))).await;
     assert_eq!(status, 404);
 }
@@ -132,6 +133,19 @@ async fn patch_merges_metadata_and_records_who(app: TestApp) {
     assert_eq!(patched["modified_by"], app.management_client_id.as_str());
     assert!(patched.get("modified_on_behalf_by").is_none());
 
+    // An empty object clears the metadata, as Auth0 documents; the other one is kept.
+    let (status, _) = app.patch(&path, &json!({ "app_metadata": { "plan": "gold" } })).await;
+    assert_eq!(status, 200);
+    let (status, cleared) = app.patch(&path, &json!({ "user_metadata": {} })).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(cleared["user_metadata"], json!({}));
+    assert_eq!(cleared["app_metadata"], json!({ "plan": "gold" }));
+    let (_, fetched) = app.get(&path).await;
+    assert_eq!(fetched["user_metadata"], json!({}), "cleared in the store, not only in the answer");
+    let (status, cleared) = app.patch(&path, &json!({ "app_metadata": {} })).await;
+    assert_eq!(status, 200);
+    assert_eq!(cleared["app_metadata"], json!({}));
+
     // Email changes keep case-insensitive uniqueness; a null clears an optional field.
     let (status, patched) = app.patch(&path, &json!({ "email": "Torvalds@Example.com", "nickname": null })).await;
     assert_eq!(status, 200);
@@ -204,10 +218,18 @@ async fn duplicate_email_in_any_case_is_409(app: TestApp) {
 async fn unknown_user_is_404(app: TestApp) {
     let missing = urlencode("guise|000000000000000000000000");
     let (status, body) = app.get(&format!("/api/v2/users/{missing}")).await;
-    assert_eq!((status, body["errorCode"].as_str()), (404, Some("inexistent_resource")));
-    assert_eq!(app.patch(&format!("/api/v2/users/{missing}"), &json!({ "name": "x" })).await.0, 404);
-    assert_eq!(app.get(&format!("/api/v2/users/{missing}/permissions")).await.0, 404);
-    assert_eq!(app.get(&format!("/api/v2/users/{missing}/roles")).await.0, 404);
+    assert_eq!((status, body["errorCode"].as_str()), (404, Some("inexistent_user")));
+    assert_eq!(body["message"], "The user does not exist.");
+    for (method, path, body) in [
+        (reqwest::Method::PATCH, format!("/api/v2/users/{missing}"), Some(json!({ "name": "x" }))),
+        (reqwest::Method::PATCH, format!("/api/v2/users/{missing}"), Some(json!({ "user_metadata": {} }))),
+        (reqwest::Method::DELETE, format!("/api/v2/users/{missing}"), None),
+        (reqwest::Method::GET, format!("/api/v2/users/{missing}/permissions"), None),
+        (reqwest::Method::GET, format!("/api/v2/users/{missing}/roles"), None),
+    ] {
+        let (status, error) = app.send(method, &path, body.as_ref()).await;
+        assert_eq!((status, error["errorCode"].as_str()), (404, Some("inexistent_user")), "{path}: {error}");
+    }
 }
 
 async fn oversized_and_malformed_bodies(app: TestApp) {
@@ -262,4 +284,76 @@ async fn every_user_write_is_audited(app: TestApp) {
         assert_eq!(event["ip"], "127.0.0.1");
     }
     assert!(!logs.to_string().contains("long enough password"), "passwords never reach the log");
+}
+
+/// `username`: optional, unique per tenant (in any case), a login identifier on the
+/// login page beside the email, never containing `@`.
+async fn usernames_are_unique_searchable_and_log_in(app: TestApp) {
+    use crate::browser::{Browser, CALLBACK, web_client};
+    let (status, ada) = app
+        .post(
+            "/api/v2/users",
+            &json!({ "email": "ada@example.com", "username": "Ada_L", "password": "analytical engine" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ada}");
+    assert_eq!(ada["username"], "ada_l", "stored lower-cased");
+    let ada_path = format!("/api/v2/users/{}", urlencode(ada["user_id"].as_str().unwrap()));
+
+    // Unique in any case; users without one do not collide.
+    let (status, body) = app.post("/api/v2/users", &json!({ "email": "other@example.com", "username": "ADA_L" })).await;
+    assert_eq!((status, body["message"].as_str()), (409, Some("The username is already in use")), "{body}");
+    let first = app.create_user("no-name-1@example.com").await;
+    app.create_user("no-name-2@example.com").await;
+    assert!(first.get("username").is_none(), "absent when unset: {first}");
+    for bad in ["has@sign", "has space", "", "<b>"] {
+        let (status, body) = app.post("/api/v2/users", &json!({ "email": "bad@example.com", "username": bad })).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // Patched, searched, sorted, cleared.
+    let first_path = format!("/api/v2/users/{}", urlencode(first["user_id"].as_str().unwrap()));
+    let (status, body) = app.patch(&first_path, &json!({ "username": "ada_l" })).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, patched) = app.patch(&first_path, &json!({ "username": "Babbage" })).await;
+    assert_eq!((status, patched["username"].as_str()), (200, Some("babbage")), "{patched}");
+    let (_, found) = app.get("/api/v2/users?q=username:ADA_L").await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found[0]["user_id"], ada["user_id"]);
+    let (status, sorted) = app.get("/api/v2/users?sort=username:1&fields=username").await;
+    assert_eq!(status, 200, "{sorted}");
+    assert_eq!(sorted[0]["username"], "ada_l");
+    assert_eq!(sorted[1]["username"], "babbage");
+    let (status, cleared) = app.patch(&first_path, &json!({ "username": null })).await;
+    assert_eq!(status, 200);
+    assert!(cleared.get("username").is_none(), "{cleared}");
+
+    // The login page takes the username (in any case) as well as the email.
+    let (client_id, _) = web_client(&app, json!({})).await;
+    let authorize = crate::browser::authorize_url(
+        &app,
+        &[("client_id", &client_id), ("response_type", "code"), ("redirect_uri", CALLBACK), ("scope", "openid")],
+    );
+    for identifier in ["Ada_L", "ada@example.com"] {
+        let done = Browser::new().login_via(&app, &authorize, identifier, "analytical engine").await;
+        assert_eq!(done.status, 302, "{identifier}: {}", done.body);
+        assert!(done.location.as_deref().unwrap().starts_with(CALLBACK), "{identifier}");
+    }
+    let wrong = Browser::new().login_via(&app, &authorize, "ada_l", "not the password").await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    let login = Browser::new().get(&authorize).await;
+    let page = Browser::new().get(&app.url(login.location.as_deref().unwrap())).await;
+    assert!(page.body.contains("Email or username"), "{}", page.body);
+    let (_, logins) = app.get(&ada_path).await;
+    assert_eq!(logins["logins_count"], 2);
+
+    // Through /me a user cannot change their own username (an administrator's field).
+    let (status, body) = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v2/me?as_user_id={}", urlencode(ada["user_id"].as_str().unwrap())),
+            Some(&json!({ "username": "mine" })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
 }

@@ -6,6 +6,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// What `GET /api/v2/clients` filters on: any of `app_types` (all when empty), and
+/// `is_first_party` when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientFilter {
+    pub app_types: Vec<AppType>,
+    pub is_first_party: Option<bool>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppType {
     /// A confidential server-side web application.
@@ -114,6 +122,16 @@ pub struct Client {
     pub addons: Map<String, Value>,
     /// `{alg, lifetime_in_seconds}` for ID tokens.
     pub jwt_configuration: Map<String, Value>,
+    /// Origins whose browser scripts may call the token, userinfo and JWKS endpoints
+    /// (CORS).
+    pub web_origins: Vec<String>,
+    /// Auth0's origins for cross-origin authentication; stored and returned only.
+    pub allowed_origins: Vec<String>,
+    /// Auth0's flag; guise always behaves OIDC-conformant. Stored and returned only.
+    pub oidc_conformant: bool,
+    pub logo_uri: Option<String>,
+    /// Up to 10 string values, as Auth0 allows.
+    pub client_metadata: Map<String, Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -197,6 +215,11 @@ pub struct ClientPatch {
     pub initiate_login_uri: Option<Option<String>>,
     pub addons: Option<Map<String, Value>>,
     pub jwt_configuration: Option<Map<String, Value>>,
+    pub web_origins: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub oidc_conformant: Option<bool>,
+    pub logo_uri: Option<Option<String>>,
+    pub client_metadata: Option<Map<String, Value>>,
 }
 
 impl ClientPatch {
@@ -217,7 +240,12 @@ impl ClientPatch {
             allow_act_as,
             initiate_login_uri,
             addons,
-            jwt_configuration
+            jwt_configuration,
+            web_origins,
+            allowed_origins,
+            oidc_conformant,
+            logo_uri,
+            client_metadata
         );
     }
 }
@@ -230,6 +258,12 @@ pub enum ClientValidationError {
     UnsupportedGrantType(String),
     #[error("name must be 1 to 255 characters")]
     InvalidName,
+    #[error("{field} must be an origin (scheme, host and port, no path): {origin}")]
+    NotAnOrigin { field: &'static str, origin: String },
+    #[error(
+        "client_metadata holds at most 10 keys, each a string of at most 255 characters with a value of at most 255"
+    )]
+    InvalidClientMetadata,
 }
 
 /// Which URLs a field may hold, and whether plain http is allowed for any host.
@@ -350,6 +384,49 @@ pub fn is_loopback_or_localhost(url: &url::Url) -> bool {
     }
 }
 
+/// Validate a registered origin (`web_origins`, `allowed_origins`): a web URL by
+/// [`validate_url`] (https, or loopback http) that is only an origin — no path beyond
+/// `/`, no query.
+pub fn validate_origin(field: &'static str, raw: &str, allow_insecure_http: bool) -> Result<(), ClientValidationError> {
+    validate_url(field, raw, UrlPolicy::web(allow_insecure_http))?;
+    let not_origin = || ClientValidationError::NotAnOrigin { field, origin: raw.to_owned() };
+    let url = url::Url::parse(raw).map_err(|_| not_origin())?;
+    // Auth0's subdomain wildcards (`https://*.example.com`) are not supported: refused
+    // rather than stored to never match.
+    if url.path() != "/" || url.query().is_some() || raw.ends_with('?') || raw.contains('*') {
+        return Err(not_origin());
+    }
+    Ok(())
+}
+
+pub fn validate_origins(
+    field: &'static str,
+    origins: &[String],
+    allow_insecure_http: bool,
+) -> Result<(), ClientValidationError> {
+    origins.iter().try_for_each(|o| validate_origin(field, o, allow_insecure_http))
+}
+
+/// Whether a browser's `Origin` header is one of `registered` (compared as origins:
+/// scheme, host and port, so `https://a.example` and `https://a.example:443/` match).
+pub fn origin_allowed(registered: &[String], origin: &str) -> bool {
+    let Ok(asked) = url::Url::parse(origin) else {
+        return false;
+    };
+    let asked = asked.origin();
+    asked.is_tuple() && registered.iter().any(|r| url::Url::parse(r).is_ok_and(|r| r.origin() == asked))
+}
+
+/// Auth0's limits on `client_metadata`: at most 10 keys, string values, 255 characters
+/// each way.
+pub fn validate_client_metadata(metadata: &Map<String, Value>) -> Result<(), ClientValidationError> {
+    let ok = metadata.len() <= 10
+        && metadata.iter().all(|(k, v)| {
+            !k.is_empty() && k.chars().count() <= 255 && v.as_str().is_some_and(|v| v.chars().count() <= 255)
+        });
+    if ok { Ok(()) } else { Err(ClientValidationError::InvalidClientMetadata) }
+}
+
 pub fn validate_grant_types(grants: &[String]) -> Result<(), ClientValidationError> {
     match grants.iter().find(|g| !SUPPORTED_GRANT_TYPES.contains(&g.as_str())) {
         Some(bad) => Err(ClientValidationError::UnsupportedGrantType(bad.clone())),
@@ -385,6 +462,11 @@ mod tests {
             initiate_login_uri: None,
             addons: Map::new(),
             jwt_configuration: Map::new(),
+            web_origins: Vec::new(),
+            allowed_origins: Vec::new(),
+            oidc_conformant: true,
+            logo_uri: None,
+            client_metadata: Map::new(),
             created_at: DateTime::<Utc>::MIN_UTC,
             updated_at: DateTime::<Utc>::MIN_UTC,
         }
@@ -406,6 +488,31 @@ mod tests {
         assert!(!native.is_registered_callback("http://localhost:51234/cb"));
         let web_loopback = registered(AppType::RegularWeb, &["http://127.0.0.1/cb"], &[]);
         assert!(!web_loopback.is_registered_callback("http://127.0.0.1:51234/cb"));
+    }
+
+    #[test]
+    fn origins_are_web_origins_and_compare_as_origins() {
+        for ok in
+            ["https://app.example.com", "https://app.example.com/", "http://localhost:3000", "http://127.0.0.1:8080"]
+        {
+            assert!(validate_origin("web_origins", ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://app.example.com",
+            "https://app.example.com/path",
+            "https://app.example.com/?q",
+            "https://*.example.com",
+            "javascript:alert(1)",
+            "com.example.app:/",
+        ] {
+            assert!(validate_origin("web_origins", bad, false).is_err(), "{bad}");
+        }
+        let registered = vec!["https://app.example.com".to_owned()];
+        assert!(origin_allowed(&registered, "https://app.example.com"));
+        assert!(origin_allowed(&registered, "https://app.example.com:443"));
+        assert!(!origin_allowed(&registered, "https://app.example.com.evil.example"));
+        assert!(!origin_allowed(&registered, "http://app.example.com"));
+        assert!(!origin_allowed(&registered, "null"));
     }
 
     #[test]

@@ -288,6 +288,7 @@ mod tests {
         User {
             user_id: id.into(),
             email: format!("{id}@example.com"),
+            username: None,
             email_verified: true,
             name: None,
             given_name: None,
@@ -328,6 +329,11 @@ mod tests {
             initiate_login_uri: None,
             addons: Default::default(),
             jwt_configuration: Default::default(),
+            web_origins: Vec::new(),
+            allowed_origins: Vec::new(),
+            oidc_conformant: true,
+            logo_uri: None,
+            client_metadata: Default::default(),
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

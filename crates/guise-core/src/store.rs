@@ -8,7 +8,7 @@ use crate::authorization::{
     RefreshTokenRecord,
 };
 use crate::bewit::BewitKey;
-use crate::client::{Client, ClientPatch};
+use crate::client::{Client, ClientFilter, ClientPatch};
 use crate::page::{Page, PageRequest};
 use crate::permission::{Permission, PermissionSet};
 use crate::role::{ClientGrant, Role, RolePatch};
@@ -16,7 +16,7 @@ use crate::session::Session;
 use crate::signing_key::SigningKey;
 use crate::throttle::ThrottleCounter;
 use crate::user::{Attribution, NewUser, User, UserPatch};
-use crate::user_query::UserTerm;
+use crate::user_query::{UserSort, UserTerm};
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +40,16 @@ pub trait UserStore: Send + Sync {
     fn create_user(&self, user: NewUser, audit: AuditEvent) -> StoreResult<User>;
     fn user_by_id(&self, user_id: &str) -> StoreResult<User>;
     fn user_by_email(&self, email: &str) -> StoreResult<User>;
+    /// The user with this username (compared lower-cased).
+    fn user_by_username(&self, username: &str) -> StoreResult<User>;
     fn user_by_external_id(&self, external_id: &str) -> StoreResult<User>;
-    fn search_users(&self, terms: &[UserTerm], page: PageRequest, with_total: bool) -> StoreResult<Page<User>>;
+    fn search_users(
+        &self,
+        terms: &[UserTerm],
+        sort: UserSort,
+        page: PageRequest,
+        with_total: bool,
+    ) -> StoreResult<Page<User>>;
     fn update_user(
         &self,
         user_id: &str,
@@ -60,7 +68,7 @@ pub trait UserStore: Send + Sync {
 pub trait ClientStore: Send + Sync {
     fn create_client(&self, client: Client, audit: AuditEvent) -> StoreResult<Client>;
     fn client_by_id(&self, client_id: &str) -> StoreResult<Client>;
-    fn list_clients(&self, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>>;
+    fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>>;
     fn update_client(
         &self,
         client_id: &str,

@@ -8,6 +8,8 @@ use serde_json::{Map, Value};
 pub struct User {
     pub user_id: String,
     pub email: String,
+    /// A second login identifier, unique when present; stored lower-cased.
+    pub username: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
     pub given_name: Option<String>,
@@ -83,6 +85,8 @@ pub struct Attribution {
 pub struct NewUser {
     pub user_id: String,
     pub email: String,
+    /// A second login identifier, unique when present; stored lower-cased.
+    pub username: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
     pub given_name: Option<String>,
@@ -104,6 +108,7 @@ pub struct NewUser {
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {
     pub email: Option<String>,
+    pub username: Option<Option<String>>,
     pub email_verified: Option<bool>,
     pub name: Option<Option<String>>,
     pub given_name: Option<Option<String>>,
@@ -120,6 +125,7 @@ pub struct UserPatch {
 impl UserPatch {
     pub fn is_empty(&self) -> bool {
         self.email.is_none()
+            && self.username.is_none()
             && self.email_verified.is_none()
             && self.name.is_none()
             && self.given_name.is_none()
@@ -148,6 +154,7 @@ impl UserPatch {
             (&mut user.nickname, &self.nickname),
             (&mut user.picture, &self.picture),
             (&mut user.external_id, &self.external_id),
+            (&mut user.username, &self.username),
         ] {
             if let Some(v) = value {
                 field.clone_from(v);
@@ -168,8 +175,12 @@ impl UserPatch {
     }
 }
 
-/// Merge `patch` into `target` one level deep; `null` removes a key.
+/// Merge `patch` into `target` one level deep; `null` removes a key; an empty object
+/// clears all of it (as Auth0 documents for `user_metadata: {}`).
 pub fn merge_metadata(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    if patch.is_empty() {
+        target.clear();
+    }
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);
@@ -186,6 +197,10 @@ pub enum UserValidationError {
     InvalidEmail(String),
     #[error("external_id must be 1 to 255 characters without control characters")]
     InvalidExternalId,
+    #[error(
+        "username must be 1 to 128 characters: ASCII letters, digits and _ + - . ! # $ ' ^ ` ~ (no @, which would make it an email)"
+    )]
+    InvalidUsername,
     #[error("{0} is too long (maximum {1} characters)")]
     TooLong(&'static str, usize),
 }
@@ -203,6 +218,17 @@ pub fn validate_email(email: &str) -> Result<String, UserValidationError> {
 /// The form under which emails are unique: lower-cased.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+/// Validate a username and return the form it is stored and looked up under
+/// (lower-cased: `Ada` and `ada` are one username). It may not contain `@`, so a login
+/// identifier is an email exactly when it contains one.
+pub fn validate_username(username: &str) -> Result<String, UserValidationError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+-.!#$'^`~".contains(c);
+    if username.is_empty() || username.chars().count() > 128 || !username.chars().all(allowed) {
+        return Err(UserValidationError::InvalidUsername);
+    }
+    Ok(username.to_lowercase())
 }
 
 pub fn validate_external_id(id: &str) -> Result<(), UserValidationError> {
@@ -237,6 +263,7 @@ mod tests {
         User {
             user_id: "guise|1".into(),
             email: "ada@example.com".into(),
+            username: None,
             email_verified: true,
             name: Some("Ada".into()),
             given_name: None,
@@ -282,10 +309,20 @@ mod tests {
     }
 
     #[test]
+    fn usernames_are_validated_and_lower_cased() {
+        assert_eq!(validate_username("Ada.L_1").as_deref(), Ok("ada.l_1"));
+        for bad in ["", "ada@example.com", "ada lovelace", "ada\n", &"a".repeat(129), "<script>"] {
+            assert!(validate_username(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn metadata_merges_and_null_deletes() {
         let mut target = json!({"a": 1, "b": 2}).as_object().cloned().unwrap_or_default();
         let patch = json!({"b": null, "c": 3}).as_object().cloned().unwrap_or_default();
         merge_metadata(&mut target, &patch);
-        assert_eq!(Value::Object(target), json!({"a": 1, "c": 3}));
+        assert_eq!(Value::Object(target.clone()), json!({"a": 1, "c": 3}));
+        merge_metadata(&mut target, &Map::new());
+        assert!(target.is_empty(), "an empty object clears");
     }
 }

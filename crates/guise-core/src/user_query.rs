@@ -6,6 +6,7 @@
 pub enum UserField {
     UserId,
     Email,
+    Username,
     Name,
     GivenName,
     FamilyName,
@@ -20,6 +21,7 @@ impl UserField {
         Some(match name {
             "user_id" => Self::UserId,
             "email" => Self::Email,
+            "username" => Self::Username,
             "name" => Self::Name,
             "given_name" => Self::GivenName,
             "family_name" => Self::FamilyName,
@@ -27,6 +29,68 @@ impl UserField {
             "external_id" => Self::ExternalId,
             "blocked" => Self::Blocked,
             "email_verified" => Self::EmailVerified,
+            _ => return None,
+        })
+    }
+}
+
+/// The order of a user search (`sort=field:1|-1`); by default newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSort {
+    pub field: UserSortField,
+    pub ascending: bool,
+}
+
+impl Default for UserSort {
+    fn default() -> Self {
+        Self { field: UserSortField::CreatedAt, ascending: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSortField {
+    CreatedAt,
+    UpdatedAt,
+    LastLogin,
+    LoginsCount,
+    Email,
+    Username,
+    Name,
+    Nickname,
+    GivenName,
+    FamilyName,
+    UserId,
+}
+
+impl UserSortField {
+    /// The names `sort` accepts, as Auth0 spells the fields.
+    pub const NAMES: &'static [&'static str] = &[
+        "created_at",
+        "updated_at",
+        "last_login",
+        "logins_count",
+        "email",
+        "username",
+        "name",
+        "nickname",
+        "given_name",
+        "family_name",
+        "user_id",
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "created_at" => Self::CreatedAt,
+            "updated_at" => Self::UpdatedAt,
+            "last_login" => Self::LastLogin,
+            "logins_count" => Self::LoginsCount,
+            "email" => Self::Email,
+            "username" => Self::Username,
+            "name" => Self::Name,
+            "nickname" => Self::Nickname,
+            "given_name" => Self::GivenName,
+            "family_name" => Self::FamilyName,
+            "user_id" => Self::UserId,
             _ => return None,
         })
     }
@@ -81,7 +145,11 @@ fn parse_term(token: &str) -> Result<UserTerm, QueryError> {
             _ => Err(QueryError::NotABoolean(field.to_owned())),
         },
         _ => {
-            let value = if field_kind == UserField::Email { value.to_lowercase() } else { value.to_owned() };
+            let value = if matches!(field_kind, UserField::Email | UserField::Username) {
+                value.to_lowercase()
+            } else {
+                value.to_owned()
+            };
             Ok(UserTerm::Field(
                 field_kind,
                 match value.strip_suffix('*') {

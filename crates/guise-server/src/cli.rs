@@ -244,6 +244,7 @@ fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Opti
         NewUser {
             user_id: user_id.clone(),
             email: email.clone(),
+            username: None,
             email_verified: false,
             name: name.or_else(|| Some(email.clone())),
             given_name: None,
@@ -292,6 +293,11 @@ fn create_client(
         initiate_login_uri: None,
         addons: Default::default(),
         jwt_configuration: Default::default(),
+        web_origins: Vec::new(),
+        allowed_origins: Vec::new(),
+        oidc_conformant: true,
+        logo_uri: None,
+        client_metadata: Default::default(),
         created_at: now,
         updated_at: now,
     };

@@ -40,7 +40,9 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "inexistent_resource", format!("The {what} does not exist."))
+        // Auth0 names the kind for users (`inexistent_user`), which SDKs test for.
+        let code = if what == "user" { "inexistent_user" } else { "inexistent_resource" };
+        Self::new(StatusCode::NOT_FOUND, code, format!("The {what} does not exist."))
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {

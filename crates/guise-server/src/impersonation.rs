@@ -14,7 +14,11 @@ use guise_core::session::Session;
 use guise_core::store::{AuditStore, BewitStore, SessionStore};
 use guise_oidc::chain::{self, ChainError, ChainStores, Checked, Holder, Names};
 use guise_oidc::grant::hash_secret;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::json;
+
+/// What a path segment escapes: everything but RFC 3986's unreserved characters.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// A request to mint, as read from the API body or the command line.
 #[derive(Debug, Clone, Default)]
@@ -243,8 +247,9 @@ fn mint_unaudited(
         redirect_uri: req.callback_url.clone(),
     };
     let key = crate::bewit_keys::signing_key(&s.config, &s.db).map_err(|e| MintError::Server(e.to_string()))?;
-    let mut url =
-        url::Url::parse(&s.settings.endpoint("/impersonate/redeem")).map_err(|e| MintError::Server(e.to_string()))?;
+    // Auth0's shape: the URL is a GET of the impersonator's own impersonation path.
+    let path = format!("/users/{}/impersonate", utf8_percent_encode(&ticket.impersonator_id, PATH_SEGMENT));
+    let mut url = url::Url::parse(&s.settings.endpoint(&path)).map_err(|e| MintError::Server(e.to_string()))?;
     url.query_pairs_mut().extend_pairs(ticket.to_query());
     let exp = now + ttl;
     let signed =
@@ -330,6 +335,14 @@ pub fn redeem(
     let Some(ticket) = Ticket::from_query(url.query_pairs().filter(|(k, _)| k != "bewit")) else {
         return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
     };
+    // The MAC covers the path, so this only fails for a URL guise did not mint; checked
+    // all the same, before the URL is spent.
+    let segments: Vec<&str> = url.path_segments().map(Iterator::collect).unwrap_or_default();
+    if let ["users", id, "impersonate"] = segments.as_slice()
+        && percent_decode_str(id).decode_utf8_lossy() != ticket.impersonator_id
+    {
+        return refuse("impersonator_mismatch", "The URL names another impersonator".into(), None, 400);
+    }
     let expires = DateTime::from_timestamp(verified.exp, 0).unwrap_or(now);
     if !s.db.redeem_once(&ticket.jti, now, expires)? {
         return refuse("replayed", "Bewit already used".into(), Some(&ticket), 401);

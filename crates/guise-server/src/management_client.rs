@@ -15,7 +15,7 @@ use guise_core::store::{ClientGrantStore, ClientStore};
 pub fn all_clients(db: &dyn ClientStore) -> Result<Vec<Client>, ApiError> {
     let mut clients = Vec::new();
     for page in 0.. {
-        let batch = db.list_clients(PageRequest::new(Some(page), Some(100)), false)?;
+        let batch = db.list_clients(&Default::default(), PageRequest::new(Some(page), Some(100)), false)?;
         let done = batch.items.len() < 100;
         clients.extend(batch.items);
         if done {

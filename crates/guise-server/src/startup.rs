@@ -9,7 +9,7 @@ use crate::{management, routes};
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{App, HttpMessage, HttpResponse, HttpServer, web};
 use guise_core::{Clock, SystemClock};
@@ -207,6 +207,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::cors::allow_registered_origins))
             .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())
@@ -217,6 +218,9 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .service(routes::health::healthz)
             .service(routes::health::readyz)
             .service(routes::oauth::token)
+            .route("/oauth/token", web::method(Method::OPTIONS).to(crate::cors::preflight))
+            .route("/userinfo", web::method(Method::OPTIONS).to(crate::cors::preflight))
+            .route("/.well-known/jwks.json", web::method(Method::OPTIONS).to(crate::cors::preflight))
             .service(routes::oauth::revoke)
             .service(routes::oauth::introspect)
             .route("/", web::get().to(routes::home::home))
@@ -229,6 +233,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .route("/userinfo", web::get().to(routes::userinfo::userinfo_get))
             .route("/userinfo", web::post().to(routes::userinfo::userinfo_post))
             .route("/users/{user_id}/impersonate", web::post().to(routes::impersonate::impersonate))
+            .route("/users/{impersonator_id}/impersonate", web::get().to(routes::impersonate::redeem_url))
             .route("/impersonate/redeem", web::get().to(routes::impersonate::redeem_url))
             .route("/samlp/metadata/{client_id}", web::get().to(routes::samlp::metadata))
             .route("/samlp/{client_id}/logout", web::get().to(routes::samlp::logout))

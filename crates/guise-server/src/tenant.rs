@@ -56,6 +56,7 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
             let new = NewUser {
                 user_id: user_id.clone(),
                 email: email.clone(),
+                username: None,
                 email_verified: true,
                 name: Some(email.clone()),
                 given_name: None,
@@ -104,6 +105,11 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
                 initiate_login_uri: None,
                 addons: Default::default(),
                 jwt_configuration: Default::default(),
+                web_origins: Vec::new(),
+                allowed_origins: Vec::new(),
+                oidc_conformant: true,
+                logo_uri: None,
+                client_metadata: Default::default(),
                 created_at: now,
                 updated_at: now,
             };

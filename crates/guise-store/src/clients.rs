@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use guise_core::StoreError;
 use guise_core::audit::AuditEvent;
-use guise_core::client::{AppType, Client, ClientPatch, TokenEndpointAuthMethod};
+use guise_core::client::{AppType, Client, ClientFilter, ClientPatch, TokenEndpointAuthMethod};
 use guise_core::page::{Page, PageRequest};
 use guise_core::store::{ClientStore, StoreResult};
 
@@ -31,6 +31,11 @@ struct ClientRow {
     jwt_configuration: String,
     created_at: i64,
     updated_at: i64,
+    web_origins: String,
+    allowed_origins: String,
+    oidc_conformant: bool,
+    logo_uri: Option<String>,
+    client_metadata: String,
 }
 
 impl From<ClientRow> for Client {
@@ -52,6 +57,11 @@ impl From<ClientRow> for Client {
             initiate_login_uri: row.initiate_login_uri,
             addons: json_object(&row.addons),
             jwt_configuration: json_object(&row.jwt_configuration),
+            web_origins: json_strings(&row.web_origins),
+            allowed_origins: json_strings(&row.allowed_origins),
+            oidc_conformant: row.oidc_conformant,
+            logo_uri: row.logo_uri,
+            client_metadata: json_object(&row.client_metadata),
             created_at: from_millis(row.created_at),
             updated_at: from_millis(row.updated_at),
         }
@@ -76,6 +86,11 @@ impl From<&Client> for ClientRow {
             initiate_login_uri: c.initiate_login_uri.clone(),
             addons: to_json(&c.addons),
             jwt_configuration: to_json(&c.jwt_configuration),
+            web_origins: to_json(&c.web_origins),
+            allowed_origins: to_json(&c.allowed_origins),
+            oidc_conformant: c.oidc_conformant,
+            logo_uri: c.logo_uri.clone(),
+            client_metadata: to_json(&c.client_metadata),
             created_at: millis(c.created_at),
             updated_at: millis(c.updated_at),
         }
@@ -121,16 +136,26 @@ impl ClientStore for Database {
         run(|| load_client(&mut *self.conn()?, client_id))
     }
 
-    fn list_clients(&self, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
+    fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
+        let filtered = || {
+            let mut query = clients::table.into_boxed();
+            if !filter.app_types.is_empty() {
+                query = query.filter(clients::app_type.eq_any(filter.app_types.iter().map(|t| t.as_str())));
+            }
+            if let Some(first_party) = filter.is_first_party {
+                query = query.filter(clients::is_first_party.eq(first_party));
+            }
+            query
+        };
         run(|| {
             let mut conn = self.conn()?;
-            let rows: Vec<ClientRow> = clients::table
+            let rows: Vec<ClientRow> = filtered()
                 .order((clients::created_at.asc(), clients::client_id.asc()))
                 .offset(page.offset())
                 .limit(page.limit())
                 .select(ClientRow::as_select())
                 .load(&mut conn)?;
-            let total = if with_total { clients::table.count().get_result(&mut conn)? } else { rows.len() as i64 };
+            let total = if with_total { filtered().count().get_result(&mut conn)? } else { rows.len() as i64 };
             Ok(Page { items: rows.into_iter().map(Client::from).collect(), request: page, total })
         })
     }

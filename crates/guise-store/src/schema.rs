@@ -26,6 +26,7 @@ diesel::table! {
         last_login -> Nullable<BigInt>,
         last_ip -> Nullable<Text>,
         logins_count -> BigInt,
+        username -> Nullable<Text>,
     }
 }
 
@@ -48,6 +49,11 @@ diesel::table! {
         jwt_configuration -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        web_origins -> Text,
+        allowed_origins -> Text,
+        oidc_conformant -> Bool,
+        logo_uri -> Nullable<Text>,
+        client_metadata -> Text,
     }
 }
 

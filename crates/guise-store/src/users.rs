@@ -11,7 +11,7 @@ use guise_core::audit::AuditEvent;
 use guise_core::page::{Page, PageRequest};
 use guise_core::store::{StoreResult, UserStore};
 use guise_core::user::{Attribution, NewUser, User, UserPatch, normalize_email};
-use guise_core::user_query::{Match, UserField, UserTerm};
+use guise_core::user_query::{Match, UserField, UserSort, UserSortField, UserTerm};
 
 #[diesel::declare_sql_function]
 extern "SQL" {
@@ -44,6 +44,7 @@ pub(crate) struct UserRow {
     pub last_login: Option<i64>,
     pub last_ip: Option<String>,
     pub logins_count: i64,
+    pub username: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -51,6 +52,7 @@ impl From<UserRow> for User {
         User {
             user_id: row.user_id,
             email: row.email,
+            username: row.username,
             email_verified: row.email_verified,
             name: row.name,
             given_name: row.given_name,
@@ -80,6 +82,9 @@ fn user_conflict(e: crate::convert::DbError) -> crate::convert::DbError {
     match e.0 {
         StoreError::Conflict(what) if what.contains("external_id") => {
             StoreError::Conflict("The external_id is already in use".into()).into()
+        }
+        StoreError::Conflict(what) if what.contains("username") => {
+            StoreError::Conflict("The username is already in use".into()).into()
         }
         StoreError::Conflict(_) => StoreError::Conflict("The user already exists.".into()).into(),
         other => other.into(),
@@ -127,6 +132,7 @@ fn apply_term<'a>(query: UserQuery<'a>, term: &UserTerm) -> UserQuery<'a> {
             match field {
                 UserField::UserId => text_field!(users::user_id),
                 UserField::Email => text_field!(users::email_normalized),
+                UserField::Username => text_field!(users::username),
                 UserField::Name => text_field!(users::name),
                 UserField::GivenName => text_field!(users::given_name),
                 UserField::FamilyName => text_field!(users::family_name),
@@ -187,6 +193,7 @@ impl UserStore for Database {
             last_login: None,
             last_ip: None,
             logins_count: 0,
+            username: new.username,
         };
         run(|| {
             let (row, _) = self.write(vec![audit], |conn| {
@@ -211,6 +218,16 @@ impl UserStore for Database {
         })
     }
 
+    fn user_by_username(&self, username: &str) -> StoreResult<User> {
+        run(|| {
+            let row: UserRow = users::table
+                .filter(users::username.eq(username.to_lowercase()))
+                .select(UserRow::as_select())
+                .first(&mut self.conn()?)?;
+            Ok(row.into())
+        })
+    }
+
     fn user_by_external_id(&self, external_id: &str) -> StoreResult<User> {
         run(|| {
             let row: UserRow = users::table
@@ -221,15 +238,42 @@ impl UserStore for Database {
         })
     }
 
-    fn search_users(&self, terms: &[UserTerm], page: PageRequest, with_total: bool) -> StoreResult<Page<User>> {
+    fn search_users(
+        &self,
+        terms: &[UserTerm],
+        sort: UserSort,
+        page: PageRequest,
+        with_total: bool,
+    ) -> StoreResult<Page<User>> {
         run(|| {
             let mut conn = self.conn()?;
-            let rows: Vec<UserRow> = filtered(terms)
-                .order((users::created_at.desc(), users::user_id.asc()))
-                .offset(page.offset())
-                .limit(page.limit())
-                .select(UserRow::as_select())
-                .load(&mut conn)?;
+            let query = filtered(terms);
+            // Missing values sort last either way, the same on both backends (SQLite
+            // puts NULL first when ascending, PostgreSQL last); ties by user id.
+            macro_rules! by {
+                ($col:expr) => {
+                    if sort.ascending {
+                        query.order(($col.is_null().asc(), $col.asc(), users::user_id.asc()))
+                    } else {
+                        query.order(($col.is_null().asc(), $col.desc(), users::user_id.asc()))
+                    }
+                };
+            }
+            let query = match sort.field {
+                UserSortField::CreatedAt => by!(users::created_at),
+                UserSortField::UpdatedAt => by!(users::updated_at),
+                UserSortField::LastLogin => by!(users::last_login),
+                UserSortField::LoginsCount => by!(users::logins_count),
+                UserSortField::Email => by!(users::email_normalized),
+                UserSortField::Username => by!(users::username),
+                UserSortField::Name => by!(users::name),
+                UserSortField::Nickname => by!(users::nickname),
+                UserSortField::GivenName => by!(users::given_name),
+                UserSortField::FamilyName => by!(users::family_name),
+                UserSortField::UserId => by!(users::user_id),
+            };
+            let rows: Vec<UserRow> =
+                query.offset(page.offset()).limit(page.limit()).select(UserRow::as_select()).load(&mut conn)?;
             let total = if with_total { filtered(terms).count().get_result(&mut conn)? } else { rows.len() as i64 };
             Ok(Page { items: rows.into_iter().map(User::from).collect(), request: page, total })
         })
@@ -274,6 +318,7 @@ impl UserStore for Database {
                     last_login: user.last_login.map(millis),
                     last_ip: user.last_ip,
                     logins_count: user.logins_count,
+                    username: user.username,
                 };
                 diesel::update(users::table.find(user_id))
                     .set(&updated)

@@ -1,11 +1,11 @@
 //! `/api/v2/client-grants`: which scopes of which API a client may obtain with the
 //! client-credentials grant.
 
-use super::{ListParams, paged};
+use super::{ListParams, PAGING, allow_query, paged};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_client_grant_id;
 use guise_core::permission::PermissionSet;
 use guise_core::permission::{is_valid_scope_token, scopes};
@@ -90,12 +90,14 @@ struct GrantFilter {
 }
 
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<GrantFilter>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENT_GRANTS)?;
+    allow_query(&req, &[PAGING, &["client_id", "audience"]])?;
     let filter = filter.into_inner();
     let page = params.page_request();
     let grants = state

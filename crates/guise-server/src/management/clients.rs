@@ -1,14 +1,15 @@
 //! `/api/v2/clients`: applications. The secret is shown once, at creation or rotation;
 //! only its SHA-256 is stored.
 
-use super::{ListParams, iso, paged, require_non_empty};
+use super::{ListParams, PAGING, PROJECTION, Projection, allow_query, iso, page_of, paged, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::client::{
-    AppType, Client, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy, hash_client_secret,
-    validate_grant_types, validate_name, validate_url, validate_urls,
+    AppType, Client, ClientFilter, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy,
+    hash_client_secret, validate_client_metadata, validate_grant_types, validate_name, validate_origins, validate_url,
+    validate_urls,
 };
 use guise_core::ids::{new_client_id, new_secret};
 use guise_core::permission::scopes;
@@ -43,6 +44,11 @@ pub fn client_view(client: Client, secret: Option<String>) -> Value {
         "initiate_login_uri": client.initiate_login_uri,
         "addons": client.addons,
         "jwt_configuration": client.jwt_configuration,
+        "web_origins": client.web_origins,
+        "allowed_origins": client.allowed_origins,
+        "oidc_conformant": client.oidc_conformant,
+        "logo_uri": client.logo_uri,
+        "client_metadata": client.client_metadata,
         "created_at": iso(client.created_at),
         "updated_at": iso(client.updated_at),
     });
@@ -75,6 +81,14 @@ struct CreateClient {
     addons: Map<String, Value>,
     #[serde(default)]
     jwt_configuration: Map<String, Value>,
+    #[serde(default)]
+    web_origins: Vec<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    oidc_conformant: Option<bool>,
+    logo_uri: Option<String>,
+    #[serde(default)]
+    client_metadata: Map<String, Value>,
 }
 
 fn app_type(s: &str) -> Result<AppType, ApiError> {
@@ -107,6 +121,12 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
     if let Some(uri) = &client.initiate_login_uri {
         validate_url("initiate_login_uri", uri, web).map_err(bad)?;
     }
+    validate_origins("web_origins", &client.web_origins, allow_insecure_http).map_err(bad)?;
+    validate_origins("allowed_origins", &client.allowed_origins, allow_insecure_http).map_err(bad)?;
+    if let Some(uri) = &client.logo_uri {
+        validate_url("logo_uri", uri, web).map_err(bad)?;
+    }
+    validate_client_metadata(&client.client_metadata).map_err(bad)?;
     let saml = guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(saml) = saml {
         for (field, url) in [
@@ -169,6 +189,11 @@ async fn create(
         initiate_login_uri: body.initiate_login_uri,
         addons: body.addons,
         jwt_configuration: body.jwt_configuration,
+        web_origins: body.web_origins,
+        allowed_origins: body.allowed_origins,
+        oidc_conformant: body.oidc_conformant.unwrap_or(true),
+        logo_uri: body.logo_uri,
+        client_metadata: body.client_metadata,
         created_at: now,
         updated_at: now,
     };
@@ -194,26 +219,72 @@ pub fn create_client(
     Ok((client, secret))
 }
 
+#[derive(Debug, Deserialize)]
+struct ClientListFilter {
+    /// Comma-separated app types.
+    app_type: Option<String>,
+    is_first_party: Option<bool>,
+    /// Auth0's tenant-wide "All Applications" client; guise has none.
+    is_global: Option<bool>,
+}
+
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
+    filter: web::Query<ClientListFilter>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENTS)?;
+    allow_query(&req, &[PAGING, &["app_type", "is_first_party", "is_global"], PROJECTION])?;
+    let filter = filter.into_inner();
+    let app_types = match filter.app_type.as_deref() {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|t| {
+                AppType::parse(t.trim()).ok_or_else(|| {
+                    ApiError::invalid_query(format!(
+                        "Query validation error: 'app_type' must be among regular_web, spa, native, non_interactive (got '{}')",
+                        t.chars().take(32).collect::<String>()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let store_filter = ClientFilter { app_types, is_first_party: filter.is_first_party };
+    let projection = Projection::of(&params)?;
     let page = params.page_request();
     let with_total = params.include_totals;
-    let clients = state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.list_clients(page, with_total)?)).await?;
-    Ok(paged(clients, with_total, "clients", |c| client_view(c, None)))
+    let only_global = filter.is_global == Some(true);
+    let clients = state
+        .into_inner()
+        .blocking(move |s| {
+            if only_global {
+                return Ok::<_, ApiError>(page_of(Vec::new(), page));
+            }
+            Ok::<_, ApiError>(s.db.list_clients(&store_filter, page, with_total)?)
+        })
+        .await?;
+    Ok(paged(clients, with_total, "clients", |c| projection.apply(client_view(c, None))))
 }
 
-async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENTS)?;
+    allow_query(&req, &[PROJECTION])?;
+    let projection = Projection::of(&params)?;
     let id = id.into_inner();
     let client = state
         .into_inner()
         .blocking(move |s| s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client")))
         .await?;
-    Ok(HttpResponse::Ok().json(client_view(client, None)))
+    Ok(HttpResponse::Ok().json(projection.apply(client_view(client, None))))
 }
 
 fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
@@ -235,6 +306,12 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         initiate_login_uri: Option<Option<String>>,
         addons: Option<Map<String, Value>>,
         jwt_configuration: Option<Map<String, Value>>,
+        web_origins: Option<Vec<String>>,
+        allowed_origins: Option<Vec<String>>,
+        oidc_conformant: Option<bool>,
+        #[serde(default, deserialize_with = "nullable")]
+        logo_uri: Option<Option<String>>,
+        client_metadata: Option<Map<String, Value>>,
     }
     fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
@@ -255,6 +332,11 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         initiate_login_uri: p.initiate_login_uri,
         addons: p.addons,
         jwt_configuration: p.jwt_configuration,
+        web_origins: p.web_origins,
+        allowed_origins: p.allowed_origins,
+        oidc_conformant: p.oidc_conformant,
+        logo_uri: p.logo_uri,
+        client_metadata: p.client_metadata,
     })
 }
 

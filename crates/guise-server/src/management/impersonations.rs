@@ -1,11 +1,11 @@
 //! `/api/v2/impersonations`: live impersonation sessions, listed and ended early.
 //! Ending one revokes every token minted from it.
 
-use super::iso;
+use super::{ListParams, PAGING, allow_query, iso, page_of, paged};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
 use guise_core::audit::event_type;
 use guise_core::permission::scopes;
@@ -38,11 +38,14 @@ struct Filter {
 }
 
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<Filter>,
+    params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PAGING, &["impersonator_id", "user_id"]])?;
     let filter = filter.into_inner();
     let sessions = state
         .into_inner()
@@ -51,7 +54,7 @@ async fn list(
             Ok::<_, ApiError>(s.db.impersonation_sessions(&filter, s.clock.now())?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(sessions.into_iter().map(impersonation_view).collect::<Vec<_>>()))
+    Ok(paged(page_of(sessions, params.page_request()), params.include_totals, "impersonations", impersonation_view))
 }
 
 /// Admins (`update:users`) end any impersonation; an impersonator (`impersonate:users`)

@@ -1,11 +1,11 @@
 //! `/api/v2/logs`: the audit log, filtered and paginated (page/per_page, or checkpoint
 //! pagination with `from` and `take`).
 
-use super::{ListParams, iso, paged};
+use super::{ListParams, PAGING, PROJECTION, Projection, allow_query, iso, paged, parse_sort};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::audit::AuditRecord;
 use guise_core::audit_query::parse_log_query;
 use guise_core::page::PageRequest;
@@ -40,6 +40,8 @@ pub fn log_view(record: AuditRecord) -> Value {
 #[derive(Debug, Deserialize)]
 struct LogParams {
     q: Option<String>,
+    /// Auth0's other name for `q`.
+    search: Option<String>,
     /// Checkpoint: return events after this log id, oldest first.
     from: Option<String>,
     take: Option<u32>,
@@ -52,20 +54,29 @@ fn parse_seq(log_id: &str) -> Result<i64, ApiError> {
 }
 
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<LogParams>,
     list: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_LOGS)?;
+    allow_query(&req, &[PAGING, &["q", "search", "from", "take", "sort"], PROJECTION])?;
     let params = params.into_inner();
-    let mut filter = parse_log_query(params.q.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
-    filter.ascending = match params.sort.as_deref() {
-        None | Some("date:-1") => false,
-        Some("date:1") => true,
-        Some(other) => return Err(ApiError::invalid_query(format!("Invalid sort '{other}' (date:1 or date:-1)"))),
+    let q = match (params.q, params.search) {
+        (Some(q), Some(search)) if q != search => {
+            return Err(ApiError::invalid_query("Query validation error: 'q' and 'search' differ"));
+        }
+        (q, search) => q.or(search),
     };
+    let mut filter = parse_log_query(q.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
+    // The log is kept in the order it was written (a hash chain), so it sorts by date only.
+    filter.ascending = match params.sort.as_deref() {
+        None => false,
+        Some(sort) => parse_sort(sort, &["date"])?.1,
+    };
+    let projection = Projection::of(&list)?;
     let page = match (&params.from, params.take) {
         (Some(from), take) => {
             filter.after_seq = Some(parse_seq(from)?);
@@ -78,7 +89,7 @@ async fn list(
     let with_total = list.include_totals;
     let records =
         state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.audit_records(&filter, page, with_total)?)).await?;
-    Ok(paged(records, with_total, "logs", log_view))
+    Ok(paged(records, with_total, "logs", |r| projection.apply(log_view(r))))
 }
 
 async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

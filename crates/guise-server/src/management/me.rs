@@ -3,12 +3,12 @@
 //! ordinary user acted as can reach exactly these.
 
 use super::users::{parse_user_patch, user_view};
-use super::{ListParams, iso, paged};
+use super::{ListParams, PAGING, allow_query, iso, page_of, paged};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::store::{AuditFilter, AuditStore, SessionStore, UserStore};
 use serde_json::{Value, json};
 
@@ -65,8 +65,14 @@ async fn patch_me(
     Ok(HttpResponse::Ok().json(user_view(user)))
 }
 
-async fn sessions(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+async fn sessions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     let id = me_id(&caller)?;
+    allow_query(&req, &[PAGING])?;
     let sessions = state
         .into_inner()
         .blocking(move |s| {
@@ -74,30 +80,28 @@ async fn sessions(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
             Ok::<_, ApiError>(s.db.sessions_of_user(&id)?.into_iter().filter(|x| x.is_live(now)).collect::<Vec<_>>())
         })
         .await?;
-    let body: Vec<Value> = sessions
-        .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.sid,
-                "created_at": iso(s.created_at),
-                "last_seen": iso(s.last_seen),
-                "expires_at": iso(s.absolute_expires_at.min(s.idle_expires_at)),
-                "ip": s.source_ip,
-                "user_agent": s.user_agent,
-                "impersonated": s.impersonator_id.is_some(),
-                "impersonator_id": s.impersonator_id,
-            })
+    Ok(paged(page_of(sessions, params.page_request()), params.include_totals, "sessions", |s| {
+        json!({
+            "id": s.sid,
+            "created_at": iso(s.created_at),
+            "last_seen": iso(s.last_seen),
+            "expires_at": iso(s.absolute_expires_at.min(s.idle_expires_at)),
+            "ip": s.source_ip,
+            "user_agent": s.user_agent,
+            "impersonated": s.impersonator_id.is_some(),
+            "impersonator_id": s.impersonator_id,
         })
-        .collect();
-    Ok(HttpResponse::Ok().json(body))
+    }))
 }
 
 async fn activity(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     list: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let id = me_id(&caller)?;
+    allow_query(&req, &[PAGING])?;
     let page = list.page_request();
     let with_total = list.include_totals;
     let records = state

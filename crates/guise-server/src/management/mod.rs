@@ -7,6 +7,7 @@ mod clients;
 mod impersonations;
 mod logs;
 mod me;
+pub mod openapi;
 mod roles;
 mod users;
 
@@ -14,7 +15,7 @@ pub use clients::{client_view, create_client};
 pub use users::user_view;
 
 use crate::error::ApiError;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::page::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -28,17 +29,104 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(roles::configure)
             .configure(logs::configure)
             .configure(impersonations::configure)
-            .configure(me::configure),
+            .configure(me::configure)
+            .configure(openapi::configure),
     );
 }
 
-/// `page`, `per_page` and `include_totals`, common to every list.
+/// `page`, `per_page` and `include_totals`, common to every list; `fields` and
+/// `include_fields` where a list allows a projection (`allow_query` decides).
 #[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     pub page: Option<u32>,
     pub per_page: Option<u32>,
     #[serde(default)]
     pub include_totals: bool,
+    pub fields: Option<String>,
+    pub include_fields: Option<bool>,
+}
+
+/// The query parameter every call accepts: acting as a user (read by `Caller`).
+const ALWAYS: &[&str] = &["as_user_id"];
+
+/// Query parameters of a paged list.
+pub const PAGING: &[&str] = &["page", "per_page", "include_totals"];
+
+/// Query parameters of a projection (`fields`, `include_fields`).
+pub const PROJECTION: &[&str] = &["fields", "include_fields"];
+
+/// Refuse a list request naming a query parameter the route does not know, as Auth0
+/// does, instead of silently ignoring it (a misspelt filter would list everything).
+pub fn allow_query(req: &HttpRequest, route_params: &[&[&str]]) -> Result<(), ApiError> {
+    for (key, _) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        let known = ALWAYS.contains(&key.as_ref()) || route_params.iter().any(|p| p.contains(&key.as_ref()));
+        if !known {
+            let key: String = key.chars().take(64).collect();
+            return Err(ApiError::invalid_query(format!(
+                "Query validation error: 'Additional properties not allowed: {key}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `fields=a,b` with `include_fields=true` (the default) keeps only those properties of
+/// each item; with `include_fields=false` it drops them. It only ever removes
+/// properties from a view the caller may already see, so it cannot reveal anything.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    fields: Vec<String>,
+    include: bool,
+}
+
+impl Projection {
+    pub fn new(fields: Option<&str>, include_fields: Option<bool>) -> Result<Self, ApiError> {
+        let fields: Vec<String> =
+            fields.unwrap_or("").split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect();
+        if fields.len() > 100 {
+            return Err(ApiError::invalid_query("Query validation error: 'fields' names more than 100 fields"));
+        }
+        Ok(Self { fields, include: include_fields.unwrap_or(true) })
+    }
+
+    pub fn of(params: &ListParams) -> Result<Self, ApiError> {
+        Self::new(params.fields.as_deref(), params.include_fields)
+    }
+
+    pub fn apply(&self, mut view: Value) -> Value {
+        if self.fields.is_empty() {
+            return view;
+        }
+        if let Some(object) = view.as_object_mut() {
+            object.retain(|k, _| self.fields.iter().any(|f| f == k) == self.include);
+        }
+        view
+    }
+}
+
+/// `sort=field:1` (ascending) or `field:-1` (descending), the field one of `allowed`.
+pub fn parse_sort<'a>(sort: &str, allowed: &[&'a str]) -> Result<(&'a str, bool), ApiError> {
+    let refuse = || {
+        ApiError::invalid_query(format!(
+            "Query validation error: 'sort' must be field:1 or field:-1, the field one of {}",
+            allowed.join(", ")
+        ))
+    };
+    let (field, direction) = sort.split_once(':').ok_or_else(refuse)?;
+    let field = allowed.iter().find(|f| **f == field).ok_or_else(refuse)?;
+    match direction {
+        "1" => Ok((field, true)),
+        "-1" => Ok((field, false)),
+        _ => Err(refuse()),
+    }
+}
+
+/// Page a list held in memory.
+pub fn page_of<T>(items: Vec<T>, request: PageRequest) -> Page<T> {
+    let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
+    let offset = usize::try_from(request.offset()).unwrap_or(usize::MAX);
+    let limit = usize::try_from(request.limit()).unwrap_or(0);
+    Page { items: items.into_iter().skip(offset).take(limit).collect(), request, total }
 }
 
 impl ListParams {

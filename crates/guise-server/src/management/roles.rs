@@ -1,10 +1,10 @@
 //! `/api/v2/roles`: roles, their permissions, and the users holding them.
 
-use super::{ListParams, paged, require_non_empty};
+use super::{ListParams, PAGING, allow_query, paged, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_role_id;
 use guise_core::permission::PermissionSet;
 use guise_core::permission::{Permission, is_valid_scope_token, scopes};
@@ -92,12 +92,14 @@ struct RoleFilter {
 }
 
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<RoleFilter>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
+    allow_query(&req, &[PAGING, &["name_filter"]])?;
     let name = filter.into_inner().name_filter;
     let page = params.page_request();
     let roles =
@@ -168,12 +170,14 @@ async fn delete(
 }
 
 async fn list_permissions(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
+    allow_query(&req, &[PAGING])?;
     let id = id.into_inner();
     let page = params.page_request();
     let permissions = state
@@ -251,6 +255,7 @@ async fn remove_permissions(
 }
 
 async fn list_users(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
@@ -258,6 +263,7 @@ async fn list_users(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PAGING])?;
     let id = id.into_inner();
     let page = params.page_request();
     let users = state

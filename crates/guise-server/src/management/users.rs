@@ -1,21 +1,26 @@
 //! `/api/v2/users`: create, read, search, patch, delete; roles and permissions of a user.
 
-use super::{ListParams, iso, paged, require_non_empty};
+use super::{
+    ListParams, PAGING, PROJECTION, Projection, allow_query, iso, page_of, paged, parse_sort, require_non_empty,
+};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_user_id;
 use guise_core::permission::scopes;
 use guise_core::store::{RoleStore, UserStore};
-use guise_core::user::{NewUser, User, UserPatch, validate_email, validate_external_id, validate_length};
-use guise_core::user_query::parse_user_query;
+use guise_core::user::{
+    NewUser, User, UserPatch, validate_email, validate_external_id, validate_length, validate_username,
+};
+use guise_core::user_query::{UserSort, UserSortField, parse_user_query};
 use guise_store::password::{PasswordError, hash_password};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/users-by-email").route(web::get().to(by_email)))
         .service(
             web::resource("/users/{id}")
                 .route(web::get().to(get))
@@ -59,6 +64,7 @@ pub fn user_view(user: User) -> Value {
         ("nickname", user.nickname),
         ("picture", user.picture),
         ("external_id", user.external_id),
+        ("username", user.username),
         ("created_by", user.created_by),
         ("modified_by", user.modified_by),
         ("created_on_behalf_by", user.created_on_behalf_by),
@@ -78,6 +84,7 @@ pub fn user_view(user: User) -> Value {
 #[serde(deny_unknown_fields)]
 struct CreateUser {
     email: Option<String>,
+    username: Option<String>,
     password: Option<String>,
     #[serde(default)]
     email_verified: bool,
@@ -141,6 +148,12 @@ async fn create(
     if let Some(id) = &body.external_id {
         validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    let username = body
+        .username
+        .as_deref()
+        .map(validate_username)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     check_profile_lengths(&[
         ("name", &body.name),
         ("given_name", &body.given_name),
@@ -172,6 +185,7 @@ async fn create(
             let new = NewUser {
                 user_id,
                 email,
+                username,
                 email_verified: body.email_verified,
                 name,
                 given_name: body.given_name,
@@ -195,33 +209,88 @@ async fn create(
 #[derive(Debug, Deserialize)]
 struct SearchParams {
     q: Option<String>,
+    /// `field:1` or `field:-1`.
+    sort: Option<String>,
     /// Accepted for Auth0 compatibility (`v3`); there is one search engine.
     #[serde(rename = "search_engine")]
     _search_engine: Option<String>,
 }
 
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<SearchParams>,
     list: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PAGING, &["q", "sort", "search_engine"], PROJECTION])?;
     let terms = parse_user_query(params.q.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
+    let sort = match params.sort.as_deref() {
+        None => UserSort::default(),
+        Some(sort) => {
+            let (field, ascending) = parse_sort(sort, UserSortField::NAMES)?;
+            let field = UserSortField::parse(field).ok_or_else(|| ApiError::invalid_query("Invalid sort field"))?;
+            UserSort { field, ascending }
+        }
+    };
+    let projection = Projection::of(&list)?;
     let page = list.page_request();
     let with_total = list.include_totals;
-    let result =
-        state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.search_users(&terms, page, with_total)?)).await?;
-    Ok(paged(result, with_total, "users", user_view))
+    let result = state
+        .into_inner()
+        .blocking(move |s| Ok::<_, ApiError>(s.db.search_users(&terms, sort, page, with_total)?))
+        .await?;
+    Ok(paged(result, with_total, "users", |u| projection.apply(user_view(u))))
 }
 
-async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[derive(Debug, Deserialize)]
+struct ByEmail {
+    email: Option<String>,
+}
+
+/// `GET /api/v2/users-by-email?email=`: the users with that email, compared exactly but
+/// without regard to case, as an array (at most one: emails are unique in guise).
+async fn by_email(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<ByEmail>,
+    list: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[&["email"], PROJECTION])?;
+    let email = params.into_inner().email.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
+        ApiError::invalid_query("Query validation error: 'Missing required property: email' on property email")
+    })?;
+    let projection = Projection::of(&list)?;
+    let found = state
+        .into_inner()
+        .blocking(move |s| match s.db.user_by_email(&email) {
+            Ok(user) => Ok(vec![user]),
+            Err(guise_core::StoreError::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(ApiError::from(e)),
+        })
+        .await?;
+    let body: Vec<Value> = found.into_iter().map(|u| projection.apply(user_view(u))).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PROJECTION])?;
+    let projection = Projection::of(&params)?;
     let id = id.into_inner();
     let user =
         state.into_inner().blocking(move |s| s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))).await?;
-    Ok(HttpResponse::Ok().json(user_view(user)))
+    Ok(HttpResponse::Ok().json(projection.apply(user_view(user))))
 }
 
 /// A field that may be absent, set, or explicitly `null`.
@@ -252,6 +321,7 @@ fn optional_object(body: &Map<String, Value>, key: &str) -> Result<Option<Map<St
 
 const PATCHABLE: &[&str] = &[
     "email",
+    "username",
     "email_verified",
     "name",
     "given_name",
@@ -281,6 +351,10 @@ pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), Api
         Some(None) => return Err(ApiError::bad_request("email cannot be removed")),
         None => None,
     };
+    let username = match optional_string(&map, "username")? {
+        Some(Some(u)) => Some(Some(validate_username(&u).map_err(|e| ApiError::bad_request(e.to_string()))?)),
+        other => other,
+    };
     let external_id = optional_string(&map, "external_id")?;
     if let Some(Some(id)) = &external_id {
         validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -292,6 +366,7 @@ pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), Api
     };
     let patch = UserPatch {
         email,
+        username,
         email_verified: optional_bool(&map, "email_verified")?,
         name: optional_string(&map, "name")?,
         given_name: optional_string(&map, "given_name")?,
@@ -324,11 +399,12 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
     let (mut patch, password) = parse_user_patch(&body)?;
-    // Credentials, email and the blocked flag decide who can sign in as this user;
-    // app_metadata feeds the attributes applications authorise on, and external_id is how
-    // `sis_user_id:` acting-as finds the user.
+    // Credentials, the login identifiers (email, username) and the blocked flag decide
+    // who can sign in as this user; app_metadata feeds the attributes applications
+    // authorise on, and external_id is how `sis_user_id:` acting-as finds the user.
     let touches_authority = password.is_some()
         || patch.email.is_some()
+        || patch.username.is_some()
         || patch.email_verified.is_some()
         || patch.blocked.is_some()
         || patch.app_metadata.is_some()
@@ -371,6 +447,7 @@ async fn delete(
 }
 
 async fn list_roles(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
@@ -378,6 +455,7 @@ async fn list_roles(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
     caller.require(scopes::READ_ROLES)?;
+    allow_query(&req, &[PAGING])?;
     let id = id.into_inner();
     let page = params.page_request();
     let roles = state
@@ -446,11 +524,14 @@ async fn unassign_roles(
 }
 
 async fn permissions(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
+    params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[PAGING])?;
     let id = id.into_inner();
     let held = state
         .into_inner()
@@ -459,16 +540,12 @@ async fn permissions(
             s.db.user_permissions(&id).map_err(ApiError::from)
         })
         .await?;
-    let body: Vec<Value> = held
-        .into_iter()
-        .map(|(permission, roles)| {
-            let mut view = super::roles::permission_view(&permission);
-            view["sources"] = roles
-                .into_iter()
-                .map(|r| json!({ "source_id": r.id, "source_name": r.name, "source_type": "ROLE" }))
-                .collect();
-            view
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(paged(page_of(held, params.page_request()), params.include_totals, "permissions", |(permission, roles)| {
+        let mut view = super::roles::permission_view(&permission);
+        view["sources"] = roles
+            .into_iter()
+            .map(|r| json!({ "source_id": r.id, "source_name": r.name, "source_type": "ROLE" }))
+            .collect();
+        view
+    }))
 }

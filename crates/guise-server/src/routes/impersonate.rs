@@ -1,5 +1,6 @@
 //! `POST /users/{user_id}/impersonate` (Auth0's legacy impersonation API: answers the URL
-//! as `text/plain`) and `GET /impersonate/redeem` (following the URL).
+//! as `text/plain`) and `GET /users/{impersonator_id}/impersonate?…&bewit=…` (following
+//! the URL; `GET /impersonate/redeem` still follows URLs minted before that shape).
 
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
@@ -11,45 +12,161 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::permission::scopes;
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+const ADDITIONAL: &str = "additionalParameters";
 
 fn text(v: &Value, key: &str) -> Option<String> {
     match v.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
         _ => None,
     }
 }
 
-/// The body as JSON, or a form with `additionalParameters[x]` keys folded into an object.
-fn body_value(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type.starts_with("application/x-www-form-urlencoded") {
-        let mut value = serde_json::json!({ "additionalParameters": {} });
-        for (k, v) in url::form_urlencoded::parse(body) {
-            match k.strip_prefix("additionalParameters[").and_then(|k| k.strip_suffix(']')) {
-                Some(inner) => match value.get_mut("additionalParameters").and_then(Value::as_object_mut) {
-                    Some(extra) => {
-                        extra.insert(inner.to_owned(), Value::String(v.into_owned()));
-                    }
-                    None => return Err(ApiError::bad_request("additionalParameters is given twice")),
-                },
-                None => value[k.as_ref()] = Value::String(v.into_owned()),
+/// Whether two values given for one parameter say the same thing: a form's `"60"` and a
+/// JSON body's `60` do.
+fn same(a: &Value, b: &Value) -> bool {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => match (scalar(a), scalar(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+fn twice(key: &str) -> ApiError {
+    if key == ADDITIONAL || key.starts_with("additionalParameters[") {
+        ApiError::bad_request("additionalParameters is given twice")
+    } else {
+        ApiError::bad_request(format!(
+            "{} is given twice with different values",
+            key.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+/// `additionalParameters` given as a string holding a JSON object (as Auth0's reference
+/// shows it in a query string) is that object.
+fn normalise(key: &str, value: Value) -> Value {
+    match value {
+        Value::String(s) if key == ADDITIONAL && s.trim_start().starts_with('{') => {
+            match serde_json::from_str::<Value>(&s) {
+                Ok(object @ Value::Object(_)) => object,
+                _ => Value::String(s),
             }
         }
-        return Ok(value);
+        other => other,
     }
-    if body.is_empty() {
-        return Ok(serde_json::json!({}));
+}
+
+/// Add one parameter to `into`. The same parameter twice is fine when both say the same
+/// thing; `additionalParameters` objects are merged key by key; anything else is a 400.
+fn put(into: &mut Map<String, Value>, key: &str, value: Value) -> Result<(), ApiError> {
+    let value = normalise(key, value);
+    match into.get_mut(key) {
+        None => {
+            into.insert(key.to_owned(), value);
+            Ok(())
+        }
+        Some(Value::Object(existing)) if key == ADDITIONAL => match value {
+            Value::Object(extra) => {
+                for (k, v) in extra {
+                    match existing.get(&k) {
+                        Some(old) if !same(old, &v) => return Err(twice(ADDITIONAL)),
+                        Some(_) => {}
+                        None => {
+                            existing.insert(k, v);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(twice(ADDITIONAL)),
+        },
+        Some(existing) if same(existing, &value) => Ok(()),
+        Some(_) => Err(twice(key)),
     }
-    serde_json::from_slice(body).map_err(|_| ApiError::bad_request("Invalid request payload JSON format"))
+}
+
+/// A form (or a query string): `additionalParameters[x]` keys fold into an object.
+fn form_into(into: &mut Map<String, Value>, raw: &[u8]) -> Result<(), ApiError> {
+    for (k, v) in url::form_urlencoded::parse(raw) {
+        match k.strip_prefix("additionalParameters[").and_then(|k| k.strip_suffix(']')) {
+            Some(inner) => {
+                let mut extra = Map::new();
+                extra.insert(inner.to_owned(), Value::String(v.into_owned()));
+                put(into, ADDITIONAL, Value::Object(extra))?;
+            }
+            None => put(into, &k, Value::String(v.into_owned()))?,
+        }
+    }
+    Ok(())
+}
+
+/// The body's parameters. Its format is read from its content when the declared type
+/// disagrees (SDKs send JSON as a form and forms as JSON): a body that starts with `{`
+/// is JSON, one that is valid JSON under a JSON content type is JSON, anything else is a
+/// form.
+fn body_params(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let mut params = Map::new();
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Ok(params);
+    }
+    let declared_json = content_type.trim_start().to_ascii_lowercase().starts_with("application/json");
+    let parsed = if trimmed.starts_with(b"{") {
+        Some(
+            serde_json::from_slice::<Value>(trimmed)
+                .map_err(|_| ApiError::bad_request("Invalid request payload JSON format"))?,
+        )
+    } else if declared_json {
+        serde_json::from_slice::<Value>(trimmed).ok()
+    } else {
+        None
+    };
+    match parsed {
+        Some(Value::Object(object)) => {
+            for (k, v) in object {
+                put(&mut params, &k, v)?;
+            }
+        }
+        Some(_) => return Err(ApiError::bad_request("Payload validation error: 'Expected type object'")),
+        None => form_into(&mut params, trimmed)?,
+    }
+    Ok(params)
+}
+
+/// The request's parameters: the query string and the body, merged. A parameter given in
+/// both with different values is a 400.
+fn parameters(query: &str, content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let mut params = Map::new();
+    form_into(&mut params, query.as_bytes())?;
+    for (k, v) in body_params(content_type, body)? {
+        put(&mut params, &k, v)?;
+    }
+    Ok(Value::Object(params))
 }
 
 fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> {
     if !body.is_object() {
         return Err(ApiError::bad_request("Payload validation error: 'Expected type object'"));
     }
-    let extra = body.get("additionalParameters").cloned().unwrap_or(Value::Null);
+    let extra = match body.get(ADDITIONAL) {
+        None | Some(Value::Null) => Value::Null,
+        Some(object @ Value::Object(_)) => object.clone(),
+        Some(_) => return Err(ApiError::bad_request("additionalParameters must be an object")),
+    };
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -83,7 +200,8 @@ pub async fn impersonate(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let scope_granted = caller.claims.has_scope(scopes::IMPERSONATE_USERS);
-    let request = mint_request(user_id.into_inner(), &body_value(&req, &body)?)?;
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let request = mint_request(user_id.into_inner(), &parameters(req.query_string(), content_type, &body)?)?;
     // A call acting as someone may not mint; otherwise the token holder is the first
     // link of the impersonation's chain, with what it holds now.
     let minter = match (caller.holder(), &caller.acting_as) {
@@ -113,6 +231,9 @@ pub async fn impersonate(
     }
 }
 
+/// Following an impersonation URL: `GET /users/{impersonator_id}/impersonate?…&bewit=…`
+/// (Auth0's shape; `redeem` checks the path names the ticket's impersonator), and
+/// `GET /impersonate/redeem?…&bewit=…` for URLs minted before guise used that shape.
 pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let path_and_query = match req.uri().path_and_query() {
         Some(pq) => pq.as_str().to_owned(),

@@ -170,8 +170,17 @@ fn authenticate(
     let fail = |status: StatusCode, message: &str| {
         LoginResult::Failed(login_page(status, &name, record, &email, Some(message), secure))
     };
+    // The identifier is an email when it has an `@` (usernames never do), else a username.
+    let user = match if email.contains('@') { s.db.user_by_email(&email) } else { s.db.user_by_username(&email) } {
+        Ok(user) => Some(user),
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    // One lockout counter per account, whichever identifier was typed; per identifier
+    // for unknown ones.
+    let account = user.as_ref().map_or_else(|| email.clone(), |u| u.email.clone());
     let policy = s.throttle_policy();
-    let keys = [account_key(&email), address_key(meta.source_ip.as_deref().unwrap_or("unknown"))];
+    let keys = [account_key(&account), address_key(meta.source_ip.as_deref().unwrap_or("unknown"))];
     let mut counters = Vec::with_capacity(2);
     for key in &keys {
         counters.push(s.db.throttle_counter(key)?.unwrap_or_else(|| ThrottleCounter::fresh(key, now)));
@@ -184,11 +193,6 @@ fn authenticate(
         return Ok(fail(StatusCode::TOO_MANY_REQUESTS, LOCKED_OUT));
     }
 
-    let user = match s.db.user_by_email(&email) {
-        Ok(user) => Some(user),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
     let stored_hash = match &user {
         Some(u) => s.db.password_hash(&u.user_id)?,
         None => None,

@@ -59,6 +59,11 @@ pub fn client(client_id: &str, app_type: AppType, secret: Option<&str>) -> Clien
         initiate_login_uri: None,
         addons: Map::new(),
         jwt_configuration: Map::new(),
+        web_origins: Vec::new(),
+        allowed_origins: Vec::new(),
+        oidc_conformant: true,
+        logo_uri: None,
+        client_metadata: Map::new(),
         created_at: t0(),
         updated_at: t0(),
     }
@@ -68,6 +73,7 @@ pub fn new_user(user_id: &str, email: &str) -> NewUser {
     NewUser {
         user_id: user_id.to_owned(),
         email: email.to_owned(),
+        username: None,
         email_verified: true,
         name: Some(format!("Name of {email}")),
         given_name: None,

@@ -386,7 +386,12 @@ fn users_are_searched_updated_and_counted_like_the_database_does(backend: Backen
 
     let ids = |q: &str| -> Vec<String> {
         let terms = parse_user_query(q).unwrap();
-        s.search_users(&terms, PageRequest::default(), true).unwrap().items.into_iter().map(|u| u.user_id).collect()
+        s.search_users(&terms, Default::default(), PageRequest::default(), true)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|u| u.user_id)
+            .collect()
     };
     assert_eq!(ids(""), ["guise|bob", ALICE, ADMIN], "newest first, then by id");
     assert_eq!(ids("lovelace"), ["guise|bob"]);
@@ -456,7 +461,7 @@ fn permissions_come_from_roles(backend: Backend) {
 fn clients_are_listed_patched_and_given_secrets(backend: Backend) {
     let w = Tenant::new(backend);
     let s = &w.db;
-    let listed = s.list_clients(PageRequest::new(Some(0), Some(3)), true).unwrap();
+    let listed = s.list_clients(&Default::default(), PageRequest::new(Some(0), Some(3)), true).unwrap();
     assert_eq!((listed.items.len(), listed.total), (3, 4));
     let later = t0() + Duration::minutes(5);
     let patch = guise_core::client::ClientPatch { name: Some("Renamed".into()), ..Default::default() };

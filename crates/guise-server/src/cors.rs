@@ -1,0 +1,98 @@
+//! CORS for the endpoints browser apps call directly: the token endpoint, `/userinfo`
+//! and the JWKS. An origin is allowed when some client registered it in `web_origins`
+//! (Auth0's "Allowed Web Origins"). Credentials (cookies) are never allowed
+//! cross-origin: these endpoints take client authentication, a code with its PKCE
+//! verifier, or a bearer token, so CORS only lets a registered page read an answer it
+//! could already obtain; it grants nothing.
+
+use crate::state::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use guise_core::StoreError;
+use guise_core::client::{ClientFilter, origin_allowed};
+use guise_core::page::PageRequest;
+use guise_core::store::ClientStore;
+
+/// The paths that answer cross-origin requests from registered origins.
+pub const PATHS: &[&str] = &["/oauth/token", "/userinfo", "/.well-known/jwks.json"];
+
+/// Whether any client registered `origin` in its `web_origins`.
+pub fn registered(db: &dyn ClientStore, origin: &str) -> Result<bool, StoreError> {
+    const BATCH: u32 = 100;
+    let mut page = 0;
+    loop {
+        let batch = db.list_clients(&ClientFilter::default(), PageRequest::new(Some(page), Some(BATCH)), false)?;
+        if batch.items.iter().any(|c| origin_allowed(&c.web_origins, origin)) {
+            return Ok(true);
+        }
+        if batch.items.len() < BATCH as usize {
+            return Ok(false);
+        }
+        page += 1;
+    }
+}
+
+fn origin_of(headers: &header::HeaderMap) -> Option<String> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| o.len() <= 2048).map(str::to_owned)
+}
+
+async fn allowed(state: Option<web::Data<AppState>>, origin: &str) -> bool {
+    let Some(state) = state else {
+        return false;
+    };
+    let origin = origin.to_owned();
+    let answer =
+        state.into_inner().blocking(move |s| registered(&s.db, &origin).map_err(crate::error::ApiError::from)).await;
+    match answer {
+        Ok(allowed) => allowed,
+        Err(e) => {
+            tracing::error!(error = %e, "could not check a CORS origin");
+            false
+        }
+    }
+}
+
+/// `OPTIONS` on the CORS paths: the preflight. A registered origin gets the methods and
+/// headers it may use; any other gets no CORS headers, so the browser stops there.
+pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let mut response = HttpResponse::NoContent();
+    response.insert_header((header::VARY, "Origin"));
+    let Some(origin) = origin_of(req.headers()) else {
+        return response.finish();
+    };
+    if !allowed(Some(state), &origin).await {
+        return response.finish();
+    }
+    response
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type"))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish()
+}
+
+/// Middleware: the actual (non-preflight) responses of the CORS paths name a registered
+/// request origin in `Access-Control-Allow-Origin`, errors included, so apps can read
+/// `invalid_grant` as well as tokens.
+pub async fn allow_registered_origins(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let cors = PATHS.contains(&req.path()) && req.method() != actix_web::http::Method::OPTIONS;
+    let origin = if cors { origin_of(req.headers()) } else { None };
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let mut response = next.call(req).await?;
+    if cors {
+        response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    if let Some(origin) = origin
+        && allowed(state, &origin).await
+        && let Ok(value) = HeaderValue::from_str(&origin)
+    {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    Ok(response)
+}
