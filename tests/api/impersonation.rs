@@ -320,6 +320,18 @@ async fn refused_mints_are_audited_and_grant_nothing(app: TestApp) {
             },
             400,
         ),
+        (
+            // Beyond what a chrono Duration holds: refused, not a panic.
+            "ttl beyond any duration",
+            app.token.clone(),
+            target_id.clone(),
+            {
+                let mut b = body(&admin, &client_id);
+                b["ttl"] = json!(i64::MAX);
+                b
+            },
+            400,
+        ),
         ("unknown user", app.token.clone(), "guise|000000000000000000000000".into(), body(&admin, &client_id), 404),
         ("direct delivery to a third party", app.token.clone(), target_id.clone(), body(&admin, &third_party_id), 400),
     ];

@@ -225,4 +225,61 @@ mod tests {
         assert_eq!(verify(&far, &key, 1_000, max), Err(BewitError::TooFarAhead));
         assert_eq!(verify(&far, &key, 1_000_000 - max, max).map(|v| v.exp), Ok(1_000_000));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Whatever follows `?` in a redemption URL, verification answers and never panics.
+            #[test]
+            fn any_query_is_answered(query in "[ -~]{0,200}", now in any::<i64>(), max in any::<i64>()) {
+                if let Ok(url) = Url::parse(&format!("https://idp.example/users/u/impersonate?{query}")) {
+                    let _ = key_id(&url);
+                    let _ = verify(&url, &hawk_key(), now, max);
+                }
+            }
+
+            /// Any bytes as the bewit value (base64url of anything, or not base64 at all).
+            #[test]
+            fn any_bewit_is_answered(raw in proptest::collection::vec(any::<u8>(), 0..120), encode in any::<bool>(), now in any::<i64>()) {
+                let value = if encode { URL_SAFE_NO_PAD.encode(&raw) } else { String::from_utf8_lossy(&raw).into_owned() };
+                let mut url = Url::parse("https://idp.example/users/u/impersonate?client_id=c").unwrap_or_else(|_| unreachable!());
+                url.query_pairs_mut().append_pair("bewit", &value);
+                let _ = verify(&url, &hawk_key(), now, 600);
+            }
+
+            /// Any bewit-shaped contents (`id\\exp\\mac\\ext` with arbitrary parts).
+            #[test]
+            fn any_bewit_fields_are_answered(id in ".{0,20}", exp in ".{0,25}", mac in ".{0,50}", ext in ".{0,20}") {
+                let value = URL_SAFE_NO_PAD.encode(format!("{id}\\{exp}\\{mac}\\{ext}"));
+                let mut url = Url::parse("https://idp.example/x").unwrap_or_else(|_| unreachable!());
+                url.query_pairs_mut().append_pair("bewit", &value);
+                prop_assert!(verify(&url, &hawk_key(), 0, 600).is_err());
+            }
+
+            /// What guise signs verifies, for any path and query values.
+            #[test]
+            fn signed_urls_round_trip(path in "[a-zA-Z0-9/._~-]{0,40}", pairs in proptest::collection::vec(("[a-z_]{1,10}", ".{0,20}"), 0..5), ext in "[ -~]{0,20}") {
+                let mut url = Url::parse("https://idp.example/").unwrap_or_else(|_| unreachable!());
+                url.set_path(&path);
+                for (k, v) in &pairs {
+                    if k != "bewit" {
+                        url.query_pairs_mut().append_pair(k, v);
+                    }
+                }
+                let key = hawk_key();
+                let signed = sign_url(&key, url, 1_600, &ext);
+                prop_assert!(signed.is_some());
+                let verified = signed.map(|u| verify(&u, &key, 1_000, 600));
+                prop_assert_eq!(verified.map(|v| v.map(|v| (v.exp, v.ext))), Some(Ok((1_600, ext))));
+            }
+        }
+    }
 }

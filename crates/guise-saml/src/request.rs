@@ -213,4 +213,69 @@ mod tests {
         let bomb = deflate(&"A".repeat(MAX_XML * 4));
         assert_eq!(decode_redirect(&bomb), Err(RequestError::TooLarge));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        /// An AuthnRequest or LogoutRequest with arbitrary attribute values and children.
+        fn message() -> impl Strategy<Value = String> {
+            (
+                prop_oneof!["samlp:AuthnRequest", "samlp:LogoutRequest", "samlp:Response", "[a-z:]{1,12}"],
+                proptest::option::of(".{0,300}"),
+                proptest::option::of("[ -~]{0,40}"),
+                proptest::option::of("[ -~]{0,40}"),
+                "[ -~]{0,60}",
+            )
+                .prop_map(|(tag, id, issuer, acs, body)| {
+                    let attr = |name: &str, v: &Option<String>| {
+                        v.as_ref().map(|v| format!(r#" {name}="{}""#, v.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;"))).unwrap_or_default()
+                    };
+                    format!(
+                        r#"<{tag} xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"{}{}><saml:Issuer>{}</saml:Issuer>{body}</{tag}>"#,
+                        attr("ID", &id),
+                        attr("AssertionConsumerServiceURL", &acs),
+                        issuer.unwrap_or_default().replace('&', "&amp;").replace('<', "&lt;"),
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Any string as a Redirect- or POST-binding SAMLRequest is decoded or refused.
+            #[test]
+            fn any_encoded_message_is_answered(encoded in "[ -~]{0,400}") {
+                let _ = decode_redirect(&encoded).map(|xml| parse_authn_request(&xml));
+                let _ = decode_post(&encoded).map(|xml| parse_logout_request(&xml));
+            }
+
+            /// Any bytes, base64-encoded (and so past the first check), are decoded or refused.
+            #[test]
+            fn any_bytes_are_answered(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let encoded = STANDARD.encode(&bytes);
+                let _ = decode_redirect(&encoded).map(|xml| parse_authn_request(&xml));
+                let _ = decode_post(&encoded).map(|xml| parse_logout_request(&xml));
+            }
+
+            /// Any XML-ish text is parsed or refused, over both bindings.
+            #[test]
+            fn any_message_is_parsed_or_refused(xml in message()) {
+                let _ = parse_authn_request(&xml);
+                let _ = parse_logout_request(&xml);
+                let _ = decode_redirect(&deflate(&xml)).map(|xml| parse_authn_request(&xml));
+                let _ = decode_post(&STANDARD.encode(&xml)).map(|xml| parse_logout_request(&xml));
+            }
+
+            /// Any raw query string is checked for a Redirect-binding signature without a panic.
+            #[test]
+            fn any_query_signature_is_answered(query in "(SAMLRequest=|RelayState=|SigAlg=|Signature=|&|%[0-9A-F]{2}|[ -~]){0,80}") {
+                prop_assert!(verify_redirect_signature(&query, "not a certificate").is_err());
+            }
+        }
+    }
 }
