@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bewit_keys;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod flow;
 pub mod impersonation;

@@ -207,6 +207,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::edge::reject_unstorable))
             .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())

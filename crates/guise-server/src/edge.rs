@@ -1,0 +1,192 @@
+//! Checks at the edge, before any handler: input the database cannot store is refused
+//! with the protocol's own `400`, so both backends answer alike.
+//!
+//! PostgreSQL `text` cannot hold a NUL character (SQLite can), so a NUL that reached a
+//! query was a `500` on PostgreSQL and a quiet success on SQLite. `reject_unstorable`
+//! looks for NUL in the path, the query string and form or JSON bodies (raw, `%00` or
+//! `\u0000`) and answers as the endpoint's protocol does: an OAuth error object under
+//! `/oauth/` and `/userinfo`, Auth0's JSON under `/api/v2/` and `/users/`, the error
+//! page everywhere else (the browser routes).
+
+use crate::error::ApiError;
+use crate::routes::oauth::OAuthResponseError;
+use crate::state::AppState;
+use crate::web::pages::error_page;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
+use futures_util::StreamExt;
+use guise_oidc::OAuthError;
+
+const NUL_MESSAGE: &str = "The request contains a NUL character, which is not allowed";
+
+/// Which error shape a path's protocol prescribes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// RFC 6749 `{"error", "error_description"}`.
+    OAuth,
+    /// Auth0's `{statusCode, error, message, errorCode}`.
+    Management,
+    /// The HTML error page.
+    Browser,
+}
+
+impl Protocol {
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/oauth/") || path.starts_with("/userinfo") {
+            Protocol::OAuth
+        } else if path.starts_with("/api/") || path.starts_with("/users/") {
+            Protocol::Management
+        } else {
+            Protocol::Browser
+        }
+    }
+
+    /// A `400` in this protocol's shape about the URL (`in_body: false`) or the body.
+    pub fn bad_request(self, in_body: bool, description: &str) -> HttpResponse {
+        match self {
+            Protocol::Management => {
+                let code = if in_body { "invalid_body" } else { "invalid_query_string" };
+                ApiError::new(StatusCode::BAD_REQUEST, code, description).error_response()
+            }
+            _ => self.error(StatusCode::BAD_REQUEST, description),
+        }
+    }
+
+    /// An error of `status` in this protocol's shape.
+    pub fn error(self, status: StatusCode, description: &str) -> HttpResponse {
+        match self {
+            Protocol::OAuth => OAuthResponseError {
+                error: OAuthError::invalid_request(description),
+                basic_attempted: false,
+                status: Some(status),
+            }
+            .error_response(),
+            Protocol::Management => {
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    StatusCode::URI_TOO_LONG => "uri_too_long",
+                    _ => "invalid_request",
+                };
+                ApiError::new(status, code, description).error_response()
+            }
+            Protocol::Browser => error_page(status, "invalid_request", description).into_response(),
+        }
+    }
+}
+
+/// Whether raw (still percent-encoded) URL text decodes to a NUL anywhere.
+fn url_has_nul(raw: &str) -> bool {
+    raw.contains("%00") || raw.contains('\0')
+}
+
+/// Whether a JSON document holds a NUL in any string or key.
+fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Whether a request body of `content_type` decodes to a NUL anywhere.
+pub fn body_has_nul(content_type: &str, body: &[u8]) -> bool {
+    if body.contains(&0) {
+        return true;
+    }
+    let content_type = content_type.to_ascii_lowercase();
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        return body.windows(3).any(|w| w == b"%00");
+    }
+    if content_type.starts_with("application/json") && body.windows(6).any(|w| w == b"\\u0000") {
+        // Only a real `\u0000` escape counts (not `\\u0000`): parse and look.
+        return serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| json_has_nul(&v));
+    }
+    false
+}
+
+/// Read up to `limit` bytes of the body; the payload is put back whole either way.
+async fn peek_body(req: &mut ServiceRequest, limit: usize) -> Option<web::Bytes> {
+    let mut payload = req.take_payload();
+    let mut buffered = web::BytesMut::new();
+    let mut failure = None;
+    let mut complete = true;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(chunk) => {
+                buffered.extend_from_slice(&chunk);
+                if buffered.len() > limit {
+                    complete = false;
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                complete = false;
+                break;
+            }
+        }
+    }
+    let bytes = buffered.freeze();
+    let head = futures_util::stream::once(std::future::ready(Ok(bytes.clone())));
+    type Boxed = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<web::Bytes, PayloadError>>>>;
+    let stream: Boxed = match failure {
+        Some(e) => Box::pin(head.chain(futures_util::stream::once(std::future::ready(Err(e))))),
+        None => Box::pin(head.chain(payload)),
+    };
+    req.set_payload(Payload::Stream { payload: stream });
+    complete.then_some(bytes)
+}
+
+/// Refuse input the database cannot store (NUL) with the protocol's own `400`.
+pub async fn reject_unstorable(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let protocol = Protocol::of_path(req.path());
+    let in_url = url_has_nul(req.uri().path()) || req.uri().query().is_some_and(url_has_nul);
+    let mut in_body = false;
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    if !in_url && (content_type.contains("json") || content_type.contains("form-urlencoded")) {
+        let limit = req.app_data::<web::Data<AppState>>().map_or(64 * 1024, |s| s.config.max_body_bytes);
+        if let Some(body) = peek_body(&mut req, limit).await {
+            in_body = body_has_nul(&content_type, &body);
+        }
+    }
+    if in_url || in_body {
+        let response = protocol.bad_request(in_body, NUL_MESSAGE);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_found_however_it_is_written() {
+        assert!(url_has_nul("client_id=a%00b"));
+        assert!(!url_has_nul("client_id=a%2500b"));
+        assert!(body_has_nul("application/x-www-form-urlencoded", b"a=%00"));
+        assert!(body_has_nul("application/json", br#"{"name":"a\u0000b"}"#));
+        assert!(body_has_nul("application/json", br#"{"a\u0000":1}"#));
+        assert!(!body_has_nul("application/json", br#"{"name":"a\\u0000b"}"#));
+        assert!(body_has_nul("text/plain", b"a\0b"));
+        assert!(!body_has_nul("application/json", br#"{"name":"ab"}"#));
+    }
+
+    #[test]
+    fn paths_choose_the_error_shape() {
+        assert_eq!(Protocol::of_path("/oauth/token"), Protocol::OAuth);
+        assert_eq!(Protocol::of_path("/api/v2/users"), Protocol::Management);
+        assert_eq!(Protocol::of_path("/users/x/impersonate"), Protocol::Management);
+        assert_eq!(Protocol::of_path("/samlp/x"), Protocol::Browser);
+    }
+}
