@@ -2,7 +2,8 @@
 //! faults. Every answer is the protocol's own error, alike on both backends.
 
 use crate::both_backends;
-use crate::helpers::TestApp;
+use crate::browser::{Browser, CALLBACK, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user, web_client};
+use crate::helpers::{Backend, TestApp, spawn_app, split};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -117,4 +118,139 @@ async fn nul_characters_are_refused_at_the_edge_in_each_protocol_s_shape(app: Te
     // Nothing was stored on either backend.
     let (_, users) = app.get("/api/v2/users?q=email:nul@example.com").await;
     assert_eq!(users.as_array().map(Vec::len), Some(0), "{users}");
+}
+
+/// One round's outcome: how many of the two concurrent requests won, and whether a
+/// winner's tokens were still alive afterwards.
+#[derive(Debug, Default)]
+struct RaceTally {
+    rounds: usize,
+    single_winner: usize,
+    both_refused: usize,
+    winner_kept_tokens: usize,
+}
+
+/// Whether an access token is active (introspection) or a refresh token still refreshes.
+async fn tokens_alive(app: &TestApp, client: (&str, &str), body: &Value) -> bool {
+    let access = body["access_token"].as_str().expect("access_token");
+    let (_, introspected) = split(
+        app.http
+            .post(app.url("/oauth/introspect"))
+            .basic_auth(client.0, Some(client.1))
+            .form(&[("token", access)])
+            .send()
+            .await
+            .expect("introspect"),
+    )
+    .await;
+    let refreshed = match body["refresh_token"].as_str() {
+        Some(refresh) => {
+            app.http
+                .post(app.url("/oauth/token"))
+                .basic_auth(client.0, Some(client.1))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+                .send()
+                .await
+                .expect("refresh")
+                .status()
+                == 200
+        }
+        None => false,
+    };
+    introspected["active"] == true || refreshed
+}
+
+/// Send the same token request to two nodes at once; tally the outcome.
+async fn race(app: &TestApp, other: &str, client: (&str, &str), form: &[(&str, &str)], tally: &mut RaceTally) {
+    let send = |base: String| {
+        let request = app.http.post(format!("{base}/oauth/token")).basic_auth(client.0, Some(client.1)).form(form);
+        async move { split(request.send().await.expect("token request")).await }
+    };
+    let (a, b) = tokio::join!(send(app.base.clone()), send(other.to_owned()));
+    tally.rounds += 1;
+    let winners: Vec<&Value> = [&a, &b].into_iter().filter(|(s, _)| *s == 200).map(|(_, body)| body).collect();
+    for (status, body) in [&a, &b] {
+        assert!(*status == 200 || (*status == 400 && body["error"] == "invalid_grant"), "{status} {body}");
+    }
+    match winners.as_slice() {
+        [] => tally.both_refused += 1,
+        [winner] => {
+            tally.single_winner += 1;
+            if tokens_alive(app, client, winner).await {
+                tally.winner_kept_tokens += 1;
+            }
+        }
+        _ => panic!("both requests won: {a:?} {b:?}"),
+    }
+}
+
+/// The same code, and then the same refresh token, sent to two nodes at once: at most
+/// one wins, and a detected reuse leaves no live token, however the two interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reuse_detection_between_two_nodes_revokes_the_winner_s_tokens() {
+    let app = spawn_app(Backend::Postgres).await;
+    let other = app.second_node().await;
+    user(&app).await;
+    let (client_id, secret) = web_client(&app, json!({})).await;
+    let client = (client_id.as_str(), secret.as_str());
+    let browser = Browser::new();
+    let url = authorize_url(
+        &app,
+        &[
+            ("response_type", "code"),
+            ("client_id", &client_id),
+            ("redirect_uri", CALLBACK),
+            ("scope", "openid offline_access"),
+        ],
+    );
+    let mut page = browser.login_via(&app, &url, USER_EMAIL, USER_PASSWORD).await;
+    let mut codes = RaceTally::default();
+    let mut refreshes = RaceTally::default();
+    for round in 0..ROUNDS {
+        if round > 0 {
+            page = browser.get(&url).await;
+        }
+        let page = browser.follow(&app, page_clone(&page)).await;
+        let code = callback_params(page.location.as_deref().expect("callback")).remove("code").expect("a code");
+        let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)];
+        race(&app, &other, client, &form, &mut codes).await;
+
+        // A fresh family, then its refresh token raced.
+        page_for_refresh(&app, &browser, &url, client, &other, &mut refreshes).await;
+    }
+    eprintln!("codes: {codes:?}\nrefresh tokens: {refreshes:?}");
+    assert_eq!(codes.winner_kept_tokens, 0, "a replayed code's winner kept its tokens: {codes:?}");
+    assert_eq!(refreshes.winner_kept_tokens, 0, "a reused refresh token's winner kept its tokens: {refreshes:?}");
+}
+
+const ROUNDS: usize = 15;
+
+fn page_clone(page: &crate::browser::Page) -> crate::browser::Page {
+    crate::browser::Page { status: page.status, location: page.location.clone(), body: page.body.clone() }
+}
+
+/// Get a refresh token through a code on one node, then race its use on both.
+async fn page_for_refresh(
+    app: &TestApp,
+    browser: &Browser,
+    url: &str,
+    client: (&str, &str),
+    other: &str,
+    tally: &mut RaceTally,
+) {
+    let page = browser.follow(app, browser.get(url).await).await;
+    let code = callback_params(page.location.as_deref().expect("callback")).remove("code").expect("a code");
+    let (status, body) = split(
+        app.http
+            .post(app.url("/oauth/token"))
+            .basic_auth(client.0, Some(client.1))
+            .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", CALLBACK)])
+            .send()
+            .await
+            .expect("exchange"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().expect("refresh_token").to_owned();
+    race(app, other, client, &[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())], tally).await;
 }

@@ -156,6 +156,15 @@ fn revoke_descendants_of_code(conn: &mut AnyConnection, code_hash: &str, at: i64
     Ok(())
 }
 
+/// Revoke what a code issued, twice: on PostgreSQL the first pass locks the rows it
+/// sees (among them the parent of any rotation in flight, whose confirmation then waits
+/// and finds it revoked); the second, a later snapshot, finds the rows a rotation recorded
+/// before confirming ahead of the first pass.
+fn revoke_code_descendants_twice(conn: &mut AnyConnection, code_hash: &str, at: i64) -> DbResult<()> {
+    revoke_descendants_of_code(conn, code_hash, at)?;
+    revoke_descendants_of_code(conn, code_hash, at)
+}
+
 impl AuthorizationCodeStore for Database {
     fn save_code(&self, c: AuthorizationCode) -> StoreResult<()> {
         let row = CodeRow {
@@ -197,9 +206,35 @@ impl AuthorizationCodeStore for Database {
                 if claimed == 1 {
                     Ok(CodeRedemption::Redeemed(row.into()))
                 } else {
-                    revoke_descendants_of_code(conn, code_hash, now)?;
+                    // Mark the replay first: the row lock orders it against the winner's
+                    // `confirm_code_issue`, so either the winner sees the mark, or the
+                    // revocation below (later statements) sees the winner's rows.
+                    diesel::update(authorization_codes::table.find(code_hash))
+                        .set(authorization_codes::replayed_at.eq(now))
+                        .execute(conn)?;
+                    revoke_code_descendants_twice(conn, code_hash, now)?;
                     Ok(CodeRedemption::Replayed(row.into()))
                 }
+            })
+        })
+    }
+
+    fn confirm_code_issue(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let now = millis(now);
+        run(|| {
+            let mut conn = self.conn()?;
+            conn.transaction(|conn| {
+                // Touch the row: this waits for a replay's transaction holding it.
+                diesel::update(authorization_codes::table.find(code_hash))
+                    .set(authorization_codes::consumed_at.eq(authorization_codes::consumed_at))
+                    .execute(conn)?;
+                let replayed: Option<i64> =
+                    authorization_codes::table.find(code_hash).select(authorization_codes::replayed_at).first(conn)?;
+                if replayed.is_some() {
+                    revoke_descendants_of_code(conn, code_hash, now)?;
+                    return Ok(false);
+                }
+                Ok(true)
             })
         })
     }

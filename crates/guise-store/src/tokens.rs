@@ -115,10 +115,38 @@ impl TokenStore for Database {
                     return Ok(RefreshRedemption::Rotated(row.into()));
                 }
                 if row.revoked_at.is_none() && row.used_at.is_some() {
+                    // Twice: the first pass locks every member it sees — among them the
+                    // parent of a rotation in flight, whose `confirm_rotation` then waits
+                    // and finds it revoked — and the second, a later snapshot on
+                    // PostgreSQL, finds what a rotation recorded before confirming ahead
+                    // of the first pass.
+                    revoke_family(conn, &row.family_id, now)?;
                     revoke_family(conn, &row.family_id, now)?;
                     return Ok(RefreshRedemption::Reused(row.into()));
                 }
                 Ok(RefreshRedemption::Dead(row.into()))
+            })
+        })
+    }
+
+    fn confirm_rotation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let now = millis(now);
+        run(|| {
+            let mut conn = self.conn()?;
+            conn.transaction(|conn| {
+                // Touch the rotated token unless revoked: waits for a reuse's transaction
+                // that locked it, then sees its revocation.
+                let live =
+                    diesel::update(refresh_tokens::table.find(token_hash).filter(refresh_tokens::revoked_at.is_null()))
+                        .set(refresh_tokens::used_at.eq(refresh_tokens::used_at))
+                        .execute(conn)?;
+                if live == 1 {
+                    return Ok(true);
+                }
+                let family: String =
+                    refresh_tokens::table.find(token_hash).select(refresh_tokens::family_id).first(conn)?;
+                revoke_family(conn, &family, now)?;
+                Ok(false)
             })
         })
     }

@@ -8,7 +8,7 @@ mod refresh_token;
 
 pub use authorization_code::AuthorizationCodeGrant;
 pub use client_credentials::ClientCredentialsGrant;
-pub use issue::{UserGrant, hash_secret, issue_user_tokens};
+pub use issue::{Claimed, UserGrant, hash_secret, issue_user_tokens};
 pub use refresh_token::RefreshTokenGrant;
 
 use crate::OidcSettings;

@@ -73,6 +73,8 @@ struct Tables {
     /// Keyed by the hash of the session cookie.
     sessions: BTreeMap<String, Session>,
     codes: BTreeMap<String, AuthorizationCode>,
+    /// Codes whose replay was detected (`authorization_codes.replayed_at`).
+    replayed_codes: BTreeSet<String>,
     refresh_tokens: BTreeMap<String, RefreshTokenRecord>,
     access_tokens: BTreeMap<String, AccessTokenRecord>,
     audit_log: Vec<AuditRecord>,
@@ -91,6 +93,7 @@ impl Default for Tables {
             user_roles: BTreeSet::new(),
             sessions: BTreeMap::new(),
             codes: BTreeMap::new(),
+            replayed_codes: BTreeSet::new(),
             refresh_tokens: BTreeMap::new(),
             access_tokens: BTreeMap::new(),
             audit_log: Vec::new(),
@@ -837,6 +840,18 @@ impl SessionStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Every refresh token stored, for tests that look past the traits.
+    pub fn refresh_families_for_tests(&self) -> Vec<RefreshTokenRecord> {
+        self.read(|t| Ok(t.refresh_tokens.values().cloned().collect())).unwrap_or_default()
+    }
+
+    /// Every access-token record stored.
+    pub fn access_tokens_for_tests(&self) -> Vec<AccessTokenRecord> {
+        self.read(|t| Ok(t.access_tokens.values().cloned().collect())).unwrap_or_default()
+    }
+}
+
 impl AuthorizationCodeStore for MemoryStore {
     fn save_code(&self, code: AuthorizationCode) -> StoreResult<()> {
         self.transaction(|t| {
@@ -871,8 +886,19 @@ impl AuthorizationCodeStore for MemoryStore {
                 return Ok(CodeRedemption::Redeemed(code.clone()));
             }
             let code = code.clone();
+            t.replayed_codes.insert(code_hash.to_owned());
             t.revoke_descendants_of_code(code_hash, now);
             Ok(CodeRedemption::Replayed(code))
+        })
+    }
+
+    fn confirm_code_issue(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.transaction(|t| {
+            if t.replayed_codes.contains(code_hash) {
+                t.revoke_descendants_of_code(code_hash, ms(now));
+                return Ok(false);
+            }
+            Ok(true)
         })
     }
 }
@@ -916,6 +942,18 @@ impl TokenStore for MemoryStore {
                 return Ok(RefreshRedemption::Reused(record));
             }
             Ok(RefreshRedemption::Dead(record))
+        })
+    }
+
+    fn confirm_rotation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.transaction(|t| {
+            let record = t.refresh_tokens.get(token_hash).ok_or(StoreError::NotFound)?;
+            if record.revoked_at.is_none() {
+                return Ok(true);
+            }
+            let family = record.family_id.clone();
+            t.revoke_family(&family, ms(now));
+            Ok(false)
         })
     }
 

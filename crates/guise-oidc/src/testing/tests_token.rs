@@ -6,8 +6,10 @@ use crate::error::OAuthErrorCode;
 use crate::id_token;
 use crate::revocation::{introspect, revoke};
 use crate::userinfo::{UserInfoError, userinfo, verify_user_token};
-use guise_core::authorization::AuthorizationCode;
-use guise_core::store::{SessionStore, TokenStore, UserStore};
+use guise_core::authorization::{
+    AccessTokenRecord, AuthorizationCode, CodeRedemption, RefreshRedemption, RefreshTokenRecord,
+};
+use guise_core::store::{AuthorizationCodeStore, SessionStore, StoreResult, TokenStore, UserStore};
 use guise_core::user::{Attribution, UserPatch};
 use serde_json::json;
 
@@ -539,6 +541,94 @@ fn reusing_a_rotated_refresh_token_revokes_the_whole_family() {
     assert_eq!(reused.event.subject.as_deref(), Some(ALICE));
     assert_eq!(reused.event.details, json!({ "family_id": refresh_record(&w, &old).family_id }));
     w.assert_chain_verifies();
+}
+
+/// A store on which a second request redeems the same code or refresh token right after
+/// this one claimed it, before this one has recorded what it issues: the interleaving two
+/// nodes produce when the same credential reaches both at once.
+struct ReuseRightAfterClaim<'a> {
+    inner: &'a memory::MemoryStore,
+    at: DateTime<Utc>,
+}
+
+impl AuthorizationCodeStore for ReuseRightAfterClaim<'_> {
+    fn save_code(&self, code: AuthorizationCode) -> StoreResult<()> {
+        self.inner.save_code(code)
+    }
+    fn consume_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<CodeRedemption> {
+        let won = self.inner.consume_code(code_hash, now)?;
+        assert!(matches!(self.inner.consume_code(code_hash, self.at)?, CodeRedemption::Replayed(_)));
+        Ok(won)
+    }
+    fn confirm_code_issue(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.inner.confirm_code_issue(code_hash, now)
+    }
+}
+
+impl TokenStore for ReuseRightAfterClaim<'_> {
+    fn save_refresh_token(&self, record: RefreshTokenRecord) -> StoreResult<()> {
+        self.inner.save_refresh_token(record)
+    }
+    fn use_refresh_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<RefreshRedemption> {
+        let won = self.inner.use_refresh_token(token_hash, now)?;
+        assert!(matches!(self.inner.use_refresh_token(token_hash, self.at)?, RefreshRedemption::Reused(_)));
+        Ok(won)
+    }
+    fn confirm_rotation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.inner.confirm_rotation(token_hash, now)
+    }
+    fn refresh_token(&self, token_hash: &str) -> StoreResult<RefreshTokenRecord> {
+        self.inner.refresh_token(token_hash)
+    }
+    fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.revoke_refresh_family(family_id, now)
+    }
+    fn record_access_token(&self, record: AccessTokenRecord) -> StoreResult<()> {
+        self.inner.record_access_token(record)
+    }
+    fn access_token_record(&self, jti: &str) -> StoreResult<AccessTokenRecord> {
+        self.inner.access_token_record(jti)
+    }
+    fn revoke_access_token(&self, jti: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.revoke_access_token(jti, now)
+    }
+}
+
+#[test]
+fn a_reuse_detected_while_the_winner_issues_leaves_no_live_token() {
+    // The code: the replay lands between the winner's claim and its recording.
+    let w = World::new();
+    w.save_code(w.code("code-1", WEB_APP, SID, ALICE, FULL_SCOPE));
+    let racing = ReuseRightAfterClaim { inner: &w.store, at: t0() };
+    let mut ctx = w.ctx(t0());
+    ctx.codes = &racing;
+    assert_error(
+        grant::exchange(&grant::handlers(), &code_request("code-1"), &ctx),
+        OAuthErrorCode::InvalidGrant,
+        "Invalid authorization code",
+    );
+    let families: Vec<_> = w.store.refresh_families_for_tests();
+    assert!(!families.is_empty(), "the winner recorded a family before confirming");
+    assert!(families.iter().all(|r| r.revoked_at.is_some()), "{families:?}");
+    assert!(w.store.access_tokens_for_tests().iter().all(|a| a.revoked_at.is_some()));
+
+    // The refresh token: the reuse lands between the rotation's claim and its recording.
+    let w = World::new();
+    let first = first_exchange(&w);
+    let old = first.refresh_token.clone().unwrap();
+    let t1 = t0() + Duration::minutes(1);
+    let racing = ReuseRightAfterClaim { inner: &w.store, at: t1 };
+    let mut ctx = w.ctx(t1);
+    ctx.tokens = &racing;
+    assert_error(
+        grant::exchange(&grant::handlers(), &refresh_request(&old), &ctx),
+        OAuthErrorCode::InvalidGrant,
+        "Unknown or invalid refresh token",
+    );
+    let family = w.store.refresh_families_for_tests();
+    assert_eq!(family.len(), 2, "the rotation recorded its successor before confirming");
+    assert!(family.iter().all(|r| r.revoked_at.is_some()), "{family:?}");
+    assert!(w.store.access_tokens_for_tests().iter().all(|a| a.revoked_at.is_some()));
 }
 
 #[test]
