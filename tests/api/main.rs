@@ -17,6 +17,7 @@ mod logs;
 mod oidc;
 mod oidc_checks;
 mod ops;
+mod proxy;
 mod reliability;
 mod roles;
 mod saml;

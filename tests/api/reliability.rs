@@ -254,3 +254,46 @@ async fn page_for_refresh(
     let refresh = body["refresh_token"].as_str().expect("refresh_token").to_owned();
     race(app, other, client, &[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())], tally).await;
 }
+
+/// Every connection in the pool dies at once (the proxy resets them, as a PostgreSQL
+/// restart or failover does): no request sees it — reads, token issuing and audited
+/// writes all answer as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_of_every_database_connection_costs_no_request() {
+    let proxy = crate::proxy::TcpProxy::start(crate::proxy::postgres_address()).await;
+    let app = crate::helpers::spawn_app_with(Backend::Postgres, |c| {
+        c.database_url = c.database_url.as_deref().map(|url| proxy.route(url));
+        c.db_max_connections = 8;
+    })
+    .await;
+    let users = || async { app.get("/api/v2/users").await.0 };
+    // Fill the pool: eight concurrent requests hold eight connections.
+    let warm: Vec<u16> = futures_util::future::join_all((0..16).map(|_| users())).await;
+    assert!(warm.iter().all(|s| *s == 200), "{warm:?}");
+
+    proxy.reset_all();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let mut statuses = Vec::new();
+    for round in 0..12 {
+        statuses.push(("read", users().await));
+        let (status, _) = split(
+            app.http
+                .post(app.url("/oauth/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", app.management_client_id.as_str()),
+                    ("client_secret", app.management_client_secret.as_str()),
+                ])
+                .send()
+                .await
+                .expect("token request"),
+        )
+        .await;
+        statuses.push(("token", status));
+        let (status, _) = app.post("/api/v2/roles", &json!({ "name": format!("role-{round}") })).await;
+        statuses.push(("audited write", status));
+    }
+    let failed: Vec<_> = statuses.iter().filter(|(_, s)| *s >= 500).collect();
+    assert!(failed.is_empty(), "requests failed after the reset: {failed:?} of {statuses:?}");
+}

@@ -2,7 +2,7 @@
 //! settings (WAL, busy timeout, foreign keys), embedded migrations, and the write
 //! transaction that appends audit events atomically with the change they describe.
 
-use crate::convert::{DbError, DbResult};
+use crate::convert::{DbError, DbResult, is_connection_lost};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -12,7 +12,13 @@ use guise_core::StoreError;
 use guise_core::audit::{AuditEvent, AuditRecord, chain_hash};
 use guise_core::store::StoreResult;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+/// After a lost connection, how long checkouts are checked (`SELECT 1`) before use: the
+/// other pooled connections most likely went with it (a restart, a failover, a reset).
+const CHECK_AFTER_LOSS: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -87,6 +93,8 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqliteSettings 
 pub struct Database {
     pool: Pool<ConnectionManager<AnyConnection>>,
     backend: Backend,
+    /// When a connection was last found lost (Unix ms; 0: never).
+    lost_at: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Database {
@@ -115,7 +123,7 @@ impl Database {
             .connection_customizer(Box::new(SqliteSettings))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
-        let db = Database { pool, backend: url.backend() };
+        let db = Database { pool, backend: url.backend(), lost_at: Arc::new(AtomicI64::new(0)) };
         if db.backend == Backend::Sqlite {
             // WAL persists in the file; set once, so readers never block the writer.
             let mut conn = db.conn().map_err(|e| e.0)?;
@@ -125,8 +133,43 @@ impl Database {
         Ok(db)
     }
 
-    pub(crate) fn conn(&self) -> DbResult<Conn> {
+    fn checkout(&self) -> DbResult<Conn> {
         self.pool.get().map_err(|e| DbError(StoreError::Backend(format!("no database connection: {e}"))))
+    }
+
+    /// A pooled connection. Normally unchecked (a ping per checkout cost three round
+    /// trips per token); for [`CHECK_AFTER_LOSS`] after a connection was found lost,
+    /// each is checked with `SELECT 1` first, and a dead one is dropped (diesel marks it
+    /// broken, r2d2 discards it) for the next.
+    pub(crate) fn conn(&self) -> DbResult<Conn> {
+        let lost_at = self.lost_at.load(Ordering::Relaxed);
+        if lost_at == 0 || chrono::Utc::now().timestamp_millis() - lost_at > CHECK_AFTER_LOSS.num_milliseconds() {
+            return self.checkout();
+        }
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = self.checkout()?;
+            if conn.batch_execute("SELECT 1").is_ok() {
+                return Ok(conn);
+            }
+        }
+        self.checkout()
+    }
+
+    /// Run a store operation written with `?` over diesel errors. An operation that
+    /// failed because its connection was lost — the database restarted, failed over, or
+    /// the network reset idle connections — runs once more on a checked connection, so
+    /// no request sees a dead pooled connection. (A connection lost after the server
+    /// committed, before it answered, makes the retry meet its own change: a replayed
+    /// single-use claim then reads as a reuse and revokes, the safe direction.)
+    pub(crate) fn run<T>(&self, mut operation: impl FnMut() -> DbResult<T>) -> StoreResult<T> {
+        match operation() {
+            Err(DbError(e)) if is_connection_lost(&e) => {
+                self.lost_at.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                tracing::warn!(error = %e, "database connection lost; retrying on a checked connection");
+                operation().map_err(|e| e.0)
+            }
+            other => other.map_err(|e| e.0),
+        }
     }
 
     /// Apply pending migrations; on PostgreSQL under an advisory lock, so nodes starting
