@@ -297,3 +297,116 @@ async fn a_reset_of_every_database_connection_costs_no_request() {
     let failed: Vec<_> = statuses.iter().filter(|(_, s)| *s >= 500).collect();
     assert!(failed.is_empty(), "requests failed after the reset: {failed:?} of {statuses:?}");
 }
+
+/// While the database is unreachable every protocol answers `503` with `Retry-After` in
+/// its own shape, within the acquire timeout; `/readyz` says not ready; when the
+/// database is back, so is the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_is_a_prompt_503_in_each_protocol_s_shape() {
+    let proxy = crate::proxy::TcpProxy::start(crate::proxy::postgres_address()).await;
+    let app = crate::helpers::spawn_app_with(Backend::Postgres, |c| {
+        c.database_url = c.database_url.as_deref().map(|url| proxy.route(url));
+        c.db_acquire_timeout_ms = 500;
+    })
+    .await;
+    let (client_id, _) = web_client(&app, json!({})).await;
+    let authorize = authorize_url(
+        &app,
+        &[("response_type", "code"), ("client_id", &client_id), ("redirect_uri", CALLBACK), ("scope", "openid")],
+    );
+    assert_eq!(app.get("/api/v2/users").await.0, 200);
+
+    proxy.set_down(true);
+    proxy.reset_all();
+    let token_form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", app.management_client_id.as_str()),
+        ("client_secret", app.management_client_secret.as_str()),
+    ];
+    let requests: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("management", app.http.get(app.url("/api/v2/users")).bearer_auth(&app.token)),
+        ("token", app.http.post(app.url("/oauth/token")).form(&token_form)),
+        ("authorize", app.http.get(&authorize)),
+        ("readyz", app.http.get(app.url("/readyz"))),
+    ];
+    for (name, request) in requests {
+        let started = std::time::Instant::now();
+        let response = request.send().await.expect("request");
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 503, "{name}: {text}");
+        assert!(elapsed < std::time::Duration::from_secs(3), "{name} took {elapsed:?}");
+        match name {
+            "management" => {
+                let body: Value = serde_json::from_str(&text).expect("Auth0 JSON");
+                assert_eq!(
+                    (body["statusCode"].as_u64(), body["errorCode"].as_str()),
+                    (Some(503), Some("temporarily_unavailable"))
+                );
+                assert_eq!(retry_after.as_deref(), Some("5"));
+            }
+            "token" => {
+                let body: Value = serde_json::from_str(&text).expect("OAuth JSON");
+                assert_eq!(body["error"], "temporarily_unavailable");
+                assert_eq!(retry_after.as_deref(), Some("5"));
+            }
+            "authorize" => {
+                assert!(text.contains("temporarily unavailable"), "{text}");
+                assert_eq!(retry_after.as_deref(), Some("5"));
+            }
+            _ => assert!(text.contains("unavailable"), "{text}"),
+        }
+    }
+
+    proxy.set_down(false);
+    let mut back = false;
+    for _ in 0..20 {
+        if app.get("/api/v2/users").await.0 == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(back, "the service recovers when the database does");
+    assert_eq!(app.http.get(app.url("/readyz")).send().await.expect("readyz").status().as_u16(), 200);
+}
+
+/// A `postgres://` URL is PostgreSQL only: an unreachable server or a missing database is
+/// named as such, never "Invalid connection url for multiconnection", and no SQLite
+/// file is opened in its stead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = {
+        // A port nothing listens on: bind one, note it, close it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let missing_db = {
+        let mut url = url::Url::parse(&crate::helpers::postgres_admin_url()).unwrap();
+        url.set_path("/guise_no_such_database");
+        url.to_string()
+    };
+    for (url, expected) in
+        [(format!("postgres://postgres@127.0.0.1:{refused}/guise"), "refused"), (missing_db, "does not exist")]
+    {
+        let started = std::time::Instant::now();
+        let error = guise_server::Application::build(guise_server::Config {
+            database_url: Some(url.clone()),
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().to_path_buf(),
+            db_acquire_timeout_ms: 1_000,
+            ..Default::default()
+        })
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(error.to_lowercase().contains(expected), "{url}: {error}");
+        assert!(!error.contains("multiconnection"), "{url}: {error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{url}: {:?}", started.elapsed());
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no SQLite file was created");
+}

@@ -21,6 +21,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub access_token_lifetime_secs: i64,
     pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered `503`
+    /// (the database is down or every connection is busy), in milliseconds.
+    pub db_acquire_timeout_ms: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// HTTP worker threads; 0 means one per core.
@@ -64,6 +67,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             access_token_lifetime_secs: 86_400,
             db_max_connections: 16,
+            db_acquire_timeout_ms: 2_000,
             trust_forwarded_for: false,
             workers: 0,
             id_token_lifetime_secs: 36_000,

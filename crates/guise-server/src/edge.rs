@@ -80,6 +80,52 @@ impl Protocol {
     }
 }
 
+/// `Retry-After` of a `503` while the database is unreachable, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+const UNAVAILABLE_MESSAGE: &str = "The service is temporarily unavailable; try again shortly";
+
+impl Protocol {
+    /// `503` with `Retry-After`, in this protocol's shape (`temporarily_unavailable`).
+    pub fn unavailable(self) -> HttpResponse {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = match self {
+            Protocol::OAuth => HttpResponse::build(status)
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .json(serde_json::json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": UNAVAILABLE_MESSAGE,
+                })),
+            Protocol::Management => {
+                ApiError::new(status, "temporarily_unavailable", UNAVAILABLE_MESSAGE).error_response()
+            }
+            Protocol::Browser => error_page(status, "temporarily_unavailable", UNAVAILABLE_MESSAGE).into_response(),
+        };
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&RETRY_AFTER_SECS.to_string()) {
+            response.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// A server fault while the database is unreachable is not the client's to puzzle over
+/// as a `500`: it is answered `503` with `Retry-After`, in the protocol's shape. (The
+/// cause — "connection refused", "database … does not exist" — is in the log.)
+pub async fn unavailable_as_503(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let response = next.call(req).await?;
+    let down = response.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && response.request().app_data::<web::Data<AppState>>().is_some_and(|s| s.db.is_unavailable());
+    if !down {
+        return Ok(response.map_into_left_body());
+    }
+    let protocol = Protocol::of_path(response.request().path());
+    let (request, _) = response.into_parts();
+    Ok(ServiceResponse::new(request, protocol.unavailable()).map_into_right_body())
+}
+
 /// Whether raw (still percent-encoded) URL text decodes to a NUL anywhere.
 fn url_has_nul(raw: &str) -> bool {
     raw.contains("%00") || raw.contains('\0')

@@ -35,7 +35,11 @@ pub enum StartupError {
 /// Open the database (creating the schema) and load keys (creating the first one).
 pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
     let url = DatabaseUrl::parse(&config.database_url())?;
-    let db = Database::connect(&url, config.db_max_connections)?;
+    let db = Database::connect(
+        &url,
+        config.db_max_connections,
+        std::time::Duration::from_millis(config.db_acquire_timeout_ms),
+    )?;
     let certificate_name =
         url::Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let keys = KeyCache::load(&db, clock.now(), &certificate_name)?;
@@ -208,6 +212,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::edge::reject_unstorable))
+            .wrap(actix_web::middleware::from_fn(crate::edge::unavailable_as_503))
             .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())

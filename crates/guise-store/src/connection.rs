@@ -6,7 +6,7 @@ use crate::convert::{DbError, DbResult, is_connection_lost};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use guise_core::StoreError;
 use guise_core::audit::{AuditEvent, AuditRecord, chain_hash};
@@ -30,7 +30,39 @@ pub enum AnyConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-pub(crate) type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+pub(crate) type Conn = PooledConnection<Manager>;
+
+/// Opens connections of the backend the URL's scheme names. (diesel's
+/// `ConnectionManager<AnyConnection>` tries each backend in turn: a PostgreSQL URL whose
+/// server is down fell through to SQLite, which opened a file of that name, and the
+/// error said only "Invalid connection url for multiconnection".)
+#[derive(Debug)]
+pub(crate) struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(AnyConnection::Postgresql),
+            DatabaseUrl::Sqlite(path) => {
+                diesel::SqliteConnection::establish(&path.to_string_lossy()).map(AnyConnection::Sqlite)
+            }
+        }
+        .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || R2D2Connection::is_broken(conn)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -65,13 +97,6 @@ impl DatabaseUrl {
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         }
     }
-
-    fn connection_string(&self) -> String {
-        match self {
-            DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
-            DatabaseUrl::Postgres(url) => url.clone(),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -91,8 +116,10 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqliteSettings 
 /// The database: a connection pool plus which backend it speaks.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<ConnectionManager<AnyConnection>>,
+    pool: Pool<Manager>,
     backend: Backend,
+    /// Since when no connection could be had (Unix ms; 0: connections are being had).
+    unavailable_since: Arc<AtomicI64>,
     /// When a connection was last found lost (Unix ms; 0: never).
     lost_at: Arc<AtomicI64>,
 }
@@ -106,24 +133,31 @@ impl std::fmt::Debug for Database {
 impl Database {
     /// Open a pool and apply pending migrations. For SQLite the file's directory is
     /// created if missing.
-    pub fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
+    pub fn connect(url: &DatabaseUrl, max_connections: u32, acquire_timeout: Duration) -> StoreResult<Self> {
         if let DatabaseUrl::Sqlite(path) = url
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let manager = ConnectionManager::<AnyConnection>::new(url.connection_string());
+        let manager = Manager { url: url.clone() };
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
-            .connection_timeout(Duration::from_secs(10))
+            // Also the longest a request waits for a connection while the database is
+            // unreachable before it is answered 503.
+            .connection_timeout(acquire_timeout.max(Duration::from_millis(1)))
             // No `SELECT 1` before every checkout: a broken connection shows as an error
             // on use and r2d2 drops it (has_broken); the ping cost three round trips per token.
             .test_on_check_out(false)
             .connection_customizer(Box::new(SqliteSettings))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
-        let db = Database { pool, backend: url.backend(), lost_at: Arc::new(AtomicI64::new(0)) };
+        let db = Database {
+            pool,
+            backend: url.backend(),
+            lost_at: Arc::new(AtomicI64::new(0)),
+            unavailable_since: Arc::new(AtomicI64::new(0)),
+        };
         if db.backend == Backend::Sqlite {
             // WAL persists in the file; set once, so readers never block the writer.
             let mut conn = db.conn().map_err(|e| e.0)?;
@@ -134,7 +168,23 @@ impl Database {
     }
 
     fn checkout(&self) -> DbResult<Conn> {
-        self.pool.get().map_err(|e| DbError(StoreError::Backend(format!("no database connection: {e}"))))
+        match self.pool.get() {
+            Ok(conn) => {
+                self.unavailable_since.store(0, Ordering::Relaxed);
+                Ok(conn)
+            }
+            Err(e) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let _ = self.unavailable_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+                Err(DbError(StoreError::Backend(format!("no database connection: {e}"))))
+            }
+        }
+    }
+
+    /// Whether the last attempt to get a connection failed (the database is down or
+    /// unreachable): the server answers `503` with `Retry-After` then.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable_since.load(Ordering::Relaxed) != 0
     }
 
     /// A pooled connection. Normally unchecked (a ping per checkout cost three round
