@@ -410,3 +410,70 @@ async fn an_unreachable_database_is_named_for_what_it_is() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no SQLite file was created");
 }
+
+async fn readyz(app: &TestApp) -> u16 {
+    app.http.get(app.url("/readyz")).send().await.expect("readyz").status().as_u16()
+}
+
+/// A SQLite node whose database file vanishes stops being ready; restarting it there
+/// would begin a new tenant, and is refused; `guise migrate` creates one on purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_sqlite_file_is_noticed_and_not_silently_recreated() {
+    let app = spawn_app(Backend::Sqlite).await;
+    assert_eq!(readyz(&app).await, 200);
+    let dir = app.db.data_dir().to_path_buf();
+    for file in ["guise.db", "guise.db-wal", "guise.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(file));
+    }
+    assert_eq!(readyz(&app).await, 503, "a node without its database file is not ready");
+
+    let config = crate::helpers::test_config(&app.db);
+    let refused = guise_server::Application::build(config.clone()).await.err().map(|e| e.to_string());
+    assert!(refused.as_deref().is_some_and(|e| e.contains("initialised")), "{refused:?}");
+    assert!(!dir.join("guise.db").exists(), "no fresh database was created");
+
+    // On purpose: `guise migrate` creates it, and the server starts again.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_guise"))
+        .arg("migrate")
+        .env("GUISE_DATABASE_URL", &app.db.url)
+        .env("GUISE_DATA_DIR", &dir)
+        .env("GUISE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(guise_server::Application::build(config).await.is_ok());
+}
+
+/// `/readyz` checks that the store takes writes: a database turned read-only (as a
+/// replica after a failover is) is not ready, though it answers `SELECT 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_not_ready() {
+    use diesel::{Connection, RunQueryDsl};
+    let app = spawn_app(Backend::Postgres).await;
+    assert_eq!(readyz(&app).await, 200);
+    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = diesel::PgConnection::establish(&crate::helpers::postgres_admin_url()).unwrap();
+    let read_only = |on: bool, admin: &mut diesel::PgConnection| {
+        diesel::sql_query(format!("ALTER DATABASE {name} SET default_transaction_read_only = {on}"))
+            .execute(admin)
+            .unwrap();
+        // This test database's own connections only: they reconnect with the setting.
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ))
+        .execute(admin)
+        .unwrap();
+    };
+    read_only(true, &mut admin);
+    let mut last = 0;
+    for _ in 0..5 {
+        last = readyz(&app).await;
+    }
+    assert_eq!(last, 503, "a read-only database is not ready");
+    read_only(false, &mut admin);
+    let mut last = 0;
+    for _ in 0..5 {
+        last = readyz(&app).await;
+    }
+    assert_eq!(last, 200, "ready again once it takes writes");
+}

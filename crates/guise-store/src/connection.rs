@@ -120,6 +120,9 @@ pub struct Database {
     backend: Backend,
     /// Since when no connection could be had (Unix ms; 0: connections are being had).
     unavailable_since: Arc<AtomicI64>,
+    /// A SQLite database's file and its inode when opened: readiness notices the file
+    /// vanishing or being replaced under a running node.
+    sqlite_file: Option<(PathBuf, Option<u64>)>,
     /// When a connection was last found lost (Unix ms; 0: never).
     lost_at: Arc<AtomicI64>,
 }
@@ -127,6 +130,50 @@ pub struct Database {
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database").field("backend", &self.backend).finish()
+    }
+}
+
+/// The inode of a file (Unix), to notice it replaced.
+fn file_id(path: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|_| 0)
+    }
+}
+
+/// Whether `url` names a database that holds guise's schema (its migrations table). A
+/// SQLite file that does not exist does not, and is not created here. Fails when the
+/// database cannot be reached.
+pub fn has_schema(url: &DatabaseUrl) -> StoreResult<bool> {
+    let probe = "SELECT 1 FROM __diesel_schema_migrations LIMIT 1";
+    let missing = |e: &diesel::result::Error| {
+        let message = e.to_string().to_lowercase();
+        message.contains("no such table") || message.contains("does not exist")
+    };
+    let outcome = match url {
+        DatabaseUrl::Sqlite(path) => {
+            if !path.exists() {
+                return Ok(false);
+            }
+            let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
+            conn.batch_execute(probe)
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = diesel::PgConnection::establish(url)
+                .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
+            conn.batch_execute(probe)
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(e) if missing(&e) => Ok(false),
+        Err(e) => Err(StoreError::Backend(e.to_string())),
     }
 }
 
@@ -157,6 +204,10 @@ impl Database {
             backend: url.backend(),
             lost_at: Arc::new(AtomicI64::new(0)),
             unavailable_since: Arc::new(AtomicI64::new(0)),
+            sqlite_file: match url {
+                DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
+                DatabaseUrl::Postgres(_) => None,
+            },
         };
         if db.backend == Backend::Sqlite {
             // WAL persists in the file; set once, so readers never block the writer.
@@ -238,9 +289,37 @@ impl Database {
         result.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers (a `SELECT 1`).
     pub fn ping(&self) -> bool {
         self.conn().is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
+    }
+
+    /// Whether this node can serve (for `/readyz`): a SQLite file is still the one it
+    /// opened, and the store takes a write — the audit head's row is locked and
+    /// updated to itself in a transaction that is rolled back (a read-only replica, a
+    /// full disk or a read-only file fail here, not on the next login).
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some((path, opened)) = &self.sqlite_file {
+            let now = file_id(path);
+            if !path.exists() {
+                return Err(format!("the database file {} is gone", path.display()));
+            }
+            if opened.is_some() && now != *opened {
+                return Err(format!("the database file {} was replaced", path.display()));
+            }
+        }
+        let mut conn = self.conn().map_err(|e| e.0.to_string())?;
+        let outcome = conn.transaction::<(), diesel::result::Error, _>(|conn| {
+            diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                .set(audit_head::last_seq.eq(audit_head::last_seq))
+                .execute(conn)?;
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+        match outcome {
+            Err(diesel::result::Error::RollbackTransaction) => Ok(()),
+            Err(e) => Err(format!("the database takes no writes: {e}")),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Run `change` in a transaction that first takes the audit chain's head row (the
