@@ -124,7 +124,14 @@ pub fn key_id(url: &Url) -> Result<String, BewitError> {
 }
 
 fn parse(url: &Url) -> Result<(String, i64, String, String), BewitError> {
-    let raw = url.query_pairs().find(|(k, _)| k == "bewit").map(|(_, v)| v.into_owned()).ok_or(BewitError::Missing)?;
+    let mut bewits = url.query_pairs().filter(|(k, _)| k == "bewit").map(|(_, v)| v.into_owned());
+    let raw = bewits.next().ok_or(BewitError::Missing)?;
+    // The MAC covers the URL without any `bewit`: a second one would ride along
+    // unsigned (`<valid URL>&bewit=garbage` redeemed). Exactly one, or the URL was
+    // changed after signing.
+    if bewits.next().is_some() {
+        return Err(BewitError::BadMac);
+    }
     let decoded = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).map_err(|_| BewitError::Malformed)?;
     let decoded = String::from_utf8(decoded).map_err(|_| BewitError::Malformed)?;
     let parts: Vec<&str> = decoded.splitn(4, '\\').collect();
@@ -205,6 +212,12 @@ mod tests {
         assert_eq!(verify(&no_bewit, &key, 0, 600), Err(BewitError::Missing));
         let garbage = Url::parse("https://idp.example/x?bewit=%%%").unwrap_or_else(|_| unreachable!());
         assert_eq!(verify(&garbage, &key, 0, 600), Err(BewitError::Malformed));
+
+        // Exactly one bewit: a second, after or before the real one, is a change.
+        for twice in [format!("{signed}&bewit=garbage"), signed.as_str().replacen('?', "?bewit=garbage&", 1)] {
+            let twice = Url::parse(&twice).unwrap_or_else(|_| unreachable!());
+            assert_eq!(verify(&twice, &key, 1_000, 1_000), Err(BewitError::BadMac), "{twice}");
+        }
     }
 
     #[test]
