@@ -477,3 +477,74 @@ async fn a_read_only_database_is_not_ready() {
     }
     assert_eq!(last, 200, "ready again once it takes writes");
 }
+
+/// Read from `stream` until it closes or `within` passes; the bytes and whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut buffer = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&received).into_owned(), true),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => return (String::from_utf8_lossy(&received).into_owned(), false),
+        }
+    }
+}
+
+/// Slow clients do not hold connections: a head not finished in time closes the
+/// connection, a body not finished in time is `408` in the protocol's shape, and one
+/// address holds at most `max_connections_per_address` connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_one_address_holds_few_connections() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let app = crate::helpers::spawn_app_with(Backend::Sqlite, |c| {
+        c.http_header_timeout_ms = 500;
+        c.http_body_timeout_ms = 500;
+        c.max_connections_per_address = 4;
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let second = std::time::Duration::from_secs(3);
+
+    // A head trickled and never finished.
+    let mut slow_head = TcpStream::connect(&address).await.unwrap();
+    slow_head.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let (_, closed) = read_until_closed(&mut slow_head, second).await;
+    assert!(closed, "a connection whose head never ends is closed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    drop(slow_head);
+
+    // A body announced and never sent in full.
+    let mut slow_body = TcpStream::connect(&address).await.unwrap();
+    slow_body
+        .write_all(
+            b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type=",
+        )
+        .await
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut slow_body, second).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"invalid_request\""), "{answer}");
+    drop(slow_body);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    // Four open connections from one address; a fifth is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(&address).await.unwrap());
+    }
+    let mut fifth = TcpStream::connect(&address).await.unwrap();
+    let (_, closed) = read_until_closed(&mut fifth, std::time::Duration::from_millis(300)).await;
+    assert!(closed, "the fifth connection from one address is refused");
+    // The held ones still work.
+    held[0].write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let (answer, _) = read_until_closed(&mut held[0], second).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200, "closed ones are released");
+}

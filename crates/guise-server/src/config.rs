@@ -19,6 +19,13 @@ pub struct Config {
     pub log_format: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// A client must send a request's head (request line and headers) within this long
+    /// of connecting or of its previous request, else the connection is closed.
+    pub http_header_timeout_ms: u64,
+    /// …and its body within this long of the head, else `408`.
+    pub http_body_timeout_ms: u64,
+    /// Open connections one client address may hold (0: no limit); more are closed at once.
+    pub max_connections_per_address: usize,
     pub access_token_lifetime_secs: i64,
     pub db_max_connections: u32,
     /// How long a request waits for a database connection before it is answered `503`
@@ -65,6 +72,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             log_format: "text".to_owned(),
             max_body_bytes: 64 * 1024,
+            http_header_timeout_ms: 5_000,
+            http_body_timeout_ms: 10_000,
+            max_connections_per_address: 64,
             access_token_lifetime_secs: 86_400,
             db_max_connections: 16,
             db_acquire_timeout_ms: 2_000,

@@ -71,6 +71,7 @@ impl Protocol {
                     StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
                     StatusCode::URI_TOO_LONG => "uri_too_long",
+                    StatusCode::REQUEST_TIMEOUT => "request_timeout",
                     _ => "invalid_request",
                 };
                 ApiError::new(status, code, description).error_response()
@@ -157,13 +158,27 @@ pub fn body_has_nul(content_type: &str, body: &[u8]) -> bool {
     false
 }
 
-/// Read up to `limit` bytes of the body; the payload is put back whole either way.
-async fn peek_body(req: &mut ServiceRequest, limit: usize) -> Option<web::Bytes> {
+/// How reading a body ended.
+enum Peeked {
+    /// The whole body (within the limit).
+    Complete(web::Bytes),
+    /// Larger than the limit, or failed: the handler answers.
+    Partial,
+    /// Not received within the body timeout.
+    TimedOut,
+}
+
+/// Read up to `limit` bytes of the body by `deadline`; the payload is put back whole
+/// (what was read, then the rest) unless the deadline passed.
+async fn peek_body(req: &mut ServiceRequest, limit: usize, deadline: std::time::Instant) -> Peeked {
     let mut payload = req.take_payload();
     let mut buffered = web::BytesMut::new();
     let mut failure = None;
     let mut complete = true;
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(next) = actix_web::rt::time::timeout(left, payload.next()).await else { return Peeked::TimedOut };
+        let Some(chunk) = next else { break };
         match chunk {
             Ok(chunk) => {
                 buffered.extend_from_slice(&chunk);
@@ -187,7 +202,18 @@ async fn peek_body(req: &mut ServiceRequest, limit: usize) -> Option<web::Bytes>
         None => Box::pin(head.chain(payload)),
     };
     req.set_payload(Payload::Stream { payload: stream });
-    complete.then_some(bytes)
+    if complete { Peeked::Complete(bytes) } else { Peeked::Partial }
+}
+
+/// Whether a request announces a body (`Content-Length` above 0, or chunked).
+fn has_body(req: &ServiceRequest) -> bool {
+    let headers = req.headers();
+    headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
+        || headers.contains_key(actix_web::http::header::TRANSFER_ENCODING)
 }
 
 /// Refuse input the database cannot store (NUL) with the protocol's own `400`.
@@ -199,10 +225,21 @@ pub async fn reject_unstorable(
     let in_url = url_has_nul(req.uri().path()) || req.uri().query().is_some_and(url_has_nul);
     let mut in_body = false;
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    if !in_url && (content_type.contains("json") || content_type.contains("form-urlencoded")) {
-        let limit = req.app_data::<web::Data<AppState>>().map_or(64 * 1024, |s| s.config.max_body_bytes);
-        if let Some(body) = peek_body(&mut req, limit).await {
-            in_body = body_has_nul(&content_type, &body);
+    if !in_url && has_body(&req) {
+        // The body is read here, whole, within the body timeout: a client trickling it
+        // gets `408` instead of holding a worker's connection.
+        let (limit, timeout) = req
+            .app_data::<web::Data<AppState>>()
+            .map_or((64 * 1024, 10_000), |s| (s.config.max_body_bytes, s.config.http_body_timeout_ms));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout);
+        match peek_body(&mut req, limit, deadline).await {
+            Peeked::Complete(body) => in_body = body_has_nul(&content_type, &body),
+            Peeked::Partial => {}
+            Peeked::TimedOut => {
+                let response = protocol.error(StatusCode::REQUEST_TIMEOUT, "The request body was not received in time");
+                let response = req.into_response(response).map_into_right_body();
+                return Ok(response);
+            }
         }
     }
     if in_url || in_body {
@@ -211,6 +248,75 @@ pub async fn reject_unstorable(
     }
     Ok(next.call(req).await?.map_into_left_body())
 }
+
+/// At most `max` open connections per client address (0: no limit). Each accepted
+/// connection is counted in `HttpServer::on_connect` while it lives (a guard in the
+/// connection's extensions); one over the limit is shut down at once, before a byte of
+/// it is read.
+#[derive(Debug, Clone)]
+pub struct ConnectionCap {
+    max: usize,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// Counts one connection of an address while it is open.
+struct Counted {
+    address: std::net::IpAddr,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(count) = open.get_mut(&self.address)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl ConnectionCap {
+    pub fn new(max: usize) -> Self {
+        Self { max, open: std::sync::Arc::default() }
+    }
+
+    /// For `HttpServer::on_connect`.
+    pub fn admit(&self, connection: &dyn std::any::Any, extensions: &mut actix_web::dev::Extensions) {
+        if self.max == 0 {
+            return;
+        }
+        let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else { return };
+        let Ok(peer) = stream.peer_addr() else { return };
+        let address = peer.ip();
+        let count = match self.open.lock() {
+            Ok(mut open) => {
+                let count = open.entry(address).or_insert(0);
+                *count += 1;
+                *count
+            }
+            Err(_) => return,
+        };
+        extensions.insert(Counted { address, open: std::sync::Arc::clone(&self.open) });
+        if count > self.max {
+            tracing::warn!(%address, open = count - 1, "connection refused: too many open connections from one address");
+            shut_down(stream);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn shut_down(stream: &actix_web::rt::net::TcpStream) {
+    use std::os::fd::AsFd;
+    if let Ok(fd) = stream.as_fd().try_clone_to_owned() {
+        let _ = std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[cfg(not(unix))]
+fn shut_down(_: &actix_web::rt::net::TcpStream) {}
 
 #[cfg(test)]
 mod tests {

@@ -263,6 +263,8 @@ async fn not_found() -> HttpResponse {
 fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupError> {
     let max_body = state.config.max_body_bytes;
     let workers = state.config.workers;
+    let header_timeout = std::time::Duration::from_millis(state.config.http_header_timeout_ms);
+    let cap = crate::edge::ConnectionCap::new(state.config.max_connections_per_address);
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
@@ -309,7 +311,9 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .configure(management::configure)
             .default_service(web::to(not_found))
     })
-    .shutdown_timeout(10);
+    .shutdown_timeout(10)
+    .client_request_timeout(header_timeout)
+    .on_connect(move |connection, extensions| cap.admit(connection, extensions));
     if workers > 0 {
         server = server.workers(workers);
     }
