@@ -7,7 +7,7 @@ use crate::helpers::{Backend, TestApp, spawn_app, split};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-both_backends!(nul_characters_are_refused_at_the_edge_in_each_protocol_s_shape);
+both_backends!(nul_characters_are_refused_at_the_edge_in_each_protocol_s_shape, unclear_errors_are_the_protocol_s_own);
 
 /// A request body: its content type and text.
 type Body<'a> = Option<(&'a str, String)>;
@@ -547,4 +547,82 @@ async fn slow_clients_are_cut_off_and_one_address_holds_few_connections() {
     drop(held);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200, "closed ones are released");
+}
+
+/// Each unclear error is the protocol's own, accurate one.
+async fn unclear_errors_are_the_protocol_s_own(app: TestApp) {
+    let saml_client = crate::saml::saml_client(&app, json!({})).await;
+    let encoded = |id: &str| {
+        crate::users::urlencode(&crate::saml::deflate_b64(&crate::saml::authn_request(id, crate::saml::ACS)))
+    };
+    let target = app.create_user("target@example.com").await;
+    let impersonate = format!("/users/{}/impersonate", crate::users::urlencode(target["user_id"].as_str().unwrap()));
+    let long = "x".repeat(20_000);
+    let big = "x".repeat(app.state.config.max_body_bytes + 1);
+    // (method, path, content type and body, status, shape, what the answer must say)
+    let cases: Vec<(Method, String, Body, u16, Shape, &str)> = vec![
+        (
+            Method::GET,
+            format!("/samlp/{saml_client}?SAMLRequest={}", encoded(&"a".repeat(10_000))),
+            None,
+            400,
+            Shape::Page,
+            "ID is too long",
+        ),
+        (
+            Method::POST,
+            "/oauth/token".into(),
+            Some(("application/json", r#"{"grant_type":5}"#.into())),
+            400,
+            Shape::OAuth,
+            "Parameter grant_type must be a string",
+        ),
+        (
+            Method::POST,
+            impersonate.clone(),
+            Some(("application/json", format!(r#"{{"protocol":"oauth2","x":"{big}"}}"#))),
+            413,
+            Shape::Auth0,
+            "larger than",
+        ),
+        (Method::POST, "/authorize".into(), Some(("application/json", "{}".into())), 415, Shape::Page, "Content-Type"),
+        (Method::POST, "/login".into(), Some(("application/json", "{}".into())), 415, Shape::Page, "Content-Type"),
+        (Method::GET, format!("/authorize?x={long}"), None, 414, Shape::Page, "longer than"),
+        (Method::GET, format!("/api/v2/users?q={long}"), None, 414, Shape::Auth0, "longer than"),
+        (Method::POST, format!("/oauth/token?x={long}"), None, 414, Shape::OAuth, "longer than"),
+    ];
+    for (method, path, body, expected, shape, says) in cases {
+        let name = format!("{method} {}", path.chars().take(60).collect::<String>());
+        let mut request = app.http.request(method, app.url(&path)).bearer_auth(&app.token);
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, expected, "{name}: {}", text.chars().take(300).collect::<String>());
+        match shape {
+            Shape::OAuth => {
+                let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: JSON, got {text}"));
+                assert!(body["error"].is_string(), "{name}: {body}");
+                assert!(body["error_description"].as_str().is_some_and(|d| d.contains(says)), "{name}: {body}");
+            }
+            Shape::Auth0 => {
+                let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: JSON, got {text}"));
+                assert_eq!(body["statusCode"], expected, "{name}");
+                assert!(body["message"].as_str().is_some_and(|d| d.contains(says)), "{name}: {body}");
+            }
+            Shape::Page => {
+                assert!(content_type.starts_with("text/html"), "{name}: {content_type}");
+                assert!(text.contains(says), "{name}: {}", text.chars().take(2000).collect::<String>());
+            }
+        }
+    }
+    // A bad escape in a parameter the SAML binding does not read changes nothing.
+    let page = crate::browser::Browser::new()
+        .get(&app.url(&format!("/samlp/{saml_client}?SAMLRequest={}&foo=%ZZ&bar=%", encoded("_ok1"))))
+        .await;
+    assert!(!page.body.contains("base64"), "{}", page.body);
 }

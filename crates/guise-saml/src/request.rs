@@ -25,6 +25,8 @@ pub enum RequestError {
     BadXml(String),
     #[error("The SAML message must not contain a DOCTYPE")]
     Doctype,
+    #[error("The request's ID is {0}")]
+    BadId(&'static str),
     #[error("Expected a samlp:{0}")]
     WrongMessage(&'static str),
     #[error("The request signature is missing")]
@@ -98,6 +100,17 @@ fn parse_document(xml: &str) -> Result<roxmltree::Document<'_>, RequestError> {
     })
 }
 
+/// Longest request ID accepted (it is echoed in `InResponseTo`).
+pub const MAX_ID: usize = 256;
+
+fn request_id<'a>(root: roxmltree::Node<'a, '_>) -> Result<&'a str, RequestError> {
+    match root.attribute("ID") {
+        None | Some("") => Err(RequestError::BadId("missing")),
+        Some(id) if id.len() > MAX_ID => Err(RequestError::BadId("too long (at most 256 characters)")),
+        Some(id) => Ok(id),
+    }
+}
+
 fn issuer(root: roxmltree::Node<'_, '_>) -> Option<String> {
     root.children().find(|n| n.has_tag_name((NS_SAML, "Issuer"))).and_then(|n| n.text()).map(|t| t.trim().to_owned())
 }
@@ -108,10 +121,7 @@ pub fn parse_authn_request(xml: &str) -> Result<AuthnRequest, RequestError> {
     if !root.has_tag_name((NS_SAMLP, "AuthnRequest")) {
         return Err(RequestError::WrongMessage("AuthnRequest"));
     }
-    let id = root
-        .attribute("ID")
-        .filter(|id| !id.is_empty() && id.len() <= 256)
-        .ok_or(RequestError::BadXml("missing ID".into()))?;
+    let id = request_id(root)?;
     let name_id_format = root
         .children()
         .find(|n| n.has_tag_name((NS_SAMLP, "NameIDPolicy")))
@@ -133,10 +143,7 @@ pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, RequestError> {
     if !root.has_tag_name((NS_SAMLP, "LogoutRequest")) {
         return Err(RequestError::WrongMessage("LogoutRequest"));
     }
-    let id = root
-        .attribute("ID")
-        .filter(|id| !id.is_empty() && id.len() <= 256)
-        .ok_or(RequestError::BadXml("missing ID".into()))?;
+    let id = request_id(root)?;
     Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root) })
 }
 
@@ -208,6 +215,14 @@ mod tests {
         assert_eq!(
             parse_authn_request(r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"/>"#),
             Err(RequestError::WrongMessage("AuthnRequest"))
+        );
+        // A missing and an overlong ID are told apart.
+        let with_id = |id: &str| REQUEST.replace("ID=\"_req1\"", &format!("ID=\"{id}\""));
+        assert_eq!(parse_authn_request(&with_id("")), Err(RequestError::BadId("missing")));
+        let long = parse_authn_request(&with_id(&"a".repeat(10_000))).map(|r| r.id);
+        assert_eq!(
+            long.map_err(|e| e.to_string()),
+            Err("The request's ID is too long (at most 256 characters)".into())
         );
         // A zip bomb stops at the limit.
         let bomb = deflate(&"A".repeat(MAX_XML * 4));

@@ -81,6 +81,36 @@ impl Protocol {
     }
 }
 
+/// Longest path and query accepted; a longer URL is `414` in the protocol's shape.
+/// (Past actix-web's 128 KiB request-head buffer the connection is answered a bare
+/// `431` before guise sees it.)
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+
+impl Protocol {
+    /// `413` for a body over `max_body_bytes`, in this protocol's shape.
+    pub fn too_large(self, max: usize) -> HttpResponse {
+        let description = match self {
+            Protocol::Management => format!("Request body is larger than {max} bytes"),
+            _ => "The request body is too large".to_owned(),
+        };
+        self.error(StatusCode::PAYLOAD_TOO_LARGE, &description)
+    }
+
+    /// The error for a form body the `Form` extractor refused (wrong content type,
+    /// malformed, too large), in this protocol's shape.
+    pub fn form_error(self, error: &actix_web::error::UrlencodedError) -> HttpResponse {
+        use actix_web::error::UrlencodedError;
+        match error {
+            UrlencodedError::ContentType => {
+                self.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/x-www-form-urlencoded")
+            }
+            UrlencodedError::Overflow { limit, .. } => self.too_large(*limit),
+            UrlencodedError::Parse(e) => self.bad_request(true, &format!("The form is invalid: {e}")),
+            other => self.bad_request(true, &format!("The form could not be read: {other}")),
+        }
+    }
+}
+
 /// `Retry-After` of a `503` while the database is unreachable, in seconds.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
@@ -162,7 +192,9 @@ pub fn body_has_nul(content_type: &str, body: &[u8]) -> bool {
 enum Peeked {
     /// The whole body (within the limit).
     Complete(web::Bytes),
-    /// Larger than the limit, or failed: the handler answers.
+    /// Larger than the limit.
+    TooLarge,
+    /// Reading failed: the handler answers.
     Partial,
     /// Not received within the body timeout.
     TimedOut,
@@ -175,6 +207,7 @@ async fn peek_body(req: &mut ServiceRequest, limit: usize, deadline: std::time::
     let mut buffered = web::BytesMut::new();
     let mut failure = None;
     let mut complete = true;
+    let mut too_large = false;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let Ok(next) = actix_web::rt::time::timeout(left, payload.next()).await else { return Peeked::TimedOut };
@@ -184,6 +217,7 @@ async fn peek_body(req: &mut ServiceRequest, limit: usize, deadline: std::time::
                 buffered.extend_from_slice(&chunk);
                 if buffered.len() > limit {
                     complete = false;
+                    too_large = true;
                     break;
                 }
             }
@@ -202,7 +236,11 @@ async fn peek_body(req: &mut ServiceRequest, limit: usize, deadline: std::time::
         None => Box::pin(head.chain(payload)),
     };
     req.set_payload(Payload::Stream { payload: stream });
-    if complete { Peeked::Complete(bytes) } else { Peeked::Partial }
+    match (complete, too_large) {
+        (true, _) => Peeked::Complete(bytes),
+        (false, true) => Peeked::TooLarge,
+        (false, false) => Peeked::Partial,
+    }
 }
 
 /// Whether a request announces a body (`Content-Length` above 0, or chunked).
@@ -222,6 +260,12 @@ pub async fn reject_unstorable(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let protocol = Protocol::of_path(req.path());
+    let uri_length = req.uri().path().len() + req.uri().query().map_or(0, str::len);
+    if uri_length > MAX_URI_BYTES {
+        let description = format!("The URL is longer than {MAX_URI_BYTES} bytes");
+        let response = protocol.error(StatusCode::URI_TOO_LONG, &description);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
     let in_url = url_has_nul(req.uri().path()) || req.uri().query().is_some_and(url_has_nul);
     let mut in_body = false;
     let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
@@ -231,9 +275,18 @@ pub async fn reject_unstorable(
         let (limit, timeout) = req
             .app_data::<web::Data<AppState>>()
             .map_or((64 * 1024, 10_000), |s| (s.config.max_body_bytes, s.config.http_body_timeout_ms));
+        let announced = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Ok(req.into_response(protocol.too_large(limit)).map_into_right_body());
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout);
         match peek_body(&mut req, limit, deadline).await {
             Peeked::Complete(body) => in_body = body_has_nul(&content_type, &body),
+            Peeked::TooLarge => return Ok(req.into_response(protocol.too_large(limit)).map_into_right_body()),
             Peeked::Partial => {}
             Peeked::TimedOut => {
                 let response = protocol.error(StatusCode::REQUEST_TIMEOUT, "The request body was not received in time");

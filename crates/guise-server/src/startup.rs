@@ -276,7 +276,10 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::FormConfig::default().limit(max_body))
+            .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, req| {
+                let response = crate::edge::Protocol::of_path(req.path()).form_error(&e);
+                actix_web::error::InternalError::from_response(e, response).into()
+            }))
             .service(routes::health::healthz)
             .service(routes::health::readyz)
             .service(routes::oauth::token)

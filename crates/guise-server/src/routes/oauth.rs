@@ -66,6 +66,21 @@ fn invalid_request(description: &str) -> OAuthResponseError {
     OAuthResponseError { error: OAuthError::invalid_request(description), basic_attempted: false, status: None }
 }
 
+/// The parameters `TokenForm` reads, each a string.
+const TOKEN_PARAMETERS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "token",
+    "token_type_hint",
+];
+
 #[derive(Debug, Default, Deserialize)]
 struct TokenForm {
     #[serde(default)]
@@ -121,9 +136,21 @@ pub fn token_body_parses(content_type: &str, body: &[u8]) -> bool {
 /// A token, revocation or introspection body of the given content type.
 fn parse_body_as(content_type: &str, body: &[u8]) -> Result<TokenForm, OAuthResponseError> {
     if content_type.starts_with("application/json") {
-        serde_json::from_slice(body).map_err(|_| invalid_request("The request body is not valid JSON"))
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| invalid_request("The request body is not valid JSON"))?;
+        let Some(object) = value.as_object() else {
+            return Err(invalid_request("The request body must be a JSON object"));
+        };
+        // Valid JSON whose parameter has the wrong type says which one.
+        if let Some(name) =
+            TOKEN_PARAMETERS.iter().find(|name| object.get(**name).is_some_and(|v| !v.is_string() && !v.is_null()))
+        {
+            return Err(invalid_request(&format!("Parameter {name} must be a string")));
+        }
+        serde_json::from_value(value).map_err(|e| invalid_request(&format!("The request body is invalid: {e}")))
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        serde_urlencoded::from_bytes(body).map_err(|_| invalid_request("The request body is not a valid form"))
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| invalid_request(&format!("The request body is not a valid form: {e}")))
     } else {
         Err(invalid_request("Content-Type must be application/x-www-form-urlencoded or application/json"))
     }
@@ -326,6 +353,18 @@ mod tests {
                     .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn a_parameter_of_the_wrong_type_is_named() {
+        let error =
+            parse_body_as("application/json", br#"{"grant_type":5}"#).map(|_| ()).map_err(|e| e.error.description);
+        assert_eq!(error, Err("Parameter grant_type must be a string".to_owned()));
+        let error = parse_body_as("application/json", b"[]").map(|_| ()).map_err(|e| e.error.description);
+        assert_eq!(error, Err("The request body must be a JSON object".to_owned()));
+        let error = parse_body_as("application/json", b"{").map(|_| ()).map_err(|e| e.error.description);
+        assert_eq!(error, Err("The request body is not valid JSON".to_owned()));
+        assert!(parse_body_as("application/json", br#"{"grant_type":"x","extra":5}"#).is_ok());
     }
 
     proptest! {
