@@ -143,6 +143,26 @@ pub async fn spawn_app_with_clock(
 }
 
 impl TestApp {
+    /// A second node on this app's database with the same issuer (PostgreSQL: several
+    /// nodes; SQLite: two processes on one file). Returns its base URL; it runs until the
+    /// test's runtime ends.
+    pub async fn second_node(&self) -> String {
+        let node = Application::build(Config {
+            database_url: Some(self.db.url.clone()),
+            issuer: Some(self.issuer()),
+            listen: "127.0.0.1:0".into(),
+            data_dir: self.db.data_dir().to_path_buf(),
+            workers: 2,
+            db_max_connections: 4,
+            ..Config::default()
+        })
+        .await
+        .expect("second node builds");
+        let base = format!("http://127.0.0.1:{}", node.port());
+        tokio::spawn(node.run_until_stopped());
+        base
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -323,6 +323,18 @@ async fn refused_mints_are_audited_and_grant_nothing(app: TestApp) {
             },
             400,
         ),
+        (
+            // Beyond what a chrono Duration holds: refused, not a panic.
+            "ttl beyond any duration",
+            app.token.clone(),
+            target_id.clone(),
+            {
+                let mut b = body(&admin, &client_id);
+                b["ttl"] = json!(i64::MAX);
+                b
+            },
+            400,
+        ),
         ("unknown user", app.token.clone(), "guise|000000000000000000000000".into(), body(&admin, &client_id), 404),
         ("direct delivery to a third party", app.token.clone(), target_id.clone(), body(&admin, &third_party_id), 400),
     ];
@@ -377,6 +389,10 @@ async fn tampered_replayed_and_unknown_key_urls_are_refused(app: TestApp) {
         url.replace("session_ttl=", "session_ttl=9"),
         format!("{url}&extra=1"),
         url.replacen("client_id=", "client_id=x", 1),
+        // A second bewit, after or before the real one: Hawk strips every `bewit`
+        // from the MAC input, so the URL must carry exactly one.
+        format!("{url}&bewit=garbage"),
+        url.replacen("?", "?bewit=garbage&", 1),
     ];
     for bad in tampered {
         let page = Browser::new().get(&bad).await;

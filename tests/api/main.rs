@@ -20,6 +20,8 @@ mod oidc;
 mod oidc_checks;
 mod openapi;
 mod ops;
+mod proxy;
+mod reliability;
 mod roles;
 mod saml;
 mod saml_sp;

@@ -85,4 +85,14 @@ mod tests {
         assert!(parse_log_query("date:[yesterday TO today]").is_err());
         assert!(parse_log_query("date:[2026-01-01 TO").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        /// Any `q=` is answered with a filter or an error, never a panic.
+        #[test]
+        fn any_query_is_answered(q in "(date:\\[|\\]| TO |[a-z_]{1,8}:|\"|\\*| |AND|.){0,40}") {
+            let _ = parse_log_query(&q);
+        }
+    }
 }

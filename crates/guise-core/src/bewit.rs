@@ -124,7 +124,14 @@ pub fn key_id(url: &Url) -> Result<String, BewitError> {
 }
 
 fn parse(url: &Url) -> Result<(String, i64, String, String), BewitError> {
-    let raw = url.query_pairs().find(|(k, _)| k == "bewit").map(|(_, v)| v.into_owned()).ok_or(BewitError::Missing)?;
+    let mut bewits = url.query_pairs().filter(|(k, _)| k == "bewit").map(|(_, v)| v.into_owned());
+    let raw = bewits.next().ok_or(BewitError::Missing)?;
+    // The MAC covers the URL without any `bewit`: a second one would ride along
+    // unsigned (`<valid URL>&bewit=garbage` redeemed). Exactly one, or the URL was
+    // changed after signing.
+    if bewits.next().is_some() {
+        return Err(BewitError::BadMac);
+    }
     let decoded = URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')).map_err(|_| BewitError::Malformed)?;
     let decoded = String::from_utf8(decoded).map_err(|_| BewitError::Malformed)?;
     let parts: Vec<&str> = decoded.splitn(4, '\\').collect();
@@ -205,6 +212,12 @@ mod tests {
         assert_eq!(verify(&no_bewit, &key, 0, 600), Err(BewitError::Missing));
         let garbage = Url::parse("https://idp.example/x?bewit=%%%").unwrap_or_else(|_| unreachable!());
         assert_eq!(verify(&garbage, &key, 0, 600), Err(BewitError::Malformed));
+
+        // Exactly one bewit: a second, after or before the real one, is a change.
+        for twice in [format!("{signed}&bewit=garbage"), signed.as_str().replacen('?', "?bewit=garbage&", 1)] {
+            let twice = Url::parse(&twice).unwrap_or_else(|_| unreachable!());
+            assert_eq!(verify(&twice, &key, 1_000, 1_000), Err(BewitError::BadMac), "{twice}");
+        }
     }
 
     #[test]
@@ -224,5 +237,62 @@ mod tests {
         let far = sign_url(&key, url, 1_000_000, "").unwrap_or_else(|| unreachable!());
         assert_eq!(verify(&far, &key, 1_000, max), Err(BewitError::TooFarAhead));
         assert_eq!(verify(&far, &key, 1_000_000 - max, max).map(|v| v.exp), Ok(1_000_000));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Whatever follows `?` in a redemption URL, verification answers and never panics.
+            #[test]
+            fn any_query_is_answered(query in "[ -~]{0,200}", now in any::<i64>(), max in any::<i64>()) {
+                if let Ok(url) = Url::parse(&format!("https://idp.example/users/u/impersonate?{query}")) {
+                    let _ = key_id(&url);
+                    let _ = verify(&url, &hawk_key(), now, max);
+                }
+            }
+
+            /// Any bytes as the bewit value (base64url of anything, or not base64 at all).
+            #[test]
+            fn any_bewit_is_answered(raw in proptest::collection::vec(any::<u8>(), 0..120), encode in any::<bool>(), now in any::<i64>()) {
+                let value = if encode { URL_SAFE_NO_PAD.encode(&raw) } else { String::from_utf8_lossy(&raw).into_owned() };
+                let mut url = Url::parse("https://idp.example/users/u/impersonate?client_id=c").unwrap_or_else(|_| unreachable!());
+                url.query_pairs_mut().append_pair("bewit", &value);
+                let _ = verify(&url, &hawk_key(), now, 600);
+            }
+
+            /// Any bewit-shaped contents (`id\\exp\\mac\\ext` with arbitrary parts).
+            #[test]
+            fn any_bewit_fields_are_answered(id in ".{0,20}", exp in ".{0,25}", mac in ".{0,50}", ext in ".{0,20}") {
+                let value = URL_SAFE_NO_PAD.encode(format!("{id}\\{exp}\\{mac}\\{ext}"));
+                let mut url = Url::parse("https://idp.example/x").unwrap_or_else(|_| unreachable!());
+                url.query_pairs_mut().append_pair("bewit", &value);
+                prop_assert!(verify(&url, &hawk_key(), 0, 600).is_err());
+            }
+
+            /// What guise signs verifies, for any path and query values.
+            #[test]
+            fn signed_urls_round_trip(path in "[a-zA-Z0-9/._~-]{0,40}", pairs in proptest::collection::vec(("[a-z_]{1,10}", ".{0,20}"), 0..5), ext in "[ -~]{0,20}") {
+                let mut url = Url::parse("https://idp.example/").unwrap_or_else(|_| unreachable!());
+                url.set_path(&path);
+                for (k, v) in &pairs {
+                    if k != "bewit" {
+                        url.query_pairs_mut().append_pair(k, v);
+                    }
+                }
+                let key = hawk_key();
+                let signed = sign_url(&key, url, 1_600, &ext);
+                prop_assert!(signed.is_some());
+                let verified = signed.map(|u| verify(&u, &key, 1_000, 600));
+                prop_assert_eq!(verified.map(|v| v.map(|v| (v.exp, v.ext))), Some(Ok((1_600, ext))));
+            }
+        }
     }
 }

@@ -478,4 +478,19 @@ mod tests {
         url.query_pairs_mut().extend_pairs(ticket.to_query());
         assert_eq!(Ticket::from_query(url.query_pairs()), Some(ticket));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        /// Any redemption query is a ticket or none, never a panic.
+        #[test]
+        fn any_query_is_a_ticket_or_none(pairs in proptest::collection::vec(
+            ("(user_id|impersonator_id|client_id|protocol|jti|session_ttl|reason|minted_by|scope|state|nonce|redirect_uri|[a-z]{1,4})", ".{0,30}"),
+            0..14,
+        )) {
+            let mut url = url::Url::parse("https://idp/x").unwrap_or_else(|_| unreachable!());
+            url.query_pairs_mut().extend_pairs(pairs);
+            let _ = Ticket::from_query(url.query_pairs());
+        }
+    }
 }

@@ -231,12 +231,22 @@ pub trait AuthorizationCodeStore: Send + Sync {
     /// Consume a code atomically. A second consumption revokes every token issued from
     /// the code and reports the replay.
     fn consume_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<CodeRedemption>;
+    /// After recording the tokens issued from a redeemed code: `true` when no replay was
+    /// detected meanwhile. A replay that raced the issuing may have missed the new rows,
+    /// so on `false` everything issued from the code has been revoked here, and the
+    /// tokens must not be handed out. Ordered against `consume_code`'s replay on the
+    /// code's row, so under any interleaving one of the two revokes them.
+    fn confirm_code_issue(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 }
 
 pub trait TokenStore: Send + Sync {
     fn save_refresh_token(&self, record: RefreshTokenRecord) -> StoreResult<()>;
     /// Use a refresh token atomically: first use rotates, reuse revokes its family.
     fn use_refresh_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<RefreshRedemption>;
+    /// After recording the tokens a rotation of `token_hash` issued: `true` when the
+    /// family was not revoked meanwhile (a reuse); on `false` the family, now including
+    /// the new rows, has been revoked, and the tokens must not be handed out.
+    fn confirm_rotation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<bool>;
     fn refresh_token(&self, token_hash: &str) -> StoreResult<RefreshTokenRecord>;
     /// Revoke a refresh token's whole family (and the access tokens minted from it).
     fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<()>;

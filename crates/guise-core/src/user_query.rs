@@ -225,4 +225,14 @@ mod tests {
             Ok(vec![UserTerm::Field(UserField::Name, Match::Exact("Ada Lovelace".into()))])
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        /// Any `q=` is answered with a filter or an error, never a panic.
+        #[test]
+        fn any_query_is_answered(q in "(date:\\[|\\]| TO |[a-z_]{1,8}:|\"|\\*| |AND|.){0,40}") {
+            let _ = parse_user_query(&q);
+        }
+    }
 }

@@ -202,7 +202,8 @@ pub fn next_step(
         None => true,
         Some(s) => {
             let fresh = s.auth_time >= requested_at;
-            let too_old = request.max_age.is_some_and(|max| s.age_of_authentication(now) > Duration::seconds(max));
+            let too_old =
+                request.max_age.and_then(Duration::try_seconds).is_some_and(|max| s.age_of_authentication(now) > max);
             (request.prompt.iter().any(|p| p == "login") && !fresh) || too_old
         }
     };

@@ -25,6 +25,8 @@ pub enum RequestError {
     BadXml(String),
     #[error("The SAML message must not contain a DOCTYPE")]
     Doctype,
+    #[error("The request's ID is {0}")]
+    BadId(&'static str),
     #[error("Expected a samlp:{0}")]
     WrongMessage(&'static str),
     #[error("The request signature is missing")]
@@ -98,6 +100,17 @@ fn parse_document(xml: &str) -> Result<roxmltree::Document<'_>, RequestError> {
     })
 }
 
+/// Longest request ID accepted (it is echoed in `InResponseTo`).
+pub const MAX_ID: usize = 256;
+
+fn request_id<'a>(root: roxmltree::Node<'a, '_>) -> Result<&'a str, RequestError> {
+    match root.attribute("ID") {
+        None | Some("") => Err(RequestError::BadId("missing")),
+        Some(id) if id.len() > MAX_ID => Err(RequestError::BadId("too long (at most 256 characters)")),
+        Some(id) => Ok(id),
+    }
+}
+
 fn issuer(root: roxmltree::Node<'_, '_>) -> Option<String> {
     root.children().find(|n| n.has_tag_name((NS_SAML, "Issuer"))).and_then(|n| n.text()).map(|t| t.trim().to_owned())
 }
@@ -108,10 +121,7 @@ pub fn parse_authn_request(xml: &str) -> Result<AuthnRequest, RequestError> {
     if !root.has_tag_name((NS_SAMLP, "AuthnRequest")) {
         return Err(RequestError::WrongMessage("AuthnRequest"));
     }
-    let id = root
-        .attribute("ID")
-        .filter(|id| !id.is_empty() && id.len() <= 256)
-        .ok_or(RequestError::BadXml("missing ID".into()))?;
+    let id = request_id(root)?;
     let name_id_format = root
         .children()
         .find(|n| n.has_tag_name((NS_SAMLP, "NameIDPolicy")))
@@ -133,10 +143,7 @@ pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, RequestError> {
     if !root.has_tag_name((NS_SAMLP, "LogoutRequest")) {
         return Err(RequestError::WrongMessage("LogoutRequest"));
     }
-    let id = root
-        .attribute("ID")
-        .filter(|id| !id.is_empty() && id.len() <= 256)
-        .ok_or(RequestError::BadXml("missing ID".into()))?;
+    let id = request_id(root)?;
     Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root) })
 }
 
@@ -209,8 +216,81 @@ mod tests {
             parse_authn_request(r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"/>"#),
             Err(RequestError::WrongMessage("AuthnRequest"))
         );
+        // A missing and an overlong ID are told apart.
+        let with_id = |id: &str| REQUEST.replace("ID=\"_req1\"", &format!("ID=\"{id}\""));
+        assert_eq!(parse_authn_request(&with_id("")), Err(RequestError::BadId("missing")));
+        let long = parse_authn_request(&with_id(&"a".repeat(10_000))).map(|r| r.id);
+        assert_eq!(
+            long.map_err(|e| e.to_string()),
+            Err("The request's ID is too long (at most 256 characters)".into())
+        );
         // A zip bomb stops at the limit.
         let bomb = deflate(&"A".repeat(MAX_XML * 4));
         assert_eq!(decode_redirect(&bomb), Err(RequestError::TooLarge));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+        }
+
+        /// An AuthnRequest or LogoutRequest with arbitrary attribute values and children.
+        fn message() -> impl Strategy<Value = String> {
+            (
+                prop_oneof!["samlp:AuthnRequest", "samlp:LogoutRequest", "samlp:Response", "[a-z:]{1,12}"],
+                proptest::option::of(".{0,300}"),
+                proptest::option::of("[ -~]{0,40}"),
+                proptest::option::of("[ -~]{0,40}"),
+                "[ -~]{0,60}",
+            )
+                .prop_map(|(tag, id, issuer, acs, body)| {
+                    let attr = |name: &str, v: &Option<String>| {
+                        v.as_ref().map(|v| format!(r#" {name}="{}""#, v.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;"))).unwrap_or_default()
+                    };
+                    format!(
+                        r#"<{tag} xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"{}{}><saml:Issuer>{}</saml:Issuer>{body}</{tag}>"#,
+                        attr("ID", &id),
+                        attr("AssertionConsumerServiceURL", &acs),
+                        issuer.unwrap_or_default().replace('&', "&amp;").replace('<', "&lt;"),
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Any string as a Redirect- or POST-binding SAMLRequest is decoded or refused.
+            #[test]
+            fn any_encoded_message_is_answered(encoded in "[ -~]{0,400}") {
+                let _ = decode_redirect(&encoded).map(|xml| parse_authn_request(&xml));
+                let _ = decode_post(&encoded).map(|xml| parse_logout_request(&xml));
+            }
+
+            /// Any bytes, base64-encoded (and so past the first check), are decoded or refused.
+            #[test]
+            fn any_bytes_are_answered(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let encoded = STANDARD.encode(&bytes);
+                let _ = decode_redirect(&encoded).map(|xml| parse_authn_request(&xml));
+                let _ = decode_post(&encoded).map(|xml| parse_logout_request(&xml));
+            }
+
+            /// Any XML-ish text is parsed or refused, over both bindings.
+            #[test]
+            fn any_message_is_parsed_or_refused(xml in message()) {
+                let _ = parse_authn_request(&xml);
+                let _ = parse_logout_request(&xml);
+                let _ = decode_redirect(&deflate(&xml)).map(|xml| parse_authn_request(&xml));
+                let _ = decode_post(&STANDARD.encode(&xml)).map(|xml| parse_logout_request(&xml));
+            }
+
+            /// Any raw query string is checked for a Redirect-binding signature without a panic.
+            #[test]
+            fn any_query_signature_is_answered(query in "(SAMLRequest=|RelayState=|SigAlg=|Signature=|&|%[0-9A-F]{2}|[ -~]){0,80}") {
+                prop_assert!(verify_redirect_signature(&query, "not a certificate").is_err());
+            }
+        }
     }
 }

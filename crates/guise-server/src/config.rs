@@ -19,8 +19,18 @@ pub struct Config {
     pub log_format: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// A client must send a request's head (request line and headers) within this long
+    /// of connecting or of its previous request, else the connection is closed.
+    pub http_header_timeout_ms: u64,
+    /// …and its body within this long of the head, else `408`.
+    pub http_body_timeout_ms: u64,
+    /// Open connections one client address may hold (0: no limit); more are closed at once.
+    pub max_connections_per_address: usize,
     pub access_token_lifetime_secs: i64,
     pub db_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered `503`
+    /// (the database is down or every connection is busy), in milliseconds.
+    pub db_acquire_timeout_ms: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// HTTP worker threads; 0 means one per core.
@@ -62,8 +72,12 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             log_format: "text".to_owned(),
             max_body_bytes: 64 * 1024,
+            http_header_timeout_ms: 5_000,
+            http_body_timeout_ms: 10_000,
+            max_connections_per_address: 64,
             access_token_lifetime_secs: 86_400,
             db_max_connections: 16,
+            db_acquire_timeout_ms: 2_000,
             trust_forwarded_for: false,
             workers: 0,
             id_token_lifetime_secs: 36_000,

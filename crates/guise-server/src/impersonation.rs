@@ -132,9 +132,10 @@ fn validate_request(
     if policy.require_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(Refusal::ReasonRequired.into());
     }
-    let ttl = match req.ttl {
+    // `try_seconds`: a ttl beyond what a Duration holds is refused like any other, not a panic.
+    let ttl = match req.ttl.map(|secs| (secs, Duration::try_seconds(secs))) {
         None => policy.default_url_ttl.min(policy.max_url_ttl),
-        Some(secs) if secs >= 1 && secs <= policy.max_url_ttl.num_seconds() => Duration::seconds(secs),
+        Some((secs, Some(ttl))) if secs >= 1 && ttl <= policy.max_url_ttl => ttl,
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
     Ok((protocol, impersonator_id, ttl))

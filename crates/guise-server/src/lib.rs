@@ -6,6 +6,7 @@ pub mod bewit_keys;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod edge;
 pub mod error;
 pub mod flow;
 pub mod impersonation;

@@ -32,10 +32,66 @@ pub enum StartupError {
     Other(String),
 }
 
+/// The file in the data directory that says a database was initialised through it, and
+/// which (`database_identity`).
+pub const INITIALISED_MARKER: &str = "guise.initialised";
+
+/// What names a database in the marker: a SQLite file's absolute path, a PostgreSQL URL
+/// without its password.
+fn database_identity(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            format!("sqlite://{}", std::path::absolute(path).unwrap_or_else(|_| path.clone()).display())
+        }
+        DatabaseUrl::Postgres(raw) => match url::Url::parse(raw) {
+            Ok(mut parsed) => {
+                let _ = parsed.set_password(None);
+                parsed.to_string()
+            }
+            Err(_) => "postgres://(unparsable)".to_owned(),
+        },
+    }
+}
+
+/// `guise serve` does not create a fresh database where an initialised one is
+/// expected: when the data directory's marker names this database and it has no schema
+/// (a SQLite file deleted or lost with its volume, a PostgreSQL database recreated
+/// empty), starting would silently begin a new tenant with new keys. `guise init` or
+/// `guise migrate` create one deliberately; on a fresh machine there is no marker.
+pub fn refuse_fresh_database(config: &Config) -> Result<(), StartupError> {
+    let url = DatabaseUrl::parse(&config.database_url())?;
+    let marker = config.data_dir.join(INITIALISED_MARKER);
+    let Ok(recorded) = std::fs::read_to_string(&marker) else { return Ok(()) };
+    if recorded.trim() != database_identity(&url) || guise_store::has_schema(&url)? {
+        return Ok(());
+    }
+    Err(StartupError::Other(format!(
+        "{} has no guise schema, but {} says it was initialised: restore the database (or point \
+         GUISE_DATABASE_URL at it); to start afresh on purpose, run `guise init` (or delete the marker)",
+        database_identity(&url),
+        marker.display()
+    )))
+}
+
+/// Record in the data directory that `url` holds an initialised database.
+fn write_marker(config: &Config, url: &DatabaseUrl) {
+    let marker = config.data_dir.join(INITIALISED_MARKER);
+    let written = std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| std::fs::write(&marker, format!("{}\n", database_identity(url))));
+    if let Err(e) = written {
+        tracing::warn!(marker = %marker.display(), error = %e, "could not record the initialised database");
+    }
+}
+
 /// Open the database (creating the schema) and load keys (creating the first one).
 pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
     let url = DatabaseUrl::parse(&config.database_url())?;
-    let db = Database::connect(&url, config.db_max_connections)?;
+    let db = Database::connect(
+        &url,
+        config.db_max_connections,
+        std::time::Duration::from_millis(config.db_acquire_timeout_ms),
+    )?;
+    write_marker(&config, &url);
     let certificate_name =
         url::Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let keys = KeyCache::load(&db, clock.now(), &certificate_name)?;
@@ -63,9 +119,12 @@ impl Application {
         let listener = TcpListener::bind(&config.listen).map_err(|e| StartupError::Listen(config.listen.clone(), e))?;
         let address = listener.local_addr().map_err(|e| StartupError::Listen(config.listen.clone(), e))?;
         let issuer = config.issuer_for(address);
-        let state = tokio::task::spawn_blocking(move || build_state(config, &issuer, clock))
-            .await
-            .map_err(|e| StartupError::Other(e.to_string()))??;
+        let state = tokio::task::spawn_blocking(move || {
+            refuse_fresh_database(&config)?;
+            build_state(config, &issuer, clock)
+        })
+        .await
+        .map_err(|e| StartupError::Other(e.to_string()))??;
         let state = Arc::new(state);
         let server = serve(listener, Arc::clone(&state))?;
         Ok(Self { server, port: address.port(), state })
@@ -204,17 +263,24 @@ async fn not_found() -> HttpResponse {
 fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupError> {
     let max_body = state.config.max_body_bytes;
     let workers = state.config.workers;
+    let header_timeout = std::time::Duration::from_millis(state.config.http_header_timeout_ms);
+    let cap = crate::edge::ConnectionCap::new(state.config.max_connections_per_address);
     let data = web::Data::from(state);
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::cors::allow_registered_origins))
+            .wrap(actix_web::middleware::from_fn(crate::edge::reject_unstorable))
+            .wrap(actix_web::middleware::from_fn(crate::edge::unavailable_as_503))
             .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::FormConfig::default().limit(max_body))
+            .app_data(web::FormConfig::default().limit(max_body).error_handler(|e, req| {
+                let response = crate::edge::Protocol::of_path(req.path()).form_error(&e);
+                actix_web::error::InternalError::from_response(e, response).into()
+            }))
             .service(routes::health::healthz)
             .service(routes::health::readyz)
             .service(routes::oauth::token)
@@ -253,7 +319,9 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .configure(management::configure)
             .default_service(web::to(not_found))
     })
-    .shutdown_timeout(10);
+    .shutdown_timeout(10)
+    .client_request_timeout(header_timeout)
+    .on_connect(move |connection, extensions| cap.admit(connection, extensions));
     if workers > 0 {
         server = server.workers(workers);
     }

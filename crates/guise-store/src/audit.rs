@@ -1,7 +1,7 @@
 //! `AuditStore` on diesel: append, filtered reads, and verification of the hash chain.
 
 use crate::connection::{AnyConnection, Database, append_events};
-use crate::convert::{from_millis, millis, run};
+use crate::convert::{from_millis, millis};
 use crate::schema::{audit_head, audit_log};
 use diesel::prelude::*;
 use guise_core::audit::{Actor, AuditEvent, AuditRecord, ChainBreak, ChainVerifier};
@@ -83,7 +83,7 @@ const VERIFY_BATCH: i64 = 1000;
 
 impl AuditStore for Database {
     fn append(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
-        run(|| Ok(self.write(Vec::new(), |conn| append_events(conn, events))?.0))
+        self.run(|| Ok(self.write(Vec::new(), |conn| append_events(conn, events.clone()))?.0))
     }
 
     fn audit_records(
@@ -92,7 +92,7 @@ impl AuditStore for Database {
         page: PageRequest,
         with_total: bool,
     ) -> StoreResult<Page<AuditRecord>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let ordered = if filter.ascending {
                 filtered(filter).order(audit_log::seq.asc())
@@ -107,14 +107,14 @@ impl AuditStore for Database {
     }
 
     fn audit_record(&self, seq: i64) -> StoreResult<AuditRecord> {
-        run(|| {
+        self.run(|| {
             let row: AuditRow = audit_log::table.find(seq).select(AuditRow::as_select()).first(&mut self.conn()?)?;
             Ok(row.into())
         })
     }
 
     fn verify_chain(&self) -> StoreResult<Result<u64, ChainBreak>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let mut verifier = ChainVerifier::default();
             let mut after = 0i64;

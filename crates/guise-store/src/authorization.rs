@@ -1,7 +1,7 @@
 //! Pending authorization requests, consents and authorization codes on diesel.
 
 use crate::connection::{AnyConnection, Database};
-use crate::convert::{DbResult, from_millis, json_strings, millis, run, to_json};
+use crate::convert::{DbResult, from_millis, json_strings, millis, to_json};
 use crate::schema::{access_tokens, authorization_codes, authorization_requests, consents, refresh_tokens};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,7 +12,7 @@ use guise_core::store::{AuthorizationCodeStore, AuthorizationRequestStore, Conse
 
 impl AuthorizationRequestStore for Database {
     fn save_authorization_request(&self, record: AuthorizationRequestRecord) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::insert_into(authorization_requests::table)
                 .values((
                     authorization_requests::id.eq(&record.id),
@@ -28,7 +28,7 @@ impl AuthorizationRequestStore for Database {
     }
 
     fn authorization_request(&self, id: &str) -> StoreResult<AuthorizationRequestRecord> {
-        run(|| {
+        self.run(|| {
             let (id, params, csrf_token, created_at, expires_at): (String, String, String, i64, i64) =
                 authorization_requests::table
                     .find(id)
@@ -53,7 +53,7 @@ impl AuthorizationRequestStore for Database {
     }
 
     fn delete_authorization_request(&self, id: &str) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::delete(authorization_requests::table.find(id)).execute(&mut self.conn()?)?;
             Ok(())
         })
@@ -62,7 +62,7 @@ impl AuthorizationRequestStore for Database {
 
 impl ConsentStore for Database {
     fn consented_scopes(&self, user_id: &str, client_id: &str) -> StoreResult<Option<Vec<String>>> {
-        run(|| {
+        self.run(|| {
             let scope: Option<String> = consents::table
                 .find((user_id, client_id))
                 .select(consents::scope)
@@ -80,8 +80,8 @@ impl ConsentStore for Database {
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::delete(consents::table.find((user_id, client_id))).execute(conn)?;
                 diesel::insert_into(consents::table)
                     .values((
@@ -156,6 +156,15 @@ fn revoke_descendants_of_code(conn: &mut AnyConnection, code_hash: &str, at: i64
     Ok(())
 }
 
+/// Revoke what a code issued, twice: on PostgreSQL the first pass locks the rows it
+/// sees (among them the parent of any rotation in flight, whose confirmation then waits
+/// and finds it revoked); the second, a later snapshot, finds the rows a rotation recorded
+/// before confirming ahead of the first pass.
+fn revoke_code_descendants_twice(conn: &mut AnyConnection, code_hash: &str, at: i64) -> DbResult<()> {
+    revoke_descendants_of_code(conn, code_hash, at)?;
+    revoke_descendants_of_code(conn, code_hash, at)
+}
+
 impl AuthorizationCodeStore for Database {
     fn save_code(&self, c: AuthorizationCode) -> StoreResult<()> {
         let row = CodeRow {
@@ -173,7 +182,7 @@ impl AuthorizationCodeStore for Database {
             expires_at: millis(c.expires_at),
             consumed_at: None,
         };
-        run(|| {
+        self.run(|| {
             diesel::insert_into(authorization_codes::table).values(&row).execute(&mut self.conn()?)?;
             Ok(())
         })
@@ -181,7 +190,7 @@ impl AuthorizationCodeStore for Database {
 
     fn consume_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<CodeRedemption> {
         let now = millis(now);
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             conn.transaction(|conn| {
                 // The conditional update is the single-use guarantee, even across nodes.
@@ -197,9 +206,35 @@ impl AuthorizationCodeStore for Database {
                 if claimed == 1 {
                     Ok(CodeRedemption::Redeemed(row.into()))
                 } else {
-                    revoke_descendants_of_code(conn, code_hash, now)?;
+                    // Mark the replay first: the row lock orders it against the winner's
+                    // `confirm_code_issue`, so either the winner sees the mark, or the
+                    // revocation below (later statements) sees the winner's rows.
+                    diesel::update(authorization_codes::table.find(code_hash))
+                        .set(authorization_codes::replayed_at.eq(now))
+                        .execute(conn)?;
+                    revoke_code_descendants_twice(conn, code_hash, now)?;
                     Ok(CodeRedemption::Replayed(row.into()))
                 }
+            })
+        })
+    }
+
+    fn confirm_code_issue(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let now = millis(now);
+        self.run(|| {
+            let mut conn = self.conn()?;
+            conn.transaction(|conn| {
+                // Touch the row: this waits for a replay's transaction holding it.
+                diesel::update(authorization_codes::table.find(code_hash))
+                    .set(authorization_codes::consumed_at.eq(authorization_codes::consumed_at))
+                    .execute(conn)?;
+                let replayed: Option<i64> =
+                    authorization_codes::table.find(code_hash).select(authorization_codes::replayed_at).first(conn)?;
+                if replayed.is_some() {
+                    revoke_descendants_of_code(conn, code_hash, now)?;
+                    return Ok(false);
+                }
+                Ok(true)
             })
         })
     }

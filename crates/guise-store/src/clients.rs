@@ -1,7 +1,7 @@
 //! `ClientStore` on diesel.
 
 use crate::connection::{AnyConnection, Database};
-use crate::convert::{DbResult, from_millis, json_object, json_strings, millis, run, to_json};
+use crate::convert::{DbResult, from_millis, json_object, json_strings, millis, to_json};
 use crate::schema::clients;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -109,9 +109,13 @@ impl Database {
         audit: AuditEvent,
         change: impl FnOnce(&mut Client),
     ) -> StoreResult<Client> {
-        run(|| {
-            let (client, _) = self.write(vec![audit], |conn| {
+        // Taken only once the transaction holds its lock: a connection found lost
+        // before that leaves it for the retry.
+        let mut change = Some(change);
+        self.run(|| {
+            let (client, _) = self.write(vec![audit.clone()], |conn| {
                 let mut client = load_client(conn, client_id)?;
+                let change = change.take().ok_or_else(|| StoreError::Backend("change already attempted".into()))?;
                 change(&mut client);
                 diesel::update(clients::table.find(client_id)).set(&ClientRow::from(&client)).execute(conn)?;
                 Ok(client)
@@ -123,17 +127,17 @@ impl Database {
 
 impl ClientStore for Database {
     fn create_client(&self, client: Client, audit: AuditEvent) -> StoreResult<Client> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::insert_into(clients::table).values(&ClientRow::from(&client)).execute(conn)?;
                 Ok(())
             })?;
-            Ok(client)
+            Ok(client.clone())
         })
     }
 
     fn client_by_id(&self, client_id: &str) -> StoreResult<Client> {
-        run(|| load_client(&mut *self.conn()?, client_id))
+        self.run(|| load_client(&mut *self.conn()?, client_id))
     }
 
     fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
@@ -147,7 +151,7 @@ impl ClientStore for Database {
             }
             query
         };
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let rows: Vec<ClientRow> = filtered()
                 .order((clients::created_at.asc(), clients::client_id.asc()))
@@ -187,10 +191,12 @@ impl ClientStore for Database {
     }
 
     fn delete_client(&self, client_id: &str, audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| match diesel::delete(clients::table.find(client_id)).execute(conn)? {
-                0 => Err(StoreError::NotFound.into()),
-                _ => Ok(()),
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
+                match diesel::delete(clients::table.find(client_id)).execute(conn)? {
+                    0 => Err(StoreError::NotFound.into()),
+                    _ => Ok(()),
+                }
             })?;
             Ok(())
         })

@@ -2,17 +2,23 @@
 //! settings (WAL, busy timeout, foreign keys), embedded migrations, and the write
 //! transaction that appends audit events atomically with the change they describe.
 
-use crate::convert::{DbError, DbResult};
+use crate::convert::{DbError, DbResult, is_connection_lost};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use guise_core::StoreError;
 use guise_core::audit::{AuditEvent, AuditRecord, chain_hash};
 use guise_core::store::StoreResult;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+/// After a lost connection, how long checkouts are checked (`SELECT 1`) before use: the
+/// other pooled connections most likely went with it (a restart, a failover, a reset).
+const CHECK_AFTER_LOSS: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -24,7 +30,39 @@ pub enum AnyConnection {
     Sqlite(diesel::SqliteConnection),
 }
 
-pub(crate) type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
+pub(crate) type Conn = PooledConnection<Manager>;
+
+/// Opens connections of the backend the URL's scheme names. (diesel's
+/// `ConnectionManager<AnyConnection>` tries each backend in turn: a PostgreSQL URL whose
+/// server is down fell through to SQLite, which opened a file of that name, and the
+/// error said only "Invalid connection url for multiconnection".)
+#[derive(Debug)]
+pub(crate) struct Manager {
+    url: DatabaseUrl,
+}
+
+impl ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<AnyConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(AnyConnection::Postgresql),
+            DatabaseUrl::Sqlite(path) => {
+                diesel::SqliteConnection::establish(&path.to_string_lossy()).map(AnyConnection::Sqlite)
+            }
+        }
+        .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1").map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        std::thread::panicking() || R2D2Connection::is_broken(conn)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -59,13 +97,6 @@ impl DatabaseUrl {
             DatabaseUrl::Postgres(_) => Backend::Postgres,
         }
     }
-
-    fn connection_string(&self) -> String {
-        match self {
-            DatabaseUrl::Sqlite(path) => path.to_string_lossy().into_owned(),
-            DatabaseUrl::Postgres(url) => url.clone(),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -85,8 +116,15 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqliteSettings 
 /// The database: a connection pool plus which backend it speaks.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<ConnectionManager<AnyConnection>>,
+    pool: Pool<Manager>,
     backend: Backend,
+    /// Since when no connection could be had (Unix ms; 0: connections are being had).
+    unavailable_since: Arc<AtomicI64>,
+    /// A SQLite database's file and its inode when opened: readiness notices the file
+    /// vanishing or being replaced under a running node.
+    sqlite_file: Option<(PathBuf, Option<u64>)>,
+    /// When a connection was last found lost (Unix ms; 0: never).
+    lost_at: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Database {
@@ -95,27 +133,82 @@ impl std::fmt::Debug for Database {
     }
 }
 
+/// The inode of a file (Unix), to notice it replaced.
+fn file_id(path: &std::path::Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|_| 0)
+    }
+}
+
+/// Whether `url` names a database that holds guise's schema (its migrations table). A
+/// SQLite file that does not exist does not, and is not created here. Fails when the
+/// database cannot be reached.
+pub fn has_schema(url: &DatabaseUrl) -> StoreResult<bool> {
+    let probe = "SELECT 1 FROM __diesel_schema_migrations LIMIT 1";
+    let missing = |e: &diesel::result::Error| {
+        let message = e.to_string().to_lowercase();
+        message.contains("no such table") || message.contains("does not exist")
+    };
+    let outcome = match url {
+        DatabaseUrl::Sqlite(path) => {
+            if !path.exists() {
+                return Ok(false);
+            }
+            let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
+            conn.batch_execute(probe)
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut conn = diesel::PgConnection::establish(url)
+                .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
+            conn.batch_execute(probe)
+        }
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(e) if missing(&e) => Ok(false),
+        Err(e) => Err(StoreError::Backend(e.to_string())),
+    }
+}
+
 impl Database {
     /// Open a pool and apply pending migrations. For SQLite the file's directory is
     /// created if missing.
-    pub fn connect(url: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
+    pub fn connect(url: &DatabaseUrl, max_connections: u32, acquire_timeout: Duration) -> StoreResult<Self> {
         if let DatabaseUrl::Sqlite(path) = url
             && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let manager = ConnectionManager::<AnyConnection>::new(url.connection_string());
+        let manager = Manager { url: url.clone() };
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
-            .connection_timeout(Duration::from_secs(10))
+            // Also the longest a request waits for a connection while the database is
+            // unreachable before it is answered 503.
+            .connection_timeout(acquire_timeout.max(Duration::from_millis(1)))
             // No `SELECT 1` before every checkout: a broken connection shows as an error
             // on use and r2d2 drops it (has_broken); the ping cost three round trips per token.
             .test_on_check_out(false)
             .connection_customizer(Box::new(SqliteSettings))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot open database: {e}")))?;
-        let db = Database { pool, backend: url.backend() };
+        let db = Database {
+            pool,
+            backend: url.backend(),
+            lost_at: Arc::new(AtomicI64::new(0)),
+            unavailable_since: Arc::new(AtomicI64::new(0)),
+            sqlite_file: match url {
+                DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
+                DatabaseUrl::Postgres(_) => None,
+            },
+        };
         if db.backend == Backend::Sqlite {
             // WAL persists in the file; set once, so readers never block the writer.
             let mut conn = db.conn().map_err(|e| e.0)?;
@@ -125,8 +218,59 @@ impl Database {
         Ok(db)
     }
 
+    fn checkout(&self) -> DbResult<Conn> {
+        match self.pool.get() {
+            Ok(conn) => {
+                self.unavailable_since.store(0, Ordering::Relaxed);
+                Ok(conn)
+            }
+            Err(e) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let _ = self.unavailable_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+                Err(DbError(StoreError::Backend(format!("no database connection: {e}"))))
+            }
+        }
+    }
+
+    /// Whether the last attempt to get a connection failed (the database is down or
+    /// unreachable): the server answers `503` with `Retry-After` then.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable_since.load(Ordering::Relaxed) != 0
+    }
+
+    /// A pooled connection. Normally unchecked (a ping per checkout cost three round
+    /// trips per token); for [`CHECK_AFTER_LOSS`] after a connection was found lost,
+    /// each is checked with `SELECT 1` first, and a dead one is dropped (diesel marks it
+    /// broken, r2d2 discards it) for the next.
     pub(crate) fn conn(&self) -> DbResult<Conn> {
-        self.pool.get().map_err(|e| DbError(StoreError::Backend(format!("no database connection: {e}"))))
+        let lost_at = self.lost_at.load(Ordering::Relaxed);
+        if lost_at == 0 || chrono::Utc::now().timestamp_millis() - lost_at > CHECK_AFTER_LOSS.num_milliseconds() {
+            return self.checkout();
+        }
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = self.checkout()?;
+            if conn.batch_execute("SELECT 1").is_ok() {
+                return Ok(conn);
+            }
+        }
+        self.checkout()
+    }
+
+    /// Run a store operation written with `?` over diesel errors. An operation that
+    /// failed because its connection was lost — the database restarted, failed over, or
+    /// the network reset idle connections — runs once more on a checked connection, so
+    /// no request sees a dead pooled connection. (A connection lost after the server
+    /// committed, before it answered, makes the retry meet its own change: a replayed
+    /// single-use claim then reads as a reuse and revokes, the safe direction.)
+    pub(crate) fn run<T>(&self, mut operation: impl FnMut() -> DbResult<T>) -> StoreResult<T> {
+        match operation() {
+            Err(DbError(e)) if is_connection_lost(&e) => {
+                self.lost_at.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                tracing::warn!(error = %e, "database connection lost; retrying on a checked connection");
+                operation().map_err(|e| e.0)
+            }
+            other => other.map_err(|e| e.0),
+        }
     }
 
     /// Apply pending migrations; on PostgreSQL under an advisory lock, so nodes starting
@@ -145,9 +289,37 @@ impl Database {
         result.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers (a `SELECT 1`).
     pub fn ping(&self) -> bool {
         self.conn().is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
+    }
+
+    /// Whether this node can serve (for `/readyz`): a SQLite file is still the one it
+    /// opened, and the store takes a write — the audit head's row is locked and
+    /// updated to itself in a transaction that is rolled back (a read-only replica, a
+    /// full disk or a read-only file fail here, not on the next login).
+    pub fn ready(&self) -> Result<(), String> {
+        if let Some((path, opened)) = &self.sqlite_file {
+            let now = file_id(path);
+            if !path.exists() {
+                return Err(format!("the database file {} is gone", path.display()));
+            }
+            if opened.is_some() && now != *opened {
+                return Err(format!("the database file {} was replaced", path.display()));
+            }
+        }
+        let mut conn = self.conn().map_err(|e| e.0.to_string())?;
+        let outcome = conn.transaction::<(), diesel::result::Error, _>(|conn| {
+            diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
+                .set(audit_head::last_seq.eq(audit_head::last_seq))
+                .execute(conn)?;
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+        match outcome {
+            Err(diesel::result::Error::RollbackTransaction) => Ok(()),
+            Err(e) => Err(format!("the database takes no writes: {e}")),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Run `change` in a transaction that first takes the audit chain's head row (the

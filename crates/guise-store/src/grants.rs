@@ -1,7 +1,7 @@
 //! `ClientGrantStore` on diesel.
 
 use crate::connection::Database;
-use crate::convert::{from_millis, json_strings, millis, run, to_json};
+use crate::convert::{from_millis, json_strings, millis, to_json};
 use crate::schema::client_grants;
 use diesel::prelude::*;
 use guise_core::StoreError;
@@ -41,17 +41,17 @@ impl ClientGrantStore for Database {
             scope: to_json(&grant.scope),
             created_at: millis(grant.created_at),
         };
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::insert_into(client_grants::table).values(&row).execute(conn)?;
                 Ok(())
             })?;
-            Ok(grant)
+            Ok(grant.clone())
         })
     }
 
     fn client_grant(&self, client_id: &str, audience: &str) -> StoreResult<ClientGrant> {
-        run(|| {
+        self.run(|| {
             let row: GrantRow = client_grants::table
                 .filter(client_grants::client_id.eq(client_id))
                 .filter(client_grants::audience.eq(audience))
@@ -62,7 +62,7 @@ impl ClientGrantStore for Database {
     }
 
     fn client_grant_by_id(&self, id: &str) -> StoreResult<ClientGrant> {
-        run(|| {
+        self.run(|| {
             let row: GrantRow = client_grants::table.find(id).select(GrantRow::as_select()).first(&mut self.conn()?)?;
             Ok(row.into())
         })
@@ -74,7 +74,7 @@ impl ClientGrantStore for Database {
         audience: Option<&str>,
         page: PageRequest,
     ) -> StoreResult<Page<ClientGrant>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let filtered = || {
                 let mut query = client_grants::table.into_boxed();
@@ -98,8 +98,8 @@ impl ClientGrantStore for Database {
     }
 
     fn update_client_grant_scope(&self, id: &str, scope: Vec<String>, audit: AuditEvent) -> StoreResult<ClientGrant> {
-        run(|| {
-            let (row, _) = self.write(vec![audit], |conn| {
+        self.run(|| {
+            let (row, _) = self.write(vec![audit.clone()], |conn| {
                 let updated = diesel::update(client_grants::table.find(id))
                     .set(client_grants::scope.eq(to_json(&scope)))
                     .execute(conn)?;
@@ -113,10 +113,12 @@ impl ClientGrantStore for Database {
     }
 
     fn delete_client_grant(&self, id: &str, audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| match diesel::delete(client_grants::table.find(id)).execute(conn)? {
-                0 => Err(StoreError::NotFound.into()),
-                _ => Ok(()),
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
+                match diesel::delete(client_grants::table.find(id)).execute(conn)? {
+                    0 => Err(StoreError::NotFound.into()),
+                    _ => Ok(()),
+                }
             })?;
             Ok(())
         })

@@ -1,7 +1,7 @@
 //! `Housekeeping` on diesel: deleting what has expired.
 
 use crate::connection::Database;
-use crate::convert::{millis, run};
+use crate::convert::millis;
 use crate::schema::{
     access_tokens, authorization_codes, authorization_requests, login_throttle, refresh_tokens, sessions,
 };
@@ -16,7 +16,7 @@ impl Housekeeping for Database {
     fn purge_expired(&self, now: DateTime<Utc>, keep_sessions_for: Duration) -> StoreResult<usize> {
         let now = millis(now);
         let session_cutoff = now - keep_sessions_for.num_milliseconds();
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let mut removed = 0;
             removed += diesel::delete(authorization_requests::table.filter(authorization_requests::expires_at.lt(now)))

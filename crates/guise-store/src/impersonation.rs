@@ -1,7 +1,7 @@
 //! Bewit keys, the bewit replay store and impersonation-session queries on diesel.
 
 use crate::connection::Database;
-use crate::convert::{millis, run};
+use crate::convert::millis;
 use crate::schema::{bewit_keys, bewit_redemptions, sessions};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -18,7 +18,7 @@ const RETIRED: &str = "retired";
 
 impl BewitStore for Database {
     fn bewit_keys(&self) -> StoreResult<Vec<(BewitKey, bool)>> {
-        run(|| {
+        self.run(|| {
             let rows: Vec<(String, String, String)> = bewit_keys::table
                 .order(bewit_keys::created_at.desc())
                 .select((bewit_keys::kid, bewit_keys::key_material, bewit_keys::state))
@@ -34,7 +34,7 @@ impl BewitStore for Database {
     }
 
     fn install_first_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<bool> {
-        run(|| {
+        self.run(|| {
             let (installed, _) = self.write_deciding(|conn| {
                 let active: i64 = bewit_keys::table.filter(bewit_keys::state.eq(ACTIVE)).count().get_result(conn)?;
                 if active > 0 {
@@ -48,15 +48,15 @@ impl BewitStore for Database {
                         bewit_keys::created_at.eq(millis(at)),
                     ))
                     .execute(conn)?;
-                Ok((true, vec![audit]))
+                Ok((true, vec![audit.clone()]))
             })?;
             Ok(installed)
         })
     }
 
     fn rotate_bewit_key(&self, key: BewitKey, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::update(bewit_keys::table.filter(bewit_keys::state.eq(ACTIVE)))
                     .set(bewit_keys::state.eq(RETIRED))
                     .execute(conn)?;
@@ -75,7 +75,7 @@ impl BewitStore for Database {
     }
 
     fn redeem_once(&self, jti: &str, at: DateTime<Utc>, expires_at: DateTime<Utc>) -> StoreResult<bool> {
-        let inserted = run(|| {
+        let inserted = self.run(|| {
             let mut conn = self.conn()?;
             // Forget redemptions whose bewits no node can verify any more: `at` is this
             // node's clock, and a node whose clock is behind by up to the maximum skew
@@ -102,7 +102,7 @@ impl BewitStore for Database {
 
 impl ImpersonationSessionStore for Database {
     fn impersonation_sessions(&self, filter: &ImpersonationFilter, now: DateTime<Utc>) -> StoreResult<Vec<Session>> {
-        let sids = run(|| {
+        let sids = self.run(|| {
             let mut query = sessions::table
                 .filter(sessions::impersonator_id.is_not_null())
                 .filter(sessions::ended_at.is_null())

@@ -1,7 +1,7 @@
 //! `SigningKeyStore` on diesel.
 
 use crate::connection::{AnyConnection, Database};
-use crate::convert::{DbResult, from_millis, millis, run};
+use crate::convert::{DbResult, from_millis, millis};
 use crate::schema::signing_keys;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -55,7 +55,7 @@ fn insert_active(conn: &mut AnyConnection, key: &SigningKey) -> DbResult<()> {
 
 impl SigningKeyStore for Database {
     fn published_keys(&self) -> StoreResult<Vec<SigningKey>> {
-        run(|| {
+        self.run(|| {
             let rows: Vec<KeyRow> = signing_keys::table
                 .filter(signing_keys::state.ne(KeyState::Retired.as_str()))
                 .order(signing_keys::created_at.desc())
@@ -71,8 +71,8 @@ impl SigningKeyStore for Database {
         retire_previous_after: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::update(
                     signing_keys::table
                         .filter(signing_keys::alg.eq(&new_key.alg))
@@ -90,7 +90,7 @@ impl SigningKeyStore for Database {
     }
 
     fn install_first_key(&self, key: SigningKey, audit: AuditEvent) -> StoreResult<bool> {
-        run(|| {
+        self.run(|| {
             let (installed, _) = self.write_deciding(|conn| {
                 let active: i64 = signing_keys::table
                     .filter(signing_keys::alg.eq(&key.alg))
@@ -101,14 +101,14 @@ impl SigningKeyStore for Database {
                     return Ok((false, vec![]));
                 }
                 insert_active(conn, &key)?;
-                Ok((true, vec![audit]))
+                Ok((true, vec![audit.clone()]))
             })?;
             Ok(installed)
         })
     }
 
     fn set_certificate(&self, kid: &str, certificate_pem: &str) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::update(signing_keys::table.find(kid).filter(signing_keys::certificate_pem.is_null()))
                 .set(signing_keys::certificate_pem.eq(certificate_pem))
                 .execute(&mut self.conn()?)?;
@@ -117,7 +117,7 @@ impl SigningKeyStore for Database {
     }
 
     fn retire_expired(&self, now: DateTime<Utc>) -> StoreResult<usize> {
-        run(|| {
+        self.run(|| {
             Ok(diesel::update(
                 signing_keys::table
                     .filter(signing_keys::state.eq(KeyState::Retiring.as_str()))

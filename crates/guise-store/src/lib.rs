@@ -18,4 +18,4 @@ mod throttle;
 mod tokens;
 mod users;
 
-pub use connection::{Backend, Database, DatabaseUrl};
+pub use connection::{Backend, Database, DatabaseUrl, has_schema};

@@ -1,7 +1,6 @@
 //! `RoleStore` on diesel: roles, their permissions, and who holds them.
 
 use crate::connection::Database;
-use crate::convert::run;
 use crate::schema::{role_permissions, roles, user_roles, users};
 use crate::users::UserRow;
 use diesel::prelude::*;
@@ -43,24 +42,24 @@ fn role_conflict(e: crate::convert::DbError) -> crate::convert::DbError {
 impl RoleStore for Database {
     fn create_role(&self, role: Role, audit: AuditEvent) -> StoreResult<Role> {
         let row = RoleRow { id: role.id.clone(), name: role.name.clone(), description: role.description.clone() };
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::insert_into(roles::table).values(&row).execute(conn).map_err(|e| role_conflict(e.into()))?;
                 Ok(())
             })?;
-            Ok(role)
+            Ok(role.clone())
         })
     }
 
     fn role_by_id(&self, id: &str) -> StoreResult<Role> {
-        run(|| {
+        self.run(|| {
             let row: RoleRow = roles::table.find(id).select(RoleRow::as_select()).first(&mut self.conn()?)?;
             Ok(row.into())
         })
     }
 
     fn list_roles(&self, name_filter: Option<&str>, page: PageRequest) -> StoreResult<Page<Role>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let filtered = || {
                 let mut query = roles::table.into_boxed();
@@ -81,13 +80,13 @@ impl RoleStore for Database {
     }
 
     fn update_role(&self, id: &str, patch: RolePatch, audit: AuditEvent) -> StoreResult<Role> {
-        run(|| {
-            let (row, _) = self.write(vec![audit], |conn| {
+        self.run(|| {
+            let (row, _) = self.write(vec![audit.clone()], |conn| {
                 let mut row: RoleRow = roles::table.find(id).select(RoleRow::as_select()).first(conn)?;
-                if let Some(name) = patch.name {
+                if let Some(name) = patch.name.clone() {
                     row.name = name;
                 }
-                if let Some(description) = patch.description {
+                if let Some(description) = patch.description.clone() {
                     row.description = description;
                 }
                 diesel::update(roles::table.find(id))
@@ -101,8 +100,8 @@ impl RoleStore for Database {
     }
 
     fn delete_role(&self, id: &str, audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| match diesel::delete(roles::table.find(id)).execute(conn)? {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| match diesel::delete(roles::table.find(id)).execute(conn)? {
                 0 => Err(StoreError::NotFound.into()),
                 _ => Ok(()),
             })?;
@@ -111,7 +110,7 @@ impl RoleStore for Database {
     }
 
     fn role_permissions(&self, role_id: &str, page: PageRequest) -> StoreResult<Page<Permission>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             roles::table.find(role_id).select(roles::id).first::<String>(&mut conn)?;
             let rows: Vec<(String, String)> = role_permissions::table
@@ -135,8 +134,8 @@ impl RoleStore for Database {
     }
 
     fn add_role_permissions(&self, role_id: &str, permissions: &[Permission], audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 roles::table.find(role_id).select(roles::id).first::<String>(conn)?;
                 for p in permissions {
                     let exists = role_permissions::table
@@ -160,8 +159,8 @@ impl RoleStore for Database {
     }
 
     fn remove_role_permissions(&self, role_id: &str, permissions: &[Permission], audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 roles::table.find(role_id).select(roles::id).first::<String>(conn)?;
                 for p in permissions {
                     diesel::delete(role_permissions::table.find((
@@ -178,7 +177,7 @@ impl RoleStore for Database {
     }
 
     fn role_users(&self, role_id: &str, page: PageRequest) -> StoreResult<Page<User>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             roles::table.find(role_id).select(roles::id).first::<String>(&mut conn)?;
             let rows: Vec<UserRow> = users::table
@@ -195,7 +194,7 @@ impl RoleStore for Database {
     }
 
     fn user_roles(&self, user_id: &str, page: PageRequest) -> StoreResult<Page<Role>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             users::table.find(user_id).select(users::user_id).first::<String>(&mut conn)?;
             let rows: Vec<RoleRow> = roles::table
@@ -212,8 +211,8 @@ impl RoleStore for Database {
     }
 
     fn assign_roles(&self, user_id: &str, role_ids: &[String], audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 users::table.find(user_id).select(users::user_id).first::<String>(conn)?;
                 for role_id in role_ids {
                     let role = roles::table.find(role_id).select(roles::id).first::<String>(conn).optional()?;
@@ -234,8 +233,8 @@ impl RoleStore for Database {
     }
 
     fn unassign_roles(&self, user_id: &str, role_ids: &[String], audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 users::table.find(user_id).select(users::user_id).first::<String>(conn)?;
                 diesel::delete(
                     user_roles::table
@@ -250,8 +249,8 @@ impl RoleStore for Database {
     }
 
     fn add_role_users(&self, role_id: &str, user_ids: &[String], audit: Vec<AuditEvent>) -> StoreResult<()> {
-        run(|| {
-            self.write(audit, |conn| {
+        self.run(|| {
+            self.write(audit.clone(), |conn| {
                 roles::table.find(role_id).select(roles::id).first::<String>(conn)?;
                 for user_id in user_ids {
                     users::table.find(user_id).select(users::user_id).first::<String>(conn)?;
@@ -269,7 +268,7 @@ impl RoleStore for Database {
     }
 
     fn user_permissions(&self, user_id: &str) -> StoreResult<Vec<(Permission, Vec<Role>)>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let rows: Vec<(String, String, RoleRow)> = role_permissions::table
                 .inner_join(roles::table.inner_join(user_roles::table))

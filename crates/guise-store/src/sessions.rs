@@ -1,7 +1,7 @@
 //! `SessionStore` on diesel. Sessions are found by the SHA-256 of their cookie value.
 
 use crate::connection::Database;
-use crate::convert::{from_millis, millis, run};
+use crate::convert::{from_millis, millis};
 use crate::schema::{access_tokens, refresh_tokens, sessions};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -67,8 +67,8 @@ impl SessionStore for Database {
             impersonation_reason: s.impersonation_reason,
             impersonation_minted_by: s.impersonation_minted_by,
         };
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 diesel::insert_into(sessions::table).values(&row).execute(conn)?;
                 Ok(())
             })?;
@@ -77,7 +77,7 @@ impl SessionStore for Database {
     }
 
     fn session_by_cookie_hash(&self, id_hash: &str) -> StoreResult<Session> {
-        run(|| {
+        self.run(|| {
             let row: SessionRow =
                 sessions::table.find(id_hash).select(SessionRow::as_select()).first(&mut self.conn()?)?;
             Ok(row.into())
@@ -85,7 +85,7 @@ impl SessionStore for Database {
     }
 
     fn session_by_sid(&self, sid: &str) -> StoreResult<Session> {
-        run(|| {
+        self.run(|| {
             let row: SessionRow = sessions::table
                 .filter(sessions::sid.eq(sid))
                 .select(SessionRow::as_select())
@@ -95,7 +95,7 @@ impl SessionStore for Database {
     }
 
     fn touch_session(&self, sid: &str, last_seen: DateTime<Utc>, idle_expires_at: DateTime<Utc>) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::update(sessions::table.filter(sessions::sid.eq(sid)))
                 .set((sessions::last_seen.eq(millis(last_seen)), sessions::idle_expires_at.eq(millis(idle_expires_at))))
                 .execute(&mut self.conn()?)?;
@@ -105,8 +105,8 @@ impl SessionStore for Database {
 
     fn end_session(&self, sid: &str, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()> {
         let at = millis(at);
-        run(|| {
-            self.write(vec![audit], |conn| {
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
                 let ended =
                     diesel::update(sessions::table.filter(sessions::sid.eq(sid)).filter(sessions::ended_at.is_null()))
                         .set(sessions::ended_at.eq(at))
@@ -133,7 +133,7 @@ impl SessionStore for Database {
     }
 
     fn sessions_of_user(&self, user_id: &str) -> StoreResult<Vec<Session>> {
-        run(|| {
+        self.run(|| {
             let rows: Vec<SessionRow> = sessions::table
                 .filter(sessions::user_id.eq(user_id))
                 .order(sessions::created_at.desc())

@@ -1,7 +1,7 @@
 //! `LoginThrottleStore` on diesel: one counter row per account or address.
 
 use crate::connection::Database;
-use crate::convert::{from_millis, millis, run};
+use crate::convert::{from_millis, millis};
 use crate::schema::login_throttle;
 use diesel::prelude::*;
 use guise_core::store::{LoginThrottleStore, StoreResult};
@@ -9,7 +9,7 @@ use guise_core::throttle::ThrottleCounter;
 
 impl LoginThrottleStore for Database {
     fn throttle_counter(&self, key: &str) -> StoreResult<Option<ThrottleCounter>> {
-        run(|| {
+        self.run(|| {
             let row: Option<(i64, i64, Option<i64>)> = login_throttle::table
                 .find(key)
                 .select((login_throttle::failures, login_throttle::window_started_at, login_throttle::locked_until))
@@ -25,7 +25,7 @@ impl LoginThrottleStore for Database {
     }
 
     fn save_throttle_counter(&self, c: &ThrottleCounter) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             self.write(vec![], |conn| {
                 diesel::delete(login_throttle::table.find(&c.key)).execute(conn)?;
                 diesel::insert_into(login_throttle::table)
@@ -43,7 +43,7 @@ impl LoginThrottleStore for Database {
     }
 
     fn clear_throttle_counter(&self, key: &str) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::delete(login_throttle::table.find(key)).execute(&mut self.conn()?)?;
             Ok(())
         })

@@ -2,7 +2,7 @@
 //! detection and revocation.
 
 use crate::connection::{AnyConnection, Database};
-use crate::convert::{DbResult, from_millis, json_strings, millis, run, to_json};
+use crate::convert::{DbResult, from_millis, json_strings, millis, to_json};
 use crate::schema::{access_tokens, refresh_tokens};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -89,7 +89,7 @@ impl TokenStore for Database {
             used_at: None,
             revoked_at: None,
         };
-        run(|| {
+        self.run(|| {
             diesel::insert_into(refresh_tokens::table).values(&row).execute(&mut self.conn()?)?;
             Ok(())
         })
@@ -97,7 +97,7 @@ impl TokenStore for Database {
 
     fn use_refresh_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<RefreshRedemption> {
         let now = millis(now);
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             conn.transaction(|conn| {
                 let claimed = diesel::update(
@@ -115,6 +115,12 @@ impl TokenStore for Database {
                     return Ok(RefreshRedemption::Rotated(row.into()));
                 }
                 if row.revoked_at.is_none() && row.used_at.is_some() {
+                    // Twice: the first pass locks every member it sees — among them the
+                    // parent of a rotation in flight, whose `confirm_rotation` then waits
+                    // and finds it revoked — and the second, a later snapshot on
+                    // PostgreSQL, finds what a rotation recorded before confirming ahead
+                    // of the first pass.
+                    revoke_family(conn, &row.family_id, now)?;
                     revoke_family(conn, &row.family_id, now)?;
                     return Ok(RefreshRedemption::Reused(row.into()));
                 }
@@ -123,8 +129,30 @@ impl TokenStore for Database {
         })
     }
 
+    fn confirm_rotation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let now = millis(now);
+        self.run(|| {
+            let mut conn = self.conn()?;
+            conn.transaction(|conn| {
+                // Touch the rotated token unless revoked: waits for a reuse's transaction
+                // that locked it, then sees its revocation.
+                let live =
+                    diesel::update(refresh_tokens::table.find(token_hash).filter(refresh_tokens::revoked_at.is_null()))
+                        .set(refresh_tokens::used_at.eq(refresh_tokens::used_at))
+                        .execute(conn)?;
+                if live == 1 {
+                    return Ok(true);
+                }
+                let family: String =
+                    refresh_tokens::table.find(token_hash).select(refresh_tokens::family_id).first(conn)?;
+                revoke_family(conn, &family, now)?;
+                Ok(false)
+            })
+        })
+    }
+
     fn refresh_token(&self, token_hash: &str) -> StoreResult<RefreshTokenRecord> {
-        run(|| {
+        self.run(|| {
             let row: RefreshRow =
                 refresh_tokens::table.find(token_hash).select(RefreshRow::as_select()).first(&mut self.conn()?)?;
             Ok(row.into())
@@ -132,7 +160,7 @@ impl TokenStore for Database {
     }
 
     fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             conn.transaction(|conn| revoke_family(conn, family_id, millis(now)))
         })
@@ -149,14 +177,14 @@ impl TokenStore for Database {
             expires_at: millis(r.expires_at),
             revoked_at: None,
         };
-        run(|| {
+        self.run(|| {
             diesel::insert_into(access_tokens::table).values(&row).execute(&mut self.conn()?)?;
             Ok(())
         })
     }
 
     fn access_token_record(&self, jti: &str) -> StoreResult<AccessTokenRecord> {
-        run(|| {
+        self.run(|| {
             let r: AccessRow =
                 access_tokens::table.find(jti).select(AccessRow::as_select()).first(&mut self.conn()?)?;
             Ok(AccessTokenRecord {
@@ -173,7 +201,7 @@ impl TokenStore for Database {
     }
 
     fn revoke_access_token(&self, jti: &str, now: DateTime<Utc>) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::update(access_tokens::table.find(jti).filter(access_tokens::revoked_at.is_null()))
                 .set(access_tokens::revoked_at.eq(millis(now)))
                 .execute(&mut self.conn()?)?;

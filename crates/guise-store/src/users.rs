@@ -1,7 +1,7 @@
 //! `UserStore` on diesel: rows, search by the parsed `q` terms, merge-on-patch.
 
 use crate::connection::{AnyConnection, Database};
-use crate::convert::{DbResult, from_millis, json_object, millis, run, to_json};
+use crate::convert::{DbResult, from_millis, json_object, millis, to_json};
 use crate::schema::{access_tokens, refresh_tokens, sessions, users};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -195,8 +195,8 @@ impl UserStore for Database {
             logins_count: 0,
             username: new.username,
         };
-        run(|| {
-            let (row, _) = self.write(vec![audit], |conn| {
+        self.run(|| {
+            let (row, _) = self.write(vec![audit.clone()], |conn| {
                 diesel::insert_into(users::table).values(&row).execute(conn).map_err(|e| user_conflict(e.into()))?;
                 load_user(conn, &row.user_id)
             })?;
@@ -205,11 +205,11 @@ impl UserStore for Database {
     }
 
     fn user_by_id(&self, user_id: &str) -> StoreResult<User> {
-        run(|| Ok(load_user(&mut *self.conn()?, user_id)?.into()))
+        self.run(|| Ok(load_user(&mut *self.conn()?, user_id)?.into()))
     }
 
     fn user_by_email(&self, email: &str) -> StoreResult<User> {
-        run(|| {
+        self.run(|| {
             let row: UserRow = users::table
                 .filter(users::email_normalized.eq(normalize_email(email)))
                 .select(UserRow::as_select())
@@ -219,7 +219,7 @@ impl UserStore for Database {
     }
 
     fn user_by_username(&self, username: &str) -> StoreResult<User> {
-        run(|| {
+        self.run(|| {
             let row: UserRow = users::table
                 .filter(users::username.eq(username.to_lowercase()))
                 .select(UserRow::as_select())
@@ -229,7 +229,7 @@ impl UserStore for Database {
     }
 
     fn user_by_external_id(&self, external_id: &str) -> StoreResult<User> {
-        run(|| {
+        self.run(|| {
             let row: UserRow = users::table
                 .filter(users::external_id.eq(external_id))
                 .select(UserRow::as_select())
@@ -245,7 +245,7 @@ impl UserStore for Database {
         page: PageRequest,
         with_total: bool,
     ) -> StoreResult<Page<User>> {
-        run(|| {
+        self.run(|| {
             let mut conn = self.conn()?;
             let query = filtered(terms);
             // Missing values sort last either way, the same on both backends (SQLite
@@ -287,8 +287,8 @@ impl UserStore for Database {
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> StoreResult<User> {
-        run(|| {
-            let (row, _) = self.write(vec![audit], |conn| {
+        self.run(|| {
+            let (row, _) = self.write(vec![audit.clone()], |conn| {
                 let row = load_user(conn, user_id)?;
                 let was_blocked = row.blocked;
                 let password_hash = patch.password_hash.clone().or(row.password_hash.clone());
@@ -312,9 +312,9 @@ impl UserStore for Database {
                     created_at: millis(user.created_at),
                     updated_at: millis(at),
                     created_by: user.created_by,
-                    modified_by: by.by,
+                    modified_by: by.by.clone(),
                     created_on_behalf_by: user.created_on_behalf_by,
-                    modified_on_behalf_by: by.on_behalf_by,
+                    modified_on_behalf_by: by.on_behalf_by.clone(),
                     last_login: user.last_login.map(millis),
                     last_ip: user.last_ip,
                     logins_count: user.logins_count,
@@ -334,23 +334,25 @@ impl UserStore for Database {
     }
 
     fn delete_user(&self, user_id: &str, audit: AuditEvent) -> StoreResult<()> {
-        run(|| {
-            self.write(vec![audit], |conn| match diesel::delete(users::table.find(user_id)).execute(conn)? {
-                0 => Err(StoreError::NotFound.into()),
-                _ => Ok(()),
+        self.run(|| {
+            self.write(vec![audit.clone()], |conn| {
+                match diesel::delete(users::table.find(user_id)).execute(conn)? {
+                    0 => Err(StoreError::NotFound.into()),
+                    _ => Ok(()),
+                }
             })?;
             Ok(())
         })
     }
 
     fn password_hash(&self, user_id: &str) -> StoreResult<Option<String>> {
-        run(|| {
+        self.run(|| {
             Ok(users::table.find(user_id).select(users::password_hash).first::<Option<String>>(&mut self.conn()?)?)
         })
     }
 
     fn record_login(&self, user_id: &str, at: DateTime<Utc>, ip: Option<&str>) -> StoreResult<()> {
-        run(|| {
+        self.run(|| {
             diesel::update(users::table.find(user_id))
                 .set((
                     users::last_login.eq(Some(millis(at))),

@@ -1,7 +1,7 @@
 //! `grant_type=authorization_code` (RFC 6749 §4.1.3, RFC 7636): single-use codes bound to
 //! client, redirect URI and PKCE verifier; a replayed code revokes what it issued.
 
-use super::issue::{UserGrant, hash_secret, issue_user_tokens};
+use super::issue::{Claimed, UserGrant, hash_secret, issue_user_tokens};
 use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse};
 use crate::error::OAuthError;
 use crate::pkce;
@@ -89,6 +89,7 @@ impl GrantHandler for AuthorizationCodeGrant {
                 audience: code.audience,
                 nonce: code.nonce,
                 auth_time: code.auth_time,
+                claimed: Claimed::Code(code.code_hash.clone()),
                 code_hash: Some(code.code_hash),
                 family: None,
             },

@@ -35,6 +35,18 @@ pub struct UserGrant {
     pub code_hash: Option<String>,
     /// Continue this refresh family (rotation) with its fixed end, or start a new one.
     pub family: Option<(String, DateTime<Utc>)>,
+    /// The single-use credential this grant claimed, confirmed after the new tokens are
+    /// recorded (reuse detection that raced the issuing revokes them then).
+    pub claimed: Claimed,
+}
+
+/// What a token request spent to get here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// An authorization code (its hash).
+    Code(String),
+    /// A refresh token, rotated (its hash).
+    RefreshToken(String),
 }
 
 /// SHA-256 hex of a bearer secret (codes, refresh tokens, session cookies).
@@ -170,6 +182,21 @@ pub fn issue_user_tokens(
         expires_at: now + lifetime,
         revoked_at: None,
     })?;
+    // The new tokens are recorded: only now is it safe to ask whether a reuse of what
+    // this request claimed was detected meanwhile (it may have missed these rows).
+    // Then they are revoked, and not handed out.
+    match &grant.claimed {
+        Claimed::Code(hash) => {
+            if !ctx.codes.confirm_code_issue(hash, now)? {
+                return Err(OAuthError::invalid_grant("Invalid authorization code"));
+            }
+        }
+        Claimed::RefreshToken(hash) => {
+            if !ctx.tokens.confirm_rotation(hash, now)? {
+                return Err(OAuthError::invalid_grant("Unknown or invalid refresh token"));
+            }
+        }
+    }
 
     let id_token = if scope.iter().any(|s| s == "openid") {
         let alg = client.jwt_configuration.get("alg").and_then(Value::as_str).unwrap_or(crate::keys::DEFAULT_ALG);

@@ -9,7 +9,7 @@ pub mod token_exchange;
 
 pub use authorization_code::AuthorizationCodeGrant;
 pub use client_credentials::ClientCredentialsGrant;
-pub use issue::{OIDC_SCOPES, UserGrant, hash_secret, issue_user_tokens};
+pub use issue::{Claimed, OIDC_SCOPES, UserGrant, hash_secret, issue_user_tokens};
 pub use refresh_token::RefreshTokenGrant;
 pub use token_exchange::{ExchangeParams, TokenExchangeGrant};
 

@@ -1,7 +1,7 @@
 //! `grant_type=refresh_token` (RFC 6749 §6, RFC 9700 §4.14): rotation on every use; a
 //! reused token revokes its whole family; the family's lifetime is absolute.
 
-use super::issue::{UserGrant, hash_secret, issue_user_tokens};
+use super::issue::{Claimed, UserGrant, hash_secret, issue_user_tokens};
 use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse, requested_scope};
 use crate::error::{OAuthError, OAuthErrorCode};
 use guise_core::StoreError;
@@ -85,6 +85,7 @@ impl GrantHandler for RefreshTokenGrant {
                 auth_time: record.auth_time,
                 code_hash: record.code_hash,
                 family: Some((record.family_id, record.family_expires_at)),
+                claimed: Claimed::RefreshToken(hash),
             },
             ctx,
         )

@@ -168,7 +168,7 @@ impl World {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = DatabaseUrl::Sqlite(dir.path().join("guise.db"));
-        let store = Database::connect(&url, 4).expect("a SQLite database");
+        let store = Database::connect(&url, 4, std::time::Duration::from_secs(10)).expect("a SQLite database");
         let world = World {
             settings: OidcSettings::new(ISSUER, Duration::hours(1)),
             keys: KeyRing::new(&[signing_key()], t0()).expect("a key ring"),

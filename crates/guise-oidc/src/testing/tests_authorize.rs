@@ -303,6 +303,8 @@ fn next_step_asks_for_login_or_consent_only_when_needed() {
             ..base
         },
         Case { name: "max_age not reached", max_age: Some(600), expect: NextStep::IssueCode, ..base },
+        // Beyond what a chrono Duration holds: not a panic, just never too old.
+        Case { name: "max_age = i64::MAX", max_age: Some(i64::MAX), expect: NextStep::IssueCode, ..base },
         Case { name: "prompt=login, logged in before the request", prompt: "login", expect: NextStep::Login, ..base },
         Case {
             name: "prompt=login, logged in since the request",

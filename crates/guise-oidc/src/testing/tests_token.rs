@@ -6,8 +6,10 @@ use crate::error::OAuthErrorCode;
 use crate::id_token;
 use crate::revocation::{introspect, revoke};
 use crate::userinfo::{UserInfoError, userinfo, verify_user_token};
-use guise_core::authorization::AuthorizationCode;
-use guise_core::store::{SessionStore, TokenStore, UserStore};
+use guise_core::authorization::{
+    AccessTokenRecord, AuthorizationCode, CodeRedemption, RefreshRedemption, RefreshTokenRecord,
+};
+use guise_core::store::{AuthorizationCodeStore, SessionStore, StoreResult, TokenStore, UserStore};
 use guise_core::user::{Attribution, UserPatch};
 use serde_json::json;
 
@@ -539,6 +541,122 @@ fn reusing_a_rotated_refresh_token_revokes_the_whole_family() {
     assert_eq!(reused.event.subject.as_deref(), Some(ALICE));
     assert_eq!(reused.event.details, json!({ "family_id": refresh_record(&w, &old).family_id }));
     w.assert_chain_verifies();
+}
+
+/// A store on which a second request redeems the same code or refresh token right after
+/// this one claimed it, before this one has recorded what it issues: the interleaving two
+/// nodes produce when the same credential reaches both at once.
+struct ReuseRightAfterClaim<'a> {
+    inner: &'a guise_store::Database,
+    at: DateTime<Utc>,
+    /// What the winner recorded, to check afterwards that none of it is live.
+    saved_refresh: std::sync::Mutex<Vec<String>>,
+    saved_access: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> ReuseRightAfterClaim<'a> {
+    fn new(inner: &'a guise_store::Database, at: DateTime<Utc>) -> Self {
+        Self { inner, at, saved_refresh: Default::default(), saved_access: Default::default() }
+    }
+
+    /// The refresh tokens the winner recorded, as stored now.
+    fn recorded_refresh(&self) -> Vec<RefreshTokenRecord> {
+        let hashes = self.saved_refresh.lock().unwrap().clone();
+        hashes.iter().map(|h| self.inner.refresh_token(h).unwrap()).collect()
+    }
+
+    /// The access tokens the winner recorded, as stored now.
+    fn recorded_access(&self) -> Vec<AccessTokenRecord> {
+        let jtis = self.saved_access.lock().unwrap().clone();
+        jtis.iter().map(|j| self.inner.access_token_record(j).unwrap()).collect()
+    }
+}
+
+impl AuthorizationCodeStore for ReuseRightAfterClaim<'_> {
+    fn save_code(&self, code: AuthorizationCode) -> StoreResult<()> {
+        self.inner.save_code(code)
+    }
+    fn consume_code(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<CodeRedemption> {
+        let won = self.inner.consume_code(code_hash, now)?;
+        assert!(matches!(self.inner.consume_code(code_hash, self.at)?, CodeRedemption::Replayed(_)));
+        Ok(won)
+    }
+    fn confirm_code_issue(&self, code_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.inner.confirm_code_issue(code_hash, now)
+    }
+}
+
+impl TokenStore for ReuseRightAfterClaim<'_> {
+    fn save_refresh_token(&self, record: RefreshTokenRecord) -> StoreResult<()> {
+        self.saved_refresh.lock().unwrap().push(record.token_hash.clone());
+        self.inner.save_refresh_token(record)
+    }
+    fn use_refresh_token(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<RefreshRedemption> {
+        let won = self.inner.use_refresh_token(token_hash, now)?;
+        assert!(matches!(self.inner.use_refresh_token(token_hash, self.at)?, RefreshRedemption::Reused(_)));
+        Ok(won)
+    }
+    fn confirm_rotation(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.inner.confirm_rotation(token_hash, now)
+    }
+    fn refresh_token(&self, token_hash: &str) -> StoreResult<RefreshTokenRecord> {
+        self.inner.refresh_token(token_hash)
+    }
+    fn revoke_refresh_family(&self, family_id: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.revoke_refresh_family(family_id, now)
+    }
+    fn record_access_token(&self, record: AccessTokenRecord) -> StoreResult<()> {
+        self.saved_access.lock().unwrap().push(record.jti.clone());
+        self.inner.record_access_token(record)
+    }
+    fn access_token_record(&self, jti: &str) -> StoreResult<AccessTokenRecord> {
+        self.inner.access_token_record(jti)
+    }
+    fn revoke_access_token(&self, jti: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.revoke_access_token(jti, now)
+    }
+}
+
+#[test]
+fn a_reuse_detected_while_the_winner_issues_leaves_no_live_token() {
+    // The code: the replay lands between the winner's claim and its recording.
+    let w = World::new();
+    w.save_code(w.code("code-1", WEB_APP, SID, ALICE, FULL_SCOPE));
+    let racing = ReuseRightAfterClaim::new(&w.store, t0());
+    let mut ctx = w.ctx(t0());
+    ctx.codes = &racing;
+    ctx.tokens = &racing;
+    assert_error(
+        grant::exchange(&grant::handlers(), &code_request("code-1"), &ctx),
+        OAuthErrorCode::InvalidGrant,
+        "Invalid authorization code",
+    );
+    let families = racing.recorded_refresh();
+    assert!(!families.is_empty(), "the winner recorded a family before confirming");
+    assert!(families.iter().all(|r| r.revoked_at.is_some()), "{families:?}");
+    let access = racing.recorded_access();
+    assert!(!access.is_empty() && access.iter().all(|a| a.revoked_at.is_some()), "{access:?}");
+
+    // The refresh token: the reuse lands between the rotation's claim and its recording.
+    let w = World::new();
+    let first = first_exchange(&w);
+    let old = first.refresh_token.clone().unwrap();
+    let t1 = t0() + Duration::minutes(1);
+    let racing = ReuseRightAfterClaim::new(&w.store, t1);
+    let mut ctx = w.ctx(t1);
+    ctx.tokens = &racing;
+    assert_error(
+        grant::exchange(&grant::handlers(), &refresh_request(&old), &ctx),
+        OAuthErrorCode::InvalidGrant,
+        "Unknown or invalid refresh token",
+    );
+    let successors = racing.recorded_refresh();
+    assert_eq!(successors.len(), 1, "the rotation recorded its successor before confirming");
+    assert!(successors.iter().all(|r| r.revoked_at.is_some()), "{successors:?}");
+    assert!(refresh_record(&w, &old).revoked_at.is_some(), "and the family it came from is revoked");
+    let first_jti = jti(&w, &first.access_token);
+    assert!(w.store.access_token_record(&first_jti).unwrap().revoked_at.is_some());
+    assert!(racing.recorded_access().iter().all(|a| a.revoked_at.is_some()));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `/healthz` (the process answers) and `/readyz` (the database answers too).
+//! `/healthz` (the process answers) and `/readyz` (the database answers and takes writes).
 
 use crate::state::AppState;
 use actix_web::{HttpResponse, get, web};
@@ -12,10 +12,13 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let state = state.into_inner();
-    let ready = state.blocking(|s| Ok::<_, crate::error::ApiError>(s.db.ping())).await.unwrap_or(false);
-    if ready {
-        HttpResponse::Ok().json(json!({ "status": "ready" }))
-    } else {
-        HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": "database" }))
+    let ready =
+        state.blocking(|s| Ok::<_, crate::error::ApiError>(s.db.ready())).await.unwrap_or_else(|e| Err(e.to_string()));
+    match ready {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(cause) => {
+            tracing::warn!(%cause, "not ready");
+            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable", "reason": "database" }))
+        }
     }
 }

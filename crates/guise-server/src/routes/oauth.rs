@@ -66,6 +66,21 @@ fn invalid_request(description: &str) -> OAuthResponseError {
     OAuthResponseError { error: OAuthError::invalid_request(description), basic_attempted: false, status: None }
 }
 
+/// The parameters `TokenForm` reads, each a string.
+const TOKEN_PARAMETERS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "token",
+    "token_type_hint",
+];
+
 #[derive(Debug, Default, Deserialize)]
 struct TokenForm {
     #[serde(default)]
@@ -93,7 +108,12 @@ struct TokenForm {
 fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthResponseError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
     let bad = || OAuthResponseError { error: OAuthError::invalid_client(), basic_attempted: true, status: None };
-    let value = value.to_str().map_err(|_| bad())?;
+    parse_basic(value.to_str().map_err(|_| bad())?).map(Some)
+}
+
+/// The client id and secret of an `Authorization: Basic` value.
+fn parse_basic(value: &str) -> Result<(String, String), OAuthResponseError> {
+    let bad = || OAuthResponseError { error: OAuthError::invalid_client(), basic_attempted: true, status: None };
     let Some((scheme, encoded)) = value.split_once(' ') else { return Err(bad()) };
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad());
@@ -104,15 +124,39 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAut
     let unescape = |s: &str| -> Result<String, OAuthResponseError> {
         url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).ok_or_else(bad)
     };
-    Ok(Some((unescape(id)?, unescape(secret)?)))
+    Ok((unescape(id)?, unescape(secret)?))
 }
 
 fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, OAuthResponseError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    parse_body_as(content_type, body)
+}
+
+/// Whether a token, revocation or introspection body parses: for fuzz targets
+/// (`docs/operations.md`, "Fuzzing"); the handlers use `parse_body`.
+#[doc(hidden)]
+pub fn token_body_parses(content_type: &str, body: &[u8]) -> bool {
+    parse_body_as(content_type, body).is_ok()
+}
+
+/// A token, revocation or introspection body of the given content type.
+fn parse_body_as(content_type: &str, body: &[u8]) -> Result<TokenForm, OAuthResponseError> {
     if content_type.starts_with("application/json") {
-        serde_json::from_slice(body).map_err(|_| invalid_request("The request body is not valid JSON"))
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| invalid_request("The request body is not valid JSON"))?;
+        let Some(object) = value.as_object() else {
+            return Err(invalid_request("The request body must be a JSON object"));
+        };
+        // Valid JSON whose parameter has the wrong type says which one.
+        if let Some(name) =
+            TOKEN_PARAMETERS.iter().find(|name| object.get(**name).is_some_and(|v| !v.is_string() && !v.is_null()))
+        {
+            return Err(invalid_request(&format!("Parameter {name} must be a string")));
+        }
+        serde_json::from_value(value).map_err(|e| invalid_request(&format!("The request body is invalid: {e}")))
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        serde_urlencoded::from_bytes(body).map_err(|_| invalid_request("The request body is not a valid form"))
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| invalid_request(&format!("The request body is not a valid form: {e}")))
     } else {
         Err(invalid_request("Content-Type must be application/x-www-form-urlencoded or application/json"))
     }
@@ -295,4 +339,79 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .content_type(ContentType::json())
         .insert_header(CacheControl(vec![CacheDirective::Public, CacheDirective::MaxAge(60)]))
         .json(state.keys.current().jwks())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    const FIELDS: &str = "(grant_type|client_id|client_secret|scope|audience|code|redirect_uri|code_verifier|refresh_token|token|token_type_hint|[a-z_\\[\\]]{1,12})";
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(FIELDS, inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn a_parameter_of_the_wrong_type_is_named() {
+        let error =
+            parse_body_as("application/json", br#"{"grant_type":5}"#).map(|_| ()).map_err(|e| e.error.description);
+        assert_eq!(error, Err("Parameter grant_type must be a string".to_owned()));
+        let error = parse_body_as("application/json", b"[]").map(|_| ()).map_err(|e| e.error.description);
+        assert_eq!(error, Err("The request body must be a JSON object".to_owned()));
+        let error = parse_body_as("application/json", b"{").map(|_| ()).map_err(|e| e.error.description);
+        assert_eq!(error, Err("The request body is not valid JSON".to_owned()));
+        assert!(parse_body_as("application/json", br#"{"grant_type":"x","extra":5}"#).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any bytes under any content type are a form or an OAuth error.
+        #[test]
+        fn any_body_is_answered(
+            content_type in prop_oneof!["application/x-www-form-urlencoded", "application/json", "application/json; charset=utf-8", "[ -~]{0,30}"],
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let _ = parse_body_as(&content_type, &body);
+        }
+
+        /// Forms with the token endpoint's own field names, repeated, bracketed or escaped.
+        #[test]
+        fn any_form_is_answered(pairs in proptest::collection::vec((FIELDS, "(%[0-9A-Fa-f]{0,2}|[ -~]){0,20}"), 0..12)) {
+            let body = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            let _ = parse_body_as("application/x-www-form-urlencoded", body.as_bytes());
+        }
+
+        /// JSON objects whose fields have any type.
+        #[test]
+        fn any_json_is_answered(value in json_value()) {
+            let body = serde_json::to_vec(&value).unwrap_or_default();
+            let _ = parse_body_as("application/json", &body);
+        }
+
+        /// Any `Authorization` value, and any base64 of `id:secret`-ish bytes.
+        #[test]
+        fn any_basic_header_is_answered(raw in "[ -~]{0,80}", bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
+            let _ = parse_basic(&raw);
+            let _ = parse_basic(&format!("Basic {}", STANDARD.encode(&bytes)));
+        }
+    }
 }

@@ -178,7 +178,8 @@ impl Tenant {
             Place::Sqlite { path, .. } => DatabaseUrl::Sqlite(path.clone()),
             Place::Postgres { url, .. } => DatabaseUrl::Postgres(url.clone()),
         };
-        let db = Database::connect(&url, 4).expect("the database opens and migrates");
+        let db =
+            Database::connect(&url, 4, std::time::Duration::from_secs(10)).expect("the database opens and migrates");
         Tenant { db, place }
     }
 

@@ -475,3 +475,25 @@ fn clients_are_listed_patched_and_given_secrets(backend: Backend) {
     s.delete_client_grant("cgr_m2m_api", audit("g")).unwrap();
     assert!(matches!(s.client_grant_by_id("cgr_m2m_api"), Err(StoreError::NotFound)));
 }
+
+/// The two migration trees change together (same names), and no two migrations share a
+/// version: diesel keys migrations by the part before the first `_`, so a second
+/// `…-000006_x` beside `…-000006_y` would silently never run.
+#[test]
+fn migrations_have_one_version_each_and_the_trees_match() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let names = |tree: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(tree))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let (sqlite, postgres) = (names("sqlite"), names("postgres"));
+    assert_eq!(sqlite, postgres, "the SQLite and PostgreSQL trees differ");
+    let mut versions: Vec<&str> = sqlite.iter().map(|n| n.split('_').next().unwrap()).collect();
+    let count = versions.len();
+    versions.dedup();
+    assert_eq!(versions.len(), count, "two migrations share a version: {sqlite:?}");
+}
