@@ -503,8 +503,8 @@ async fn slow_clients_are_cut_off_and_one_address_holds_few_connections() {
     let app = crate::helpers::spawn_app_with(Backend::Sqlite, |c| {
         // The body timeout well inside the head timeout: under load the two must not race
         // for the half-sent body below.
-        c.http_header_timeout_ms = 1000;
-        c.http_body_timeout_ms = 300;
+        c.http_header_timeout_ms = 500;
+        c.http_body_timeout_ms = 200;
         c.max_connections_per_address = 4;
     })
     .await;
