@@ -134,7 +134,13 @@ impl Tables {
     }
 
     /// The uniqueness rules of `users`, for a row about to be written as `user_id`.
-    fn check_user_unique(&self, user_id: &str, email: &str, external_id: Option<&str>) -> StoreResult<()> {
+    fn check_user_unique(
+        &self,
+        user_id: &str,
+        email: &str,
+        external_id: Option<&str>,
+        username: Option<&str>,
+    ) -> StoreResult<()> {
         let email = normalize_email(email);
         for other in self.users.values().filter(|r| r.user.user_id != user_id) {
             if normalize_email(&other.user.email) == email {
@@ -142,6 +148,9 @@ impl Tables {
             }
             if external_id.is_some() && other.user.external_id.as_deref() == external_id {
                 return Err(StoreError::Conflict("The external_id is already in use".into()));
+            }
+            if username.is_some() && other.user.username.as_deref() == username {
+                return Err(StoreError::Conflict("The username is already in use".into()));
             }
         }
         Ok(())
@@ -330,7 +339,7 @@ impl UserStore for MemoryStore {
             if t.users.contains_key(&new.user_id) {
                 return Err(StoreError::Conflict("The user already exists.".into()));
             }
-            t.check_user_unique(&new.user_id, &new.email, new.external_id.as_deref())?;
+            t.check_user_unique(&new.user_id, &new.email, new.external_id.as_deref(), new.username.as_deref())?;
             let user = stored_user(User {
                 user_id: new.user_id,
                 email: new.email,
@@ -456,7 +465,7 @@ impl UserStore for MemoryStore {
             user.modified_by = by.by;
             user.modified_on_behalf_by = by.on_behalf_by;
             user.has_password = password_hash.is_some();
-            t.check_user_unique(user_id, &user.email, user.external_id.as_deref())?;
+            t.check_user_unique(user_id, &user.email, user.external_id.as_deref(), user.username.as_deref())?;
             let user = stored_user(user);
             t.users.insert(user_id.to_owned(), UserRow { user: user.clone(), password_hash });
             Ok(user)
