@@ -124,6 +124,23 @@ async fn web_origins_drive_cors_on_token_userinfo_and_jwks(app: TestApp) {
         .unwrap();
     assert_eq!(token_error.status().as_u16(), 400);
     assert_eq!(allow_origin(&token_error).as_deref(), Some(SPA));
+    // A token request naming another client is readable only from that client's origins.
+    let (status, other) = app.post("/api/v2/clients", &json!({ "name": "Other SPA", "app_type": "spa" })).await;
+    assert_eq!(status, 201);
+    let other_error = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("origin", SPA)
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "nope"),
+            ("client_id", other["client_id"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_error.status().as_u16(), 400);
+    assert_eq!(allow_origin(&other_error), None, "SPA's origin may not read another client's token answers");
     let jwks = request(&app, Method::GET, "/.well-known/jwks.json", SPA).await;
     assert_eq!(jwks.status().as_u16(), 200);
     assert_eq!(allow_origin(&jwks).as_deref(), Some(SPA));

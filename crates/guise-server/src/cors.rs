@@ -1,6 +1,7 @@
 //! CORS for the endpoints browser apps call directly: the token endpoint, `/userinfo`
 //! and the JWKS. An origin is allowed when some client registered it in `web_origins`
-//! (Auth0's "Allowed Web Origins"). Credentials (cookies) are never allowed
+//! (Auth0's "Allowed Web Origins"); a token request's answer only when the client the
+//! request names registered it. Credentials (cookies) are never allowed
 //! cross-origin: these endpoints take client authentication, a code with its PKCE
 //! verifier, or a bearer token, so CORS only lets a registered page read an answer it
 //! could already obtain; it grants nothing.
@@ -10,7 +11,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
 use guise_core::client::{ClientFilter, origin_allowed};
 use guise_core::page::PageRequest;
@@ -18,6 +19,20 @@ use guise_core::store::ClientStore;
 
 /// The paths that answer cross-origin requests from registered origins.
 pub const PATHS: &[&str] = &["/oauth/token", "/userinfo", "/.well-known/jwks.json"];
+
+/// The client a token request names (set by the token endpoint): its answer is readable
+/// only from that client's own `web_origins`.
+#[derive(Debug, Clone)]
+pub struct CallingClient(pub String);
+
+/// Whether `client_id` registered `origin` in its `web_origins`.
+pub fn registered_by(db: &dyn ClientStore, client_id: &str, origin: &str) -> Result<bool, StoreError> {
+    match db.client_by_id(client_id) {
+        Ok(client) => Ok(origin_allowed(&client.web_origins, origin)),
+        Err(StoreError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 /// Whether any client registered `origin` in its `web_origins`.
 pub fn registered(db: &dyn ClientStore, origin: &str) -> Result<bool, StoreError> {
@@ -39,13 +54,21 @@ fn origin_of(headers: &header::HeaderMap) -> Option<String> {
     headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| o.len() <= 2048).map(str::to_owned)
 }
 
-async fn allowed(state: Option<web::Data<AppState>>, origin: &str) -> bool {
+async fn allowed(state: Option<web::Data<AppState>>, origin: &str, client: Option<CallingClient>) -> bool {
     let Some(state) = state else {
         return false;
     };
     let origin = origin.to_owned();
-    let answer =
-        state.into_inner().blocking(move |s| registered(&s.db, &origin).map_err(crate::error::ApiError::from)).await;
+    let answer = state
+        .into_inner()
+        .blocking(move |s| {
+            match &client {
+                Some(CallingClient(id)) => registered_by(&s.db, id, &origin),
+                None => registered(&s.db, &origin),
+            }
+            .map_err(crate::error::ApiError::from)
+        })
+        .await;
     match answer {
         Ok(allowed) => allowed,
         Err(e) => {
@@ -63,7 +86,7 @@ pub async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     let Some(origin) = origin_of(req.headers()) else {
         return response.finish();
     };
-    if !allowed(Some(state), &origin).await {
+    if !allowed(Some(state), &origin, None).await {
         return response.finish();
     }
     response
@@ -88,8 +111,9 @@ pub async fn allow_registered_origins(
     if cors {
         response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
     }
+    let client = response.request().extensions().get::<CallingClient>().cloned();
     if let Some(origin) = origin
-        && allowed(state, &origin).await
+        && allowed(state, &origin, client).await
         && let Ok(value) = HeaderValue::from_str(&origin)
     {
         response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective, ContentType};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, get, post, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use guise_oidc::client_auth::ClientCredentials;
@@ -289,6 +289,9 @@ pub async fn token(
     let mut form = parse_body(&req, &body)?;
     let credentials = client_credentials(&req, &mut form)?;
     let basic_attempted = matches!(credentials, Some(ClientCredentials::Basic { .. }));
+    if let Some(credentials) = &credentials {
+        req.extensions_mut().insert(crate::cors::CallingClient(credentials.client_id().to_owned()));
+    }
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
     let request = TokenRequest {
         grant_type: form.grant_type,
