@@ -337,6 +337,7 @@ async fn a_database_outage_is_a_prompt_503_in_each_protocol_s_shape() {
         let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_owned());
         let text = response.text().await.unwrap_or_default();
         assert_eq!(status, 503, "{name}: {text}");
+        eprintln!("outage: {name} answered 503 in {elapsed:?}");
         assert!(elapsed < std::time::Duration::from_secs(3), "{name} took {elapsed:?}");
         match name {
             "management" => {
