@@ -558,7 +558,7 @@ async fn unclear_errors_are_the_protocol_s_own(app: TestApp) {
     };
     let target = app.create_user("target@example.com").await;
     let impersonate = format!("/users/{}/impersonate", crate::users::urlencode(target["user_id"].as_str().unwrap()));
-    let long = "x".repeat(20_000);
+    let long = "x".repeat(50_000);
     let big = "x".repeat(app.state.config.max_body_bytes + 1);
     // (method, path, content type and body, status, shape, what the answer must say)
     let cases: Vec<(Method, String, Body, u16, Shape, &str)> = vec![
