@@ -166,7 +166,10 @@ async fn signed_redirect_requests_are_checked(app: TestApp) {
     // A wrong or missing signature is refused with an error page, never a redirect.
     let unsigned = url.split("&SigAlg=").next().unwrap().to_owned();
     let signature = url.split("Signature=").nth(1).unwrap().to_owned();
-    let forged = url.replace(&signature, &format!("{}A{}", &signature[..10], &signature[11..]));
+    // One character of the signature changed (to another one: replacing an `A` by an `A`
+    // would forge nothing).
+    let changed = if &signature[10..11] == "A" { "B" } else { "A" };
+    let forged = url.replace(&signature, &format!("{}{changed}{}", &signature[..10], &signature[11..]));
     for bad in [unsigned, forged] {
         let page = Browser::new().get(&bad).await;
         assert_eq!(page.status, 400, "{}", page.body);

@@ -74,7 +74,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             http_header_timeout_ms: 5_000,
             http_body_timeout_ms: 10_000,
-            max_connections_per_address: 64,
+            max_connections_per_address: 256,
             access_token_lifetime_secs: 86_400,
             db_max_connections: 16,
             db_acquire_timeout_ms: 2_000,

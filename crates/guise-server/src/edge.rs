@@ -84,7 +84,7 @@ impl Protocol {
 /// Longest path and query accepted; a longer URL is `414` in the protocol's shape.
 /// (Past actix-web's 128 KiB request-head buffer the connection is answered a bare
 /// `431` before guise sees it.)
-pub const MAX_URI_BYTES: usize = 16 * 1024;
+pub const MAX_URI_BYTES: usize = 48 * 1024;
 
 impl Protocol {
     /// `413` for a body over `max_body_bytes`, in this protocol's shape.

@@ -73,12 +73,15 @@ pub fn refuse_fresh_database(config: &Config) -> Result<(), StartupError> {
     )))
 }
 
-/// Record in the data directory that `url` holds an initialised database.
+/// Record in the data directory that `url` holds an initialised database. Only where
+/// the directory exists (the default SQLite database lives there): a PostgreSQL node
+/// without a data directory gets none created in its working directory.
 fn write_marker(config: &Config, url: &DatabaseUrl) {
+    if !config.data_dir.is_dir() {
+        return;
+    }
     let marker = config.data_dir.join(INITIALISED_MARKER);
-    let written = std::fs::create_dir_all(&config.data_dir)
-        .and_then(|()| std::fs::write(&marker, format!("{}\n", database_identity(url))));
-    if let Err(e) = written {
+    if let Err(e) = std::fs::write(&marker, format!("{}\n", database_identity(url))) {
         tracing::warn!(marker = %marker.display(), error = %e, "could not record the initialised database");
     }
 }
