@@ -137,6 +137,36 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of `app_type` with every other field at its default: first party, the
+    /// app type's grant types and authentication method, no secret, nothing registered,
+    /// neither impersonation nor acting-as allowed.
+    pub fn new(client_id: impl Into<String>, name: impl Into<String>, app_type: AppType, at: DateTime<Utc>) -> Self {
+        Client {
+            client_id: client_id.into(),
+            client_secret_hash: None,
+            name: name.into(),
+            description: String::new(),
+            app_type,
+            is_first_party: true,
+            callbacks: Vec::new(),
+            allowed_logout_urls: Vec::new(),
+            grant_types: app_type.default_grant_types(),
+            token_endpoint_auth_method: app_type.default_auth_method(),
+            allow_impersonation: false,
+            allow_act_as: false,
+            initiate_login_uri: None,
+            addons: Map::new(),
+            jwt_configuration: Map::new(),
+            web_origins: Vec::new(),
+            allowed_origins: Vec::new(),
+            oidc_conformant: true,
+            logo_uri: None,
+            client_metadata: Map::new(),
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
     /// Whether the browser may be sent to `presented` with a code, a SAML Response or a
     /// WS-Fed sign-in response: one of the registered `callbacks`, exactly — or, for
     /// native apps and loopback IP redirects only, with any port (RFC 8252 §7.3). The one
@@ -447,28 +477,9 @@ mod tests {
 
     fn registered(app_type: AppType, callbacks: &[&str], logout: &[&str]) -> Client {
         Client {
-            client_id: "c".into(),
-            client_secret_hash: None,
-            name: "c".into(),
-            description: String::new(),
-            app_type,
-            is_first_party: true,
             callbacks: callbacks.iter().map(|c| (*c).to_owned()).collect(),
             allowed_logout_urls: logout.iter().map(|c| (*c).to_owned()).collect(),
-            grant_types: vec![],
-            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
-            allow_impersonation: false,
-            allow_act_as: false,
-            initiate_login_uri: None,
-            addons: Map::new(),
-            jwt_configuration: Map::new(),
-            web_origins: Vec::new(),
-            allowed_origins: Vec::new(),
-            oidc_conformant: true,
-            logo_uri: None,
-            client_metadata: Map::new(),
-            created_at: DateTime::<Utc>::MIN_UTC,
-            updated_at: DateTime::<Utc>::MIN_UTC,
+            ..Client::new("c", "c", app_type, DateTime::<Utc>::MIN_UTC)
         }
     }
 

@@ -280,7 +280,7 @@ impl Ticket {
 mod tests {
     use super::*;
     use crate::authority::{Link, Principal};
-    use crate::client::{AppType, TokenEndpointAuthMethod};
+    use crate::client::AppType;
     use crate::permission::Permission;
     use chrono::Utc;
 
@@ -313,30 +313,7 @@ mod tests {
     }
 
     fn client(allow: bool) -> Client {
-        Client {
-            client_id: "c".into(),
-            client_secret_hash: None,
-            name: "c".into(),
-            description: String::new(),
-            app_type: AppType::RegularWeb,
-            is_first_party: true,
-            callbacks: vec![],
-            allowed_logout_urls: vec![],
-            grant_types: vec![],
-            token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
-            allow_impersonation: allow,
-            allow_act_as: false,
-            initiate_login_uri: None,
-            addons: Default::default(),
-            jwt_configuration: Default::default(),
-            web_origins: Vec::new(),
-            allowed_origins: Vec::new(),
-            oidc_conformant: true,
-            logo_uri: None,
-            client_metadata: Default::default(),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
+        Client { allow_impersonation: allow, ..Client::new("c", "c", AppType::RegularWeb, Utc::now()) }
     }
 
     fn perms(names: &[&str]) -> PermissionSet {

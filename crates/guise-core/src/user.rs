@@ -103,6 +103,31 @@ pub struct NewUser {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewUser {
+    /// A user with `user_id` and `email` and every other field at its default: email not
+    /// verified, no profile, no password, nothing in metadata, not blocked.
+    pub fn new(user_id: impl Into<String>, email: impl Into<String>, at: DateTime<Utc>) -> Self {
+        NewUser {
+            user_id: user_id.into(),
+            email: email.into(),
+            username: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            nickname: None,
+            picture: None,
+            blocked: false,
+            app_metadata: Map::new(),
+            user_metadata: Map::new(),
+            external_id: None,
+            password_hash: None,
+            attribution: Attribution::default(),
+            created_at: at,
+        }
+    }
+}
+
 /// A partial update. `Some(None)` clears an optional field; metadata objects are merged
 /// key by key, a `null` value deleting the key (Auth0's semantics).
 #[derive(Debug, Clone, Default)]

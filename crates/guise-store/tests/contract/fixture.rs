@@ -12,9 +12,8 @@ use guise_core::permission::Permission;
 use guise_core::role::{ClientGrant, Role};
 use guise_core::session::Session;
 use guise_core::store::{AuditFilter, AuditStore, ClientGrantStore, ClientStore, RoleStore, SessionStore, UserStore};
-use guise_core::user::{Attribution, NewUser};
+use guise_core::user::NewUser;
 use guise_store::{Backend, Database, DatabaseUrl};
-use serde_json::Map;
 use sha2::{Digest, Sha256};
 
 /// The fixed "now" of every test: 2026-01-15T10:00:00Z.
@@ -44,49 +43,18 @@ pub fn audit(description: &str) -> AuditEvent {
 
 pub fn client(client_id: &str, app_type: AppType, secret: Option<&str>) -> Client {
     Client {
-        client_id: client_id.to_owned(),
         client_secret_hash: secret.map(hash_client_secret),
-        name: format!("client {client_id}"),
-        description: String::new(),
-        app_type,
-        is_first_party: true,
         callbacks: vec![CALLBACK.to_owned()],
-        allowed_logout_urls: Vec::new(),
-        grant_types: app_type.default_grant_types(),
-        token_endpoint_auth_method: app_type.default_auth_method(),
         allow_impersonation: true,
-        allow_act_as: false,
-        initiate_login_uri: None,
-        addons: Map::new(),
-        jwt_configuration: Map::new(),
-        web_origins: Vec::new(),
-        allowed_origins: Vec::new(),
-        oidc_conformant: true,
-        logo_uri: None,
-        client_metadata: Map::new(),
-        created_at: t0(),
-        updated_at: t0(),
+        ..Client::new(client_id, format!("client {client_id}"), app_type, t0())
     }
 }
 
 pub fn new_user(user_id: &str, email: &str) -> NewUser {
     NewUser {
-        user_id: user_id.to_owned(),
-        email: email.to_owned(),
-        username: None,
         email_verified: true,
         name: Some(format!("Name of {email}")),
-        given_name: None,
-        family_name: None,
-        nickname: None,
-        picture: None,
-        blocked: false,
-        app_metadata: Map::new(),
-        user_metadata: Map::new(),
-        external_id: None,
-        password_hash: None,
-        attribution: Attribution::default(),
-        created_at: t0() - Duration::days(30),
+        ..NewUser::new(user_id, email, t0() - Duration::days(30))
     }
 }
 
