@@ -331,6 +331,7 @@ async fn a_machine_minter_is_named_from_mint_to_code_exchange(app: TestApp) {
     assert_eq!(minted[0]["actor"], json!({ "type": "client", "id": minter.id }));
     assert_eq!(minted[0]["on_behalf_of"], app.admin_user_id.as_str());
     assert_eq!(minted[0]["details"]["minted_by"], minter.id.as_str());
+    assert_eq!(minted[0]["details"]["token_client"], minter.id.as_str());
 
     let browser = Browser::new();
     let code = at_callback(&browser.get(&url).await)["code"].clone();

@@ -214,7 +214,8 @@ fn offline(config: Config, command: Command) -> ExitCode {
                 ttl,
                 ..Default::default()
             };
-            match crate::impersonation::mint(&state, crate::impersonation::Minter::Operator, true, request, None) {
+            match crate::impersonation::mint(&state, crate::impersonation::Minter::Operator, true, request, None, None)
+            {
                 Ok(url) => {
                     println!("{url}");
                     Ok(())

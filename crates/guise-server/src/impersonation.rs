@@ -154,6 +154,7 @@ pub fn mint(
     scope_granted: bool,
     req: MintRequest,
     source_ip: Option<String>,
+    token_client: Option<String>,
 ) -> Result<String, MintError> {
     let now = s.clock.now();
     let outcome = if scope_granted { mint_unaudited(s, &minter, &req, now) } else { Err(Refusal::MissingScope.into()) };
@@ -185,6 +186,9 @@ pub fn mint(
         Err(_) => None,
     };
     event.source_ip = source_ip;
+    // The application whose token asked (for a user's token, the app the user signed in
+    // to): the event's client_id is the application the URL logs in to.
+    event.details["token_client"] = json!(token_client);
     s.db.append(vec![event])?;
     outcome.map(|(url, _, _)| url)
 }

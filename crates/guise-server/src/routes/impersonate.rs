@@ -202,6 +202,7 @@ pub async fn impersonate(
     let scope_granted = caller.claims.has_scope(scopes::IMPERSONATE_USERS);
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let request = mint_request(user_id.into_inner(), &parameters(req.query_string(), content_type, &body)?)?;
+    let token_client = Some(caller.claims.azp.clone());
     // A call acting as someone may not mint; otherwise the token holder is the first
     // link of the impersonation's chain, with what it holds now.
     let minter = match (caller.holder(), &caller.acting_as) {
@@ -211,7 +212,7 @@ pub async fn impersonate(
     };
     let outcome = state
         .into_inner()
-        .blocking(move |s| Ok::<_, ApiError>(mint(s, minter, scope_granted, request, meta.source_ip)))
+        .blocking(move |s| Ok::<_, ApiError>(mint(s, minter, scope_granted, request, meta.source_ip, token_client)))
         .await?;
     match outcome {
         Ok(url) => Ok(HttpResponse::Ok()
