@@ -263,3 +263,65 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    }
+
+    /// Text made mostly of the characters the parsers look at.
+    fn tricky() -> impl Strategy<Value = String> {
+        proptest::string::string_regex(r#"[a-z_\[\]{}":,=&%+0-9 ]{0,80}"#).unwrap()
+    }
+
+    fn form_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("protocol".to_owned()),
+            Just("client_id".to_owned()),
+            Just("impersonator_id".to_owned()),
+            Just("ttl".to_owned()),
+            Just("additionalParameters".to_owned()),
+            Just("additionalParameters[state]".to_owned()),
+            Just("additionalParameters[scope]".to_owned()),
+            tricky(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any query, content type and body is answered — parsed or refused — never a panic.
+        #[test]
+        fn any_request_is_answered(
+            query in tricky(),
+            content_type in prop_oneof![
+                Just("application/json".to_owned()),
+                Just("application/x-www-form-urlencoded; charset=UTF-8".to_owned()),
+                tricky(),
+            ],
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            if let Ok(params) = parameters(&query, &content_type, &body) {
+                let _ = mint_request("guise|target".to_owned(), &params);
+            }
+        }
+
+        /// Forms built from the keys Auth0's clients send, in any order and number.
+        #[test]
+        fn any_form_of_known_keys_is_answered(
+            pairs in proptest::collection::vec((form_key(), tricky()), 0..8),
+            as_json_type in any::<bool>(),
+        ) {
+            let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            let content_type = if as_json_type { "application/json" } else { "application/x-www-form-urlencoded" };
+            if let Ok(params) = parameters("", content_type, body.as_bytes()) {
+                let _ = mint_request("guise|target".to_owned(), &params);
+            }
+        }
+    }
+}
