@@ -3,8 +3,9 @@
 //! samael's `ServiceProvider`, configured with guise's signed IdP metadata, makes the
 //! AuthnRequests (HTTP-Redirect and HTTP-POST), and parses and validates every Response:
 //! the Assertion's signature against the metadata's certificate (RSA-SHA256 only),
-//! issuer, audience, `Destination`, the bearer confirmation's `Recipient` and time
-//! window, the Conditions' time window and `InResponseTo`. Then the test reads the
+//! issuer, audience, `Destination` (when the Response is signed), the bearer
+//! confirmation's `Recipient` and time window, the Conditions' time window and
+//! `InResponseTo`. Then the test reads the
 //! subject and the attributes, including the impersonation ones.
 
 use crate::both_backends;
@@ -79,11 +80,12 @@ fn read(assertion: &Assertion) -> (String, BTreeMap<String, Vec<String>>) {
 }
 
 /// What samael must refuse in the same Response: another request's id, another audience,
-/// another ACS (Recipient and Destination), an expired message, a changed signed byte.
+/// another ACS (Recipient, or Destination if the Response is signed), another
+/// certificate, an expired message, a clock a day behind, a changed signed byte.
 fn refusals(app_sp: &ServiceProvider, html: &str, request_ids: Option<&[&str]>, response_signed: bool) {
-    let other_request = parse(app_sp, html, Some(&["_some_other_request"]));
     if request_ids.is_some() {
-        assert!(other_request.is_err(), "a Response to another request is refused");
+        let refused = parse(app_sp, html, Some(&["_some_other_request"])).unwrap_err();
+        assert!(refused.contains("InResponseToInvalid"), "a Response to another request: {refused}");
     }
     let mut other_audience = app_sp.clone();
     other_audience.entity_id = Some("https://other-sp.example/metadata".to_owned());
@@ -110,6 +112,11 @@ fn refusals(app_sp: &ServiceProvider, html: &str, request_ids: Option<&[&str]>, 
     impatient.max_issue_delay = chrono::Duration::seconds(-1);
     let refused = parse(&impatient, html, request_ids).unwrap_err();
     assert!(refused.contains("Expired"), "{refused}");
+    // An SP whose clock is a day behind sees the Conditions' NotBefore in the future.
+    let mut behind = app_sp.clone();
+    behind.max_clock_skew = chrono::Duration::hours(-24);
+    let refused = parse(&behind, html, request_ids).unwrap_err();
+    assert!(refused.contains("AssertionConditionExpiredBefore"), "{refused}");
     // One signed byte changed: the e-mail address in the signed Assertion.
     let xml = String::from_utf8(STANDARD.decode(hidden(html, "SAMLResponse")).unwrap()).unwrap();
     assert!(xml.contains(USER_EMAIL) || xml.contains("admin@example.com"), "{xml}");
