@@ -24,6 +24,7 @@ mod proxy;
 mod reliability;
 mod roles;
 mod saml;
+mod saml_samael;
 mod saml_sp;
 mod token;
 mod token_exchange;
