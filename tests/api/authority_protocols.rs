@@ -356,8 +356,13 @@ fn sign(key: &std::path::Path, data: &str) -> String {
 }
 
 fn logout_request(id: &str) -> String {
+    logout_request_from(id, SP_ENTITY, chrono::Utc::now())
+}
+
+fn logout_request_from(id: &str, issuer: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     format!(
-        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="2026-11-25T00:00:00Z"><saml:Issuer>{SP_ENTITY}</saml:Issuer><saml:NameID>x</saml:NameID></samlp:LogoutRequest>"#
+        r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{at}"><saml:Issuer>{issuer}</saml:Issuer><saml:NameID>x</saml:NameID></samlp:LogoutRequest>"#
     )
 }
 
@@ -399,14 +404,19 @@ async fn a_signing_cert_sp_must_sign_its_logout_requests(app: TestApp) {
     assert!(saml_session_alive(&app, &browser, &client_id).await);
 
     let endpoint = app.url(&format!("/samlp/{client_id}/logout"));
-    let signed_part = |relay: &str| {
+    let signed_of = |xml: &str, relay: &str| {
         format!(
             "SAMLRequest={}&RelayState={}&SigAlg={}",
-            urlencode(&deflate_b64(&logout_request("_lo1"))),
+            urlencode(&deflate_b64(xml)),
             urlencode(relay),
             urlencode(RSA_SHA256)
         )
     };
+    let signed_part = |relay: &str| signed_of(&logout_request("_lo1"), relay);
+    // Validly signed, yet not this SP's, not recent: refused too.
+    let foreign = signed_of(&logout_request_from("_lo2", "urn:another-sp", chrono::Utc::now()), "bye");
+    let stale =
+        signed_of(&logout_request_from("_lo3", SP_ENTITY, chrono::Utc::now() - chrono::Duration::hours(1)), "bye");
     let query = signed_part("bye");
     let good_signature = sign(&key, &query);
     let refused: Vec<(&str, String)> = vec![
@@ -420,6 +430,8 @@ async fn a_signing_cert_sp_must_sign_its_logout_requests(app: TestApp) {
             "signature of another message",
             format!("{endpoint}?{}&Signature={}", signed_part("elsewhere"), urlencode(&good_signature)),
         ),
+        ("another SP's Issuer", format!("{endpoint}?{foreign}&Signature={}", urlencode(&sign(&key, &foreign)))),
+        ("an old IssueInstant", format!("{endpoint}?{stale}&Signature={}", urlencode(&sign(&key, &stale)))),
     ];
     for (name, url) in refused {
         let page = browser.get(&url).await;
@@ -438,4 +450,13 @@ async fn a_signing_cert_sp_must_sign_its_logout_requests(app: TestApp) {
     assert_eq!(callback_params(&location)["RelayState"], "bye");
     assert!(!saml_session_alive(&app, &browser, &client_id).await);
     assert_eq!(app.logs_of_type("slo").await.len(), 1);
+
+    // The same signed request again, against a new session: used once, refused now.
+    let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
+    assert_eq!(browser.follow(&app, done).await.status, 200);
+    let replay = browser.get(&format!("{endpoint}?{query}&Signature={}", urlencode(&good_signature))).await;
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(replay.body.contains("already used"), "{}", replay.body);
+    assert!(saml_session_alive(&app, &browser, &client_id).await, "a replayed LogoutRequest ends nothing");
 }

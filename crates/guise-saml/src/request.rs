@@ -84,6 +84,8 @@ pub struct AuthnRequest {
 pub struct LogoutRequest {
     pub id: String,
     pub issuer: Option<String>,
+    /// `IssueInstant` (required by SAML core §3.2.1), when it parses.
+    pub issue_instant: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 const NS_SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -144,7 +146,11 @@ pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, RequestError> {
         return Err(RequestError::WrongMessage("LogoutRequest"));
     }
     let id = request_id(root)?;
-    Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root) })
+    let issue_instant = root
+        .attribute("IssueInstant")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc));
+    Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root), issue_instant })
 }
 
 /// Verify the HTTP-Redirect binding signature: RSA-SHA256 over

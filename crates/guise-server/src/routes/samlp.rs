@@ -13,7 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
 use guise_core::authorization::{PendingAuthorization, PendingSaml};
 use guise_core::client::Client;
-use guise_core::store::ClientStore;
+use guise_core::store::{BewitStore, ClientStore};
 use guise_saml::request::{self, AuthnRequest};
 use guise_saml::settings::{NAMEID_FORMATS, NAMEID_UNSPECIFIED, SamlSettings, from_addons};
 use serde::Deserialize;
@@ -306,6 +306,25 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                 }
                 None => None,
             };
+            // A signed LogoutRequest proves the SP asked, once, lately: it must name the
+            // registered entity id, be recent, and not have been used before (any node).
+            if settings.signing_cert.is_some()
+                && let Some(request) = &logout_request
+            {
+                if !settings.issuer_matches(&client.client_id, request.issuer.as_deref()) {
+                    return refuse("The LogoutRequest's Issuer is not this client's registered entity id");
+                }
+                let window = chrono::Duration::minutes(LOGOUT_REQUEST_WINDOW_MINUTES);
+                let skew = chrono::Duration::seconds(guise_core::bewit::MAX_CLOCK_SKEW_SECS);
+                match request.issue_instant {
+                    Some(at) if at > now - window && at < now + skew => {}
+                    _ => return refuse("The LogoutRequest is not recent (IssueInstant)"),
+                }
+                let key = format!("samlp-logout:{}:{}", client.client_id, request.id);
+                if !s.db.redeem_once(&key, now, now + window + skew)? {
+                    return refuse("This LogoutRequest was already used");
+                }
+            }
             crate::flow::end_cookie_session(
                 s,
                 cookie.as_deref(),
@@ -340,6 +359,10 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }
+
+/// How old a signed LogoutRequest may be; its ID is remembered for as long (plus the
+/// clock skew), so a replay is refused on every node.
+const LOGOUT_REQUEST_WINDOW_MINUTES: i64 = 10;
 
 fn deflate_base64(xml: &str) -> String {
     use base64::Engine;
