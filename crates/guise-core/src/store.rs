@@ -99,23 +99,13 @@ pub trait ClientGrantStore: Send + Sync {
     fn update_client_grant_scope(&self, id: &str, scope: Vec<String>, audit: AuditEvent) -> StoreResult<ClientGrant>;
     fn delete_client_grant(&self, id: &str, audit: AuditEvent) -> StoreResult<()>;
 
-    /// Everything a machine client holds now: its grants on every API, as permissions.
-    fn client_permission_set(&self, client_id: &str) -> StoreResult<PermissionSet> {
-        let mut held = Vec::new();
-        let mut page = PageRequest::new(Some(0), Some(crate::page::MAX_PER_PAGE));
-        loop {
-            let found = self.list_client_grants(Some(client_id), None, page)?;
-            let last = i64::try_from(found.items.len()).map_or(true, |n| n < page.limit());
-            for grant in found.items {
-                held.extend(grant.scope.into_iter().map(|name| Permission {
-                    resource_server_identifier: grant.audience.clone(),
-                    permission_name: name,
-                }));
-            }
-            if last {
-                return Ok(PermissionSet::new(held));
-            }
-            page.page += 1;
+    /// What a client's grant on `audience` gives it now, as permissions (nothing when it
+    /// holds no grant there, or no longer exists: grants go with their client).
+    fn granted_on(&self, client_id: &str, audience: &str) -> StoreResult<PermissionSet> {
+        match self.client_grant(client_id, audience) {
+            Ok(grant) => Ok(PermissionSet::on(audience, grant.scope)),
+            Err(StoreError::NotFound) => Ok(PermissionSet::default()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! later use of the session it opened (`/authorize`, the token endpoint, `/userinfo`). A
 //! chain that no longer holds ends the session, revokes its tokens and is audited.
 
+use crate::grant::TokenContext;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
@@ -22,6 +23,28 @@ pub struct ChainStores<'a> {
     pub roles: &'a dyn RoleStore,
     pub clients: &'a dyn ClientStore,
     pub client_grants: &'a dyn ClientGrantStore,
+}
+
+impl<'a> ChainStores<'a> {
+    /// The chain's stores out of a token endpoint's context.
+    pub fn of(ctx: &TokenContext<'a>) -> Self {
+        ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants }
+    }
+}
+
+/// Re-check the impersonation session a token was minted in (its record's `sid`), as
+/// the token is used by its client: a session that is gone counts as ended.
+pub fn recheck_token_session(
+    ctx: &TokenContext<'_>,
+    sid: &str,
+    client_id: &str,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let session = match ctx.sessions.session_by_sid(sid) {
+        Ok(session) => session,
+        Err(StoreError::NotFound) => return Ok(Err(Refusal::SessionEnded)),
+        Err(e) => return Err(e),
+    };
+    recheck(ChainStores::of(ctx), ctx.sessions, &session, client_id, &ctx.settings.management_audience(), ctx.now)
 }
 
 /// Who holds the token that started the impersonation, in front of the impersonator.
@@ -118,7 +141,7 @@ fn load(
         Holder::Caller(link) => Chain::of(link).then(person),
         Holder::MintingClient(client_id) => {
             lookup(stores.clients.client_by_id(client_id), Refusal::UnknownMinter)?;
-            let holds = stores.client_grants.client_permission_set(client_id)?;
+            let holds = stores.client_grants.granted_on(client_id, management_audience)?;
             let principal = Principal::Client(client_id.to_owned());
             Chain::of(Link::on_audience(LinkKind::TokenHolder, principal, management_audience, &holds)).then(person)
         }

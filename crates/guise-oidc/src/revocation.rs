@@ -3,7 +3,7 @@
 use crate::OidcSettings;
 use crate::access_token::verify_any_audience;
 use crate::api_access::{ClientCap, client_cap};
-use crate::chain::{self, ChainStores};
+use crate::chain;
 use crate::grant::OIDC_SCOPES;
 use crate::grant::TokenContext;
 use crate::grant::hash_secret;
@@ -94,7 +94,7 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
     }
     let mut claims = claims;
     if claims.machine_client().is_some() {
-        let held = ctx.client_grants.client_permission_set(&claims.azp)?.names_for(&claims.aud);
+        let held = ctx.client_grants.granted_on(&claims.azp, &claims.aud)?.names_for(&claims.aud);
         if held.is_empty() {
             return Ok(inactive);
         }
@@ -122,18 +122,10 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
             .collect::<Vec<_>>()
             .join(" ");
     }
-    if let Some(record) = record.filter(|_| Impersonation::is_carried_by(&claims.extra)) {
-        let session = match ctx.sessions.session_by_sid(&record.sid) {
-            Ok(session) => session,
-            Err(StoreError::NotFound) => return Ok(inactive),
-            Err(e) => return Err(e),
-        };
-        let stores =
-            ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants };
-        let audience = settings.management_audience();
-        if chain::recheck(stores, ctx.sessions, &session, &claims.azp, &audience, now)?.is_err() {
-            return Ok(inactive);
-        }
+    if let Some(record) = record.filter(|_| Impersonation::is_carried_by(&claims.extra))
+        && chain::recheck_token_session(ctx, &record.sid, &claims.azp)?.is_err()
+    {
+        return Ok(inactive);
     }
     let mut body = json!({
         "active": true,

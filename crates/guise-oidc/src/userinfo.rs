@@ -2,12 +2,13 @@
 
 use crate::OidcSettings;
 use crate::access_token::{AccessTokenClaims, TokenRejection, verify_any_audience};
-use crate::chain::{self, ChainStores};
+use crate::chain;
 use crate::grant::TokenContext;
 use crate::impersonation_claims::Impersonation;
 use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
+use guise_core::impersonation::Refusal;
 use guise_core::store::TokenStore;
 use serde_json::{Map, Value, json};
 
@@ -57,16 +58,12 @@ pub fn userinfo(ctx: &TokenContext<'_>, token: &str) -> Result<Map<String, Value
     let claims = verify_user_token(ctx.keys, ctx.settings, ctx.tokens, token, ctx.now)?;
     if Impersonation::is_carried_by(&claims.extra) {
         let sid = ctx.tokens.access_token_record(&claims.jti)?.sid;
-        let session = match ctx.sessions.session_by_sid(&sid) {
-            Ok(session) => session,
-            Err(StoreError::NotFound) => return Err(UserInfoError::InvalidToken("The session has ended".into())),
-            Err(e) => return Err(e.into()),
-        };
-        let stores =
-            ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants };
-        let audience = ctx.settings.management_audience();
-        if let Err(refusal) = chain::recheck(stores, ctx.sessions, &session, &claims.azp, &audience, ctx.now)? {
-            return Err(UserInfoError::InvalidToken(format!("The impersonation has ended: {refusal}")));
+        match chain::recheck_token_session(ctx, &sid, &claims.azp)? {
+            Ok(()) => {}
+            Err(Refusal::SessionEnded) => return Err(UserInfoError::InvalidToken("The session has ended".into())),
+            Err(refusal) => {
+                return Err(UserInfoError::InvalidToken(format!("The impersonation has ended: {refusal}")));
+            }
         }
     }
     let users = ctx.users;

@@ -11,7 +11,7 @@ use guise_core::StoreError;
 use guise_core::act_as::{ActAsRefusal, TargetRef, effective_scopes, single_target};
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authority::{Chain, Link, LinkKind, Principal};
-use guise_core::impersonation::impersonation_may_reach;
+use guise_core::impersonation::Refusal;
 use guise_core::permission::PermissionSet;
 use guise_core::permission::scopes;
 use guise_core::store::{AuditStore, ClientGrantStore, ClientStore, RoleStore, TokenStore, UserStore};
@@ -210,10 +210,10 @@ fn token_holder(s: &AppState, claims: &AccessTokenClaims, audience: &str) -> Res
     let token_scope = PermissionSet::on(audience, claims.scopes());
     let (principal, holds) = match claims.machine_client() {
         Some(client_id) => {
-            s.db.client_by_id(client_id).map_err(|e| unauthorized_store(e, "The client no longer exists"))?;
-            let holds = s.db.client_permission_set(client_id)?;
-            if holds.only(audience).is_empty() {
-                return Err(ApiError::unauthorized("The client no longer holds a grant for this API"));
+            // One lookup: a deleted client's grants are deleted with it.
+            let holds = s.db.granted_on(client_id, audience)?;
+            if holds.is_empty() {
+                return Err(ApiError::unauthorized("The client no longer exists or holds no grant for this API"));
             }
             (Principal::Client(client_id.to_owned()), holds)
         }
@@ -228,8 +228,8 @@ fn token_holder(s: &AppState, claims: &AccessTokenClaims, audience: &str) -> Res
                 Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::unauthorized("The user is blocked or gone")),
                 Err(e) => return Err(e.into()),
             }
-            s.db.client_by_id(&claims.azp).map_err(|e| unauthorized_store(e, "The client no longer exists"))?;
-            // A user token is capped by its client's grant on the Management API, too.
+            // A user token is capped by its client's grant on the Management API, too (a
+            // deleted client has none: its grants went with it).
             let held = s.db.user_permission_set(&claims.sub)?;
             let holds = match client_cap(&s.db, &claims.azp, audience, audience)? {
                 ClientCap::NotAuthorized => return Err(ApiError::unauthorized(NOT_AUTHORIZED)),
@@ -265,7 +265,7 @@ fn settle(
     if let Some(impersonation) = claims.impersonation() {
         // Issued before this rule: impersonation sessions do not obtain Management API
         // tokens. The attempt is audited naming the impersonator, acting for the user.
-        let refusal = impersonation_may_reach(&audience, &audience).err().map(|r| r.to_string()).unwrap_or_default();
+        let refusal = Refusal::ManagementApiAudience.to_string();
         let impersonator = impersonation.impersonator.user_id;
         let mut event = AuditEvent::new(
             event_type::IMPERSONATION_REFUSED,

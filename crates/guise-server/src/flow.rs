@@ -19,7 +19,6 @@ use guise_core::session::Session;
 use guise_core::store::{AuthorizationCodeStore, AuthorizationRequestStore, ClientStore, ConsentStore, SessionStore};
 use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use guise_oidc::authorize::{NextStep, next_step};
-use guise_oidc::chain::ChainStores;
 use guise_oidc::grant::hash_secret;
 
 /// Where the browser goes next.
@@ -278,8 +277,7 @@ pub fn recheck_impersonation(
     client_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Result<(), Refusal>, StoreError> {
-    let stores = ChainStores { users: &s.db, roles: &s.db, clients: &s.db, client_grants: &s.db };
-    guise_oidc::chain::recheck(stores, &s.db, session, client_id, &s.settings.management_audience(), now)
+    guise_oidc::chain::recheck(s.chain_stores(), &s.db, session, client_id, &s.settings.management_audience(), now)
 }
 
 /// Log out: end the session behind the cookie (revoking its tokens), audited as `slo`.

@@ -12,7 +12,7 @@ use guise_core::ids::{new_secret, new_token_id};
 use guise_core::impersonation::{Protocol, Refusal, Ticket};
 use guise_core::session::Session;
 use guise_core::store::{AuditStore, BewitStore, SessionStore};
-use guise_oidc::chain::{self, ChainError, ChainStores, Checked, Holder, Names};
+use guise_oidc::chain::{self, ChainError, Checked, Holder, Names};
 use guise_oidc::grant::hash_secret;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::json;
@@ -97,10 +97,6 @@ impl From<ChainError> for MintError {
 }
 
 const MAX_FIELD: usize = 1024;
-
-fn stores(s: &AppState) -> ChainStores<'_> {
-    ChainStores { users: &s.db, roles: &s.db, clients: &s.db, client_grants: &s.db }
-}
 
 fn validate_request(
     s: &AppState,
@@ -207,7 +203,7 @@ fn mint_unaudited(
         Minter::Token(_) | Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
     };
     let names = Names { target_id: &req.target_user_id, impersonator_id: &impersonator_id, client_id: &req.client_id };
-    let client = chain::check(stores(s), holder, names, &s.settings.management_audience())?.client;
+    let client = chain::check(s.chain_stores(), holder, names, &s.settings.management_audience())?.client;
     if let Some(callback) = &req.callback_url
         && !client.is_registered_callback(callback)
     {
@@ -359,7 +355,7 @@ pub fn redeem(
     let names =
         Names { target_id: &ticket.user_id, impersonator_id: &ticket.impersonator_id, client_id: &ticket.client_id };
     let Checked { target, impersonator, client } =
-        match chain::check(stores(s), holder, names, &s.settings.management_audience()) {
+        match chain::check(s.chain_stores(), holder, names, &s.settings.management_audience()) {
             Ok(checked) => checked,
             Err(ChainError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), 403),
             Err(ChainError::Store(e)) => return Err(e),

@@ -92,10 +92,8 @@ pub fn issue_user_tokens(
     }
     // An impersonation session is re-checked on every use: a broken chain ends it.
     let management_audience = ctx.settings.management_audience();
-    let stores =
-        ChainStores { users: ctx.users, roles: ctx.roles, clients: ctx.clients, client_grants: ctx.client_grants };
     if let Err(refusal) =
-        chain::recheck(stores, ctx.sessions, &session, &client.client_id, &management_audience, ctx.now)?
+        chain::recheck(ChainStores::of(ctx), ctx.sessions, &session, &client.client_id, &management_audience, ctx.now)?
     {
         return Err(OAuthError::invalid_grant(match refusal {
             Refusal::SessionEnded => "The session has ended".to_owned(),

@@ -78,7 +78,7 @@ impl GrantHandler for TokenExchangeGrant {
             return Err(OAuthError::new(OAuthErrorCode::UnauthorizedClient, "Public clients cannot exchange tokens"));
         }
         let management = ctx.settings.management_audience();
-        let client_holds = ctx.client_grants.client_permission_set(&client.client_id)?;
+        let client_holds = ctx.client_grants.granted_on(&client.client_id, &management)?;
         if !client_holds.names_for(&management).contains(scopes::IMPERSONATE_USERS) {
             return Err(OAuthError::new(
                 OAuthErrorCode::UnauthorizedClient,

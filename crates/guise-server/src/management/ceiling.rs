@@ -54,9 +54,10 @@ pub fn roles<'a>(
 }
 
 /// Changing a client (its settings, its secret, its existence): the caller must hold
-/// what the client's grants give it.
+/// what the client's Management API grant gives it (a Management API caller answers for
+/// that API only, so grants on other APIs are not compared).
 pub fn client(s: &AppState, caller: &Caller, client_id: &str) -> Result<(), ApiError> {
-    caller.require_cover(&found(s.db.client_permission_set(client_id))?)
+    caller.require_cover(&s.db.granted_on(client_id, &s.settings.management_audience())?)
 }
 
 /// Editing or deleting a client grant: the caller must hold what it grants now.
