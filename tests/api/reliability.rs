@@ -118,6 +118,24 @@ async fn nul_characters_are_refused_at_the_edge_in_each_protocol_s_shape(app: Te
     // Nothing was stored on either backend.
     let (_, users) = app.get("/api/v2/users?q=email:nul@example.com").await;
     assert_eq!(users.as_array().map(Vec::len), Some(0), "{users}");
+
+    // A NUL the edge cannot see — inside Basic credentials, decoded by the token
+    // endpoint — is a bad credential on both backends, not a 500 on PostgreSQL.
+    for credentials in ["a%00b:secret", "a\0b:secret", "client:se%00cret"] {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
+        let response = app
+            .http
+            .post(app.url("/oauth/token"))
+            .header("authorization", format!("Basic {basic}"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{credentials}: {body}");
+    }
 }
 
 /// One round's outcome: how many of the two concurrent requests won, and whether a

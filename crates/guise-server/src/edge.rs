@@ -36,6 +36,15 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The protocol of a request: by its path, and for `/users/{id}/impersonate` by its
+    /// method too (a `GET` there is a browser following an impersonation URL).
+    pub fn of(method: &actix_web::http::Method, path: &str) -> Self {
+        if method == actix_web::http::Method::GET && path.starts_with("/users/") && path.ends_with("/impersonate") {
+            return Protocol::Browser;
+        }
+        Self::of_path(path)
+    }
+
     pub fn of_path(path: &str) -> Self {
         if path.starts_with("/oauth/") || path.starts_with("/userinfo") {
             Protocol::OAuth
@@ -152,7 +161,7 @@ pub async fn unavailable_as_503(
     if !down {
         return Ok(response.map_into_left_body());
     }
-    let protocol = Protocol::of_path(response.request().path());
+    let protocol = Protocol::of(response.request().method(), response.request().path());
     let (request, _) = response.into_parts();
     Ok(ServiceResponse::new(request, protocol.unavailable()).map_into_right_body())
 }
@@ -259,7 +268,7 @@ pub async fn reject_unstorable(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let protocol = Protocol::of_path(req.path());
+    let protocol = Protocol::of(req.method(), req.path());
     let uri_length = req.uri().path().len() + req.uri().query().map_or(0, str::len);
     if uri_length > MAX_URI_BYTES {
         let description = format!("The URL is longer than {MAX_URI_BYTES} bytes");
@@ -392,6 +401,8 @@ mod tests {
         assert_eq!(Protocol::of_path("/oauth/token"), Protocol::OAuth);
         assert_eq!(Protocol::of_path("/api/v2/users"), Protocol::Management);
         assert_eq!(Protocol::of_path("/users/x/impersonate"), Protocol::Management);
+        assert_eq!(Protocol::of(&actix_web::http::Method::GET, "/users/x/impersonate"), Protocol::Browser);
+        assert_eq!(Protocol::of(&actix_web::http::Method::POST, "/users/x/impersonate"), Protocol::Management);
         assert_eq!(Protocol::of_path("/samlp/x"), Protocol::Browser);
     }
 }

@@ -46,6 +46,8 @@ fn database_identity(url: &DatabaseUrl) -> String {
         DatabaseUrl::Postgres(raw) => match url::Url::parse(raw) {
             Ok(mut parsed) => {
                 let _ = parsed.set_password(None);
+                // Options such as `?password=` must not reach the marker file or an error.
+                parsed.set_query(None);
                 parsed.to_string()
             }
             Err(_) => "postgres://(unparsable)".to_owned(),

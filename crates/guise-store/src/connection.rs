@@ -289,11 +289,6 @@ impl Database {
         result.map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
     }
 
-    /// Whether the database answers (a `SELECT 1`).
-    pub fn ping(&self) -> bool {
-        self.conn().is_ok_and(|mut c| c.batch_execute("SELECT 1").is_ok())
-    }
-
     /// Whether this node can serve (for `/readyz`): a SQLite file is still the one it
     /// opened, and the store takes a write — the audit head's row is locked and
     /// updated to itself in a transaction that is rolled back (a read-only replica, a

@@ -124,7 +124,12 @@ fn parse_basic(value: &str) -> Result<(String, String), OAuthResponseError> {
     let unescape = |s: &str| -> Result<String, OAuthResponseError> {
         url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).ok_or_else(bad)
     };
-    Ok((unescape(id)?, unescape(secret)?))
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    // Decoded here, after the edge's NUL check: refuse NUL as any bad credential.
+    if id.contains('\0') || secret.contains('\0') {
+        return Err(bad());
+    }
+    Ok((id, secret))
 }
 
 fn parse_body(req: &HttpRequest, body: &[u8]) -> Result<TokenForm, OAuthResponseError> {
