@@ -135,7 +135,7 @@ fn offline_state(config: Config) -> Result<AppState, StartupError> {
     build_state(config, &issuer, Arc::new(SystemClock))
 }
 
-fn print_json(value: &serde_json::Value) {
+fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
@@ -262,7 +262,7 @@ fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Opti
         },
         cli_event(state, "Create a user").subject(user_id),
     )?;
-    print_json(&crate::management::user_view(user));
+    print_json(&crate::management::UserView::from(user));
     Ok(())
 }
 
@@ -312,7 +312,7 @@ fn create_client(
             cli_event(state, "Grant every Management API scope"),
         )?;
     }
-    print_json(&crate::management::client_view(client, secret));
+    print_json(&crate::management::ClientView::new(client, secret));
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use guise_core::StoreError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -90,11 +91,24 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
-            "statusCode": self.status.as_u16(),
-            "error": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-            "errorCode": self.error_code,
-        }))
+        HttpResponse::build(self.status).json(ErrorBody {
+            status_code: self.status.as_u16(),
+            error: self.status.canonical_reason().unwrap_or("Error"),
+            message: &self.message,
+            error_code: self.error_code,
+        })
     }
+}
+
+/// The body of every Management API error, in Auth0's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    #[serde(rename = "statusCode")]
+    pub status_code: u16,
+    /// The HTTP reason phrase.
+    pub error: &'a str,
+    pub message: &'a str,
+    /// A stable machine-readable code, e.g. `inexistent_user`, `insufficient_scope`.
+    #[serde(rename = "errorCode")]
+    pub error_code: &'a str,
 }
