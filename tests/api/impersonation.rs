@@ -355,15 +355,31 @@ async fn refused_mints_are_audited_and_grant_nothing(app: TestApp) {
     let (_, sessions) = app.get("/api/v2/impersonations").await;
     assert_eq!(sessions, json!([]));
 
-    // The policy can demand a reason.
-    let strict = spawn_app_with(app.backend, |c| c.impersonation_require_reason = true).await;
-    let target = strict.create_user("t@example.com").await;
-    let (strict_client, _) = impersonation_client(&strict, json!({})).await;
-    let mut body = mint_body(&strict, &strict_client);
+    // A reason is required by default, free text of at most 500 characters; a
+    // deployment can turn the requirement off.
+    let target = app.create_user("t@example.com").await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client, _) = impersonation_client(&app, json!({})).await;
+    for reason in [None, Some(json!("   ")), Some(json!("x".repeat(501)))] {
+        let mut body = mint_body(&app, &client);
+        match reason {
+            Some(r) => body["reason"] = r,
+            None => drop(body.as_object_mut().unwrap().remove("reason")),
+        }
+        let (status, text) = mint_with(&app, &app.token, target_id, &body).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("reason"), "{text}");
+    }
+    let mut body = mint_body(&app, &client);
+    body["reason"] = json!("é".repeat(500));
+    assert_eq!(mint_with(&app, &app.token, target_id, &body).await.0, 200, "500 characters, not bytes");
+    let lenient = spawn_app_with(app.backend, |c| c.impersonation_require_reason = false).await;
+    let target = lenient.create_user("t@example.com").await;
+    let (lenient_client, _) = impersonation_client(&lenient, json!({})).await;
+    let mut body = mint_body(&lenient, &lenient_client);
     body.as_object_mut().unwrap().remove("reason");
-    let (status, text) = mint_with(&strict, &strict.token, target["user_id"].as_str().unwrap(), &body).await;
-    assert_eq!(status, 400, "{text}");
-    assert!(text.contains("reason"));
+    let (status, text) = mint_with(&lenient, &lenient.token, target["user_id"].as_str().unwrap(), &body).await;
+    assert_eq!(status, 200, "{text}");
 }
 
 /// Replace the key id inside a bewit (keeping its MAC), as an attacker guessing ids would.
@@ -670,7 +686,9 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
     let target_id = target["user_id"].as_str().unwrap();
     let (client_id, _) = impersonation_client(&app, json!({})).await;
     let enc = crate::users::urlencode;
-    let extra = json!({ "response_type": "code", "state": "from-the-query", "callback_url": CALLBACK }).to_string();
+    let extra =
+        json!({ "response_type": "code", "state": "from-the-query", "callback_url": CALLBACK, "reason": "T-1" })
+            .to_string();
     let admin = enc(&app.admin_user_id);
     let query =
         format!("protocol=oauth2&impersonator_id={admin}&client_id={client_id}&additionalParameters={}", enc(&extra));
@@ -693,7 +711,7 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
     // (3) A form declared as JSON, with bracketed additionalParameters.
     let form = format!(
         "protocol=oauth2&impersonator_id={admin}&client_id={client_id}&additionalParameters%5Bstate%5D=from-a-form\
-         &additionalParameters%5Bcallback_url%5D={}",
+         &additionalParameters%5Bcallback_url%5D={}&reason=T-1",
         enc(CALLBACK)
     );
     let (status, url) = mint_raw(&app, target_id, "", "application/json", &form).await;
@@ -706,7 +724,8 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
     assert_eq!(status, 200, "{url}");
     let (status, url) = mint_raw(&app, target_id, "", "application/json; charset=utf-8", &json_body).await;
     assert_eq!(status, 200, "{url}");
-    let split_body = json!({ "client_id": client_id, "additionalParameters": { "state": "s" } }).to_string();
+    let split_body =
+        json!({ "client_id": client_id, "reason": "T-1", "additionalParameters": { "state": "s" } }).to_string();
     let (status, url) =
         mint_raw(&app, target_id, &format!("protocol=oauth2&impersonator_id={admin}"), "application/json", &split_body)
             .await;
@@ -734,6 +753,12 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
         ),
         (String::new(), form_ct, format!("{form}&additionalParameters=x"), "additionalParameters is given twice"),
         (format!("client_id={client_id}x"), form_ct, form.clone(), "client_id is given twice"),
+        (
+            String::new(),
+            form_ct,
+            format!("{form}&additionalParameters%5Breason%5D=other").replace("&reason=T-1", "&reason=T-2"),
+            "reason is given twice",
+        ),
     ];
     for (query, content_type, body, message) in contradictions {
         let (status, text) = mint_raw(&app, target_id, &query, content_type, &body).await;

@@ -80,6 +80,8 @@ pub enum Refusal {
     UnknownProtocol(String),
     #[error("A reason is required for impersonation")]
     ReasonRequired,
+    #[error("The reason is longer than {MAX_REASON_CHARS} characters")]
+    ReasonTooLong,
     #[error("ttl must be between 1 and {0} seconds")]
     InvalidTtl(i64),
     #[error("An impersonation session cannot start another impersonation")]
@@ -143,6 +145,21 @@ impl Refusal {
             404 => "unknown_user",
             _ => "invalid_request",
         }
+    }
+}
+
+/// The longest reason an impersonation may carry, in characters: free text (a ticket
+/// reference, a sentence), carried in the URL, the session, every event and notice.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// The reason an impersonation will carry: trimmed, `None` when blank; refused when
+/// blank but `required` (the `impersonation_require_reason` policy) or too long.
+pub fn check_reason(reason: Option<&str>, required: bool) -> Result<Option<String>, Refusal> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    match reason {
+        None if required => Err(Refusal::ReasonRequired),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(Refusal::ReasonTooLong),
+        other => Ok(other.map(str::to_owned)),
     }
 }
 
@@ -283,6 +300,18 @@ mod tests {
     use crate::client::AppType;
     use crate::permission::Permission;
     use chrono::Utc;
+
+    #[test]
+    fn a_reason_is_trimmed_required_by_policy_and_at_most_500_characters() {
+        assert_eq!(check_reason(Some("  TICKET-1 "), true), Ok(Some("TICKET-1".into())));
+        assert_eq!(check_reason(Some("   "), false), Ok(None));
+        assert_eq!(check_reason(None, false), Ok(None));
+        assert_eq!(check_reason(None, true), Err(Refusal::ReasonRequired));
+        assert_eq!(check_reason(Some("\t"), true), Err(Refusal::ReasonRequired));
+        let longest = "é".repeat(MAX_REASON_CHARS);
+        assert_eq!(check_reason(Some(&longest), true), Ok(Some(longest.clone())), "characters, not bytes");
+        assert_eq!(check_reason(Some(&format!("{longest}x")), true), Err(Refusal::ReasonTooLong));
+    }
 
     fn user(id: &str) -> User {
         User {

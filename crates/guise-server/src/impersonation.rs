@@ -9,7 +9,7 @@ use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authority::{Link, Principal};
 use guise_core::bewit::{self, BewitError};
 use guise_core::ids::{new_secret, new_token_id};
-use guise_core::impersonation::{Protocol, Refusal, Ticket};
+use guise_core::impersonation::{Protocol, Refusal, Ticket, check_reason};
 use guise_core::session::Session;
 use guise_core::store::{AuditStore, BewitStore, SessionStore};
 use guise_oidc::chain::{self, ChainError, Checked, Holder, Names};
@@ -98,17 +98,21 @@ impl From<ChainError> for MintError {
 
 const MAX_FIELD: usize = 1024;
 
-fn validate_request(
-    s: &AppState,
-    minter: &Minter,
-    req: &MintRequest,
-) -> Result<(Protocol, String, Duration), MintError> {
+/// A mint request's parameters, checked.
+struct MintParams {
+    protocol: Protocol,
+    impersonator_id: String,
+    ttl: Duration,
+    reason: Option<String>,
+}
+
+fn validate_request(s: &AppState, minter: &Minter, req: &MintRequest) -> Result<MintParams, MintError> {
     let protocol = Protocol::parse(&req.protocol)
         .ok_or_else(|| Refusal::UnknownProtocol(req.protocol.chars().take(32).collect()))?;
     if req.response_type.as_deref().is_some_and(|r| r != "code") {
         return Err(Refusal::UnsupportedResponseType.into());
     }
-    let fields = [&req.scope, &req.state, &req.nonce, &req.callback_url, &req.reason];
+    let fields = [&req.scope, &req.state, &req.nonce, &req.callback_url];
     if fields.iter().any(|f| f.as_ref().is_some_and(|v| v.len() > MAX_FIELD)) {
         return Err(Refusal::FieldTooLong.into());
     }
@@ -125,16 +129,14 @@ fn validate_request(
         (None, None) => return Err(Refusal::ImpersonatorRequired.into()),
     };
     let policy = s.impersonation_policy();
-    if policy.require_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        return Err(Refusal::ReasonRequired.into());
-    }
+    let reason = check_reason(req.reason.as_deref(), policy.require_reason)?;
     // `try_seconds`: a ttl beyond what a Duration holds is refused like any other, not a panic.
     let ttl = match req.ttl.map(|secs| (secs, Duration::try_seconds(secs))) {
         None => policy.default_url_ttl.min(policy.max_url_ttl),
         Some((secs, Some(ttl))) if secs >= 1 && ttl <= policy.max_url_ttl => ttl,
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
-    Ok((protocol, impersonator_id, ttl))
+    Ok(MintParams { protocol, impersonator_id, ttl, reason })
 }
 
 fn refusal_event(now: DateTime<Utc>, actor: Actor, stage: &str, reason: &str, message: &str) -> AuditEvent {
@@ -195,7 +197,7 @@ fn mint_unaudited(
     req: &MintRequest,
     now: DateTime<Utc>,
 ) -> Result<(String, Ticket, DateTime<Utc>), MintError> {
-    let (protocol, impersonator_id, ttl) = validate_request(s, minter, req)?;
+    let MintParams { protocol, impersonator_id, ttl, reason } = validate_request(s, minter, req)?;
     // A machine client's token is a link of its own; a user's token mints for that
     // user, who is the impersonator and is measured on everything they hold.
     let holder = match minter {
@@ -240,7 +242,7 @@ fn mint_unaudited(
         protocol,
         jti: new_token_id(),
         session_ttl: s.impersonation_policy().session_lifetime.num_seconds(),
-        reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
+        reason,
         minted_by: minter.machine_client().map(str::to_owned),
         scope: req.scope.clone(),
         state: req.state.clone(),

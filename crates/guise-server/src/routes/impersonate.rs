@@ -175,6 +175,11 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
                 .ok_or_else(|| ApiError::bad_request(format!("ttl must be a number of seconds, not {v}")))?,
         ),
     };
+    // SDKs that forward only `additionalParameters` (Auth0's) can carry the reason there.
+    let reason = match (text(body, "reason"), text(&extra, "reason")) {
+        (Some(a), Some(b)) if a != b => return Err(ApiError::bad_request("reason is given twice")),
+        (a, b) => a.or(b),
+    };
     Ok(MintRequest {
         target_user_id: user_id,
         impersonator_id: text(body, "impersonator_id"),
@@ -186,7 +191,7 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         state: text(&extra, "state"),
         nonce: text(&extra, "nonce"),
         callback_url: text(&extra, "callback_url").or_else(|| text(&extra, "redirect_uri")),
-        reason: text(body, "reason"),
+        reason,
         ttl,
     })
 }
