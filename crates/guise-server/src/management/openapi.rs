@@ -6,8 +6,8 @@
 //! every query parameter it names, with and without the scopes it names.
 
 use super::views::{
-    ClientGrantView, ClientView, Identity, ImpersonationView, LogActor, LogView, PermissionSource, PermissionView,
-    RoleUserView, RoleView, SessionView, UserView,
+    ActAsUseView, ClientGrantView, ClientView, Identity, ImpersonationEntry, ImpersonationView, LogActor, LogView,
+    PermissionSource, PermissionView, RoleUserView, RoleView, SessionView, UserView,
 };
 use super::{ActAs, client_grants, clients, impersonations, logs, me, roles, users};
 use crate::error::ErrorBody;
@@ -38,7 +38,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
     ),
     components(schemas(
         UserView, Identity, ClientView, ClientGrantView, RoleView, PermissionView, PermissionSource, RoleUserView,
-        LogView, LogActor, ImpersonationView, SessionView, ErrorBody
+        LogView, LogActor, ImpersonationEntry, ImpersonationView, ActAsUseView, SessionView, ErrorBody
     )),
     modifiers(&BearerScheme)
 )]

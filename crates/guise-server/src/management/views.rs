@@ -306,9 +306,20 @@ impl From<AuditRecord> for LogView {
     }
 }
 
+/// An entry of `GET /impersonations`: a live impersonation session, or (with
+/// `kind=act_as`) one use of acting on behalf of a user.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ImpersonationEntry {
+    Session(ImpersonationView),
+    ActAs(ActAsUseView),
+}
+
 /// A live impersonation session.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImpersonationView {
+    /// Always `session`.
+    pub kind: &'static str,
     pub id: String,
     pub user_id: String,
     pub impersonator_id: Option<String>,
@@ -323,6 +334,7 @@ pub struct ImpersonationView {
 impl From<Session> for ImpersonationView {
     fn from(s: Session) -> Self {
         Self {
+            kind: "session",
             id: s.sid,
             user_id: s.user_id,
             impersonator_id: s.impersonator_id,
@@ -330,6 +342,53 @@ impl From<Session> for ImpersonationView {
             created_at: iso(s.created_at),
             expires_at: iso(s.absolute_expires_at),
             ip: s.source_ip,
+        }
+    }
+}
+
+/// One Management API call made acting on behalf of a user (`as_user_id`, `As-User`,
+/// `MSCRMCallerID`), from its `guise_act_as` audit event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActAsUseView {
+    /// Always `act_as`.
+    pub kind: &'static str,
+    /// The audit event's log id.
+    pub id: String,
+    #[schema(format = DateTime)]
+    pub date: String,
+    /// Who acted: the user or client whose token made the call.
+    pub impersonator_id: Option<String>,
+    /// `user` or `client`.
+    pub impersonator_type: &'static str,
+    /// The user acted as.
+    pub user_id: Option<String>,
+    /// The application whose token made the call.
+    pub client_id: Option<String>,
+    /// The route called, e.g. `PATCH /api/v2/users/…`.
+    pub route: String,
+    pub ip: Option<String>,
+}
+
+impl From<AuditRecord> for ActAsUseView {
+    fn from(record: AuditRecord) -> Self {
+        let id = record.log_id();
+        let e = record.event;
+        let request = &e.details["request"];
+        let route = format!(
+            "{} {}",
+            request["method"].as_str().unwrap_or_default(),
+            request["path"].as_str().unwrap_or_default()
+        );
+        Self {
+            kind: "act_as",
+            id,
+            date: iso(e.occurred_at),
+            impersonator_id: e.actor.id().map(str::to_owned),
+            impersonator_type: e.actor.kind(),
+            user_id: e.on_behalf_of,
+            client_id: e.client_id,
+            route,
+            ip: e.source_ip,
         }
     }
 }
