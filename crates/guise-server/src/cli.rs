@@ -291,6 +291,7 @@ fn create_client(
         token_endpoint_auth_method: app_type.default_auth_method(),
         allow_impersonation: false,
         allow_act_as: false,
+        allow_token_exchange: false,
         initiate_login_uri: None,
         addons: Default::default(),
         jwt_configuration: Default::default(),

@@ -49,6 +49,9 @@ pub struct CreateClient {
     allow_impersonation: bool,
     #[serde(default)]
     allow_act_as: bool,
+    /// RFC 8693 token exchange (docs/token-exchange.md); a confidential client only.
+    #[serde(default)]
+    allow_token_exchange: bool,
     initiate_login_uri: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -127,6 +130,9 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
             )));
         }
     }
+    if client.allow_token_exchange && !client.is_confidential() {
+        return Err(ApiError::bad_request("A public client (token_endpoint_auth_method none) cannot exchange tokens"));
+    }
     if client.grant_types.iter().any(|g| g == "client_credentials") && !client.is_confidential() {
         return Err(ApiError::bad_request(
             "A public client (token_endpoint_auth_method none) cannot use client_credentials",
@@ -166,6 +172,7 @@ async fn create(
         token_endpoint_auth_method: method,
         allow_impersonation: body.allow_impersonation,
         allow_act_as: body.allow_act_as,
+        allow_token_exchange: body.allow_token_exchange,
         initiate_login_uri: body.initiate_login_uri,
         addons: body.addons,
         jwt_configuration: body.jwt_configuration,
@@ -292,6 +299,7 @@ pub struct ClientPatchBody {
     token_endpoint_auth_method: Option<String>,
     allow_impersonation: Option<bool>,
     allow_act_as: Option<bool>,
+    allow_token_exchange: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     initiate_login_uri: Option<Option<String>>,
@@ -327,6 +335,7 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         token_endpoint_auth_method: p.token_endpoint_auth_method.as_deref().map(auth_method).transpose()?,
         allow_impersonation: p.allow_impersonation,
         allow_act_as: p.allow_act_as,
+        allow_token_exchange: p.allow_token_exchange,
         initiate_login_uri: p.initiate_login_uri,
         addons: p.addons,
         jwt_configuration: p.jwt_configuration,

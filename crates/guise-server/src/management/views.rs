@@ -128,6 +128,7 @@ pub struct ClientView {
     pub token_endpoint_auth_method: &'static str,
     pub allow_impersonation: bool,
     pub allow_act_as: bool,
+    pub allow_token_exchange: bool,
     pub initiate_login_uri: Option<String>,
     #[schema(value_type = Object)]
     pub addons: Map<String, Value>,
@@ -163,6 +164,7 @@ impl ClientView {
             grant_types: client.grant_types,
             allow_impersonation: client.allow_impersonation,
             allow_act_as: client.allow_act_as,
+            allow_token_exchange: client.allow_token_exchange,
             initiate_login_uri: client.initiate_login_uri,
             addons: client.addons,
             jwt_configuration: client.jwt_configuration,
