@@ -3,7 +3,7 @@
 //! audited, each granting nothing), single use across two servers, ending sessions.
 
 use crate::both_backends;
-use crate::browser::{Browser, CALLBACK, USER_EMAIL, callback_params, user, web_client};
+use crate::browser::{Browser, CALLBACK, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user, web_client};
 use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app_with, spawn_app_with_clock, split};
 use crate::oidc::decode_payload;
 use guise_core::clock::ManualClock;
@@ -25,6 +25,7 @@ both_backends!(
     a_form_body_naming_additional_parameters_twice_is_a_400,
     parameters_are_read_as_auth0_s_reference_sends_them,
     the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path,
+    the_user_sees_who_acted_as_them_on_their_account_page,
 );
 
 /// POST /users/{id}/impersonate with `token`; returns (status, body text).
@@ -823,4 +824,37 @@ async fn the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path(app:
     assert_eq!(callback_params(page.location.as_deref().unwrap())["state"], "from-the-admin");
     // It shares the ticket (jti) with the original URL: that one is now spent.
     assert_eq!(Browser::new().get(&url).await.status, 401);
+}
+
+/// guise's own account page (`/`) tells a signed-in user who impersonated them (who,
+/// where, why, when) and which API calls were made on their behalf; an impersonator
+/// inside their session sees the banner, not that history.
+async fn the_user_sees_who_acted_as_them_on_their_account_page(app: TestApp) {
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({ "name": "Ledger" })).await;
+    let (status, url) = mint_with(&app, &app.token, target_id, &mint_body(&app, &client_id)).await;
+    assert_eq!(status, 200, "{url}");
+    let impersonator = Browser::new();
+    assert_eq!(impersonator.get(&url).await.status, 302);
+    let inside = impersonator.get(&app.url("/")).await;
+    assert!(inside.body.contains("Impersonation session"), "{}", inside.body);
+    assert!(!inside.body.contains("Who acted as you"), "{}", inside.body);
+    let (status, _) = app.get(&format!("/api/v2/me?as_user_id={}", crate::users::urlencode(target_id))).await;
+    assert_eq!(status, 200);
+
+    let me = Browser::new();
+    let login = authorize_url(
+        &app,
+        &[("response_type", "code"), ("client_id", &client_id), ("scope", "openid"), ("redirect_uri", CALLBACK)],
+    );
+    let signed_in = me.follow(&app, me.login_via(&app, &login, USER_EMAIL, USER_PASSWORD).await).await;
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+    let page = me.get(&app.url("/")).await;
+    assert_eq!(page.status, 200);
+    let body = page.body.replace("&#x2f;", "/");
+    assert!(body.contains("Who acted as you"), "{body}");
+    assert!(body.contains(&format!("{ADMIN_EMAIL} signed in as you to Ledger (reason: SUPPORT-42)")), "{body}");
+    assert!(body.contains("guise Management Client called <code>GET /api/v2/me</code>"), "{body}");
+    assert!(!body.contains("Impersonation session"), "{body}");
 }
