@@ -4,6 +4,7 @@
 use crate::authority::{Chain, LinkKind, Shortfall};
 use crate::client::Client;
 use crate::permission::{PermissionSet, scopes};
+use crate::refusal::RefusalKind;
 use crate::session::Session;
 use crate::user::User;
 use chrono::{DateTime, Duration, Utc};
@@ -51,7 +52,7 @@ pub struct ImpersonationPolicy {
     pub require_reason: bool,
 }
 
-/// Why an impersonation was refused. `status()` is the HTTP answer.
+/// Why an impersonation was refused; `kind()` says what kind of refusal it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("The token lacks the impersonate:users scope")]
@@ -121,7 +122,7 @@ fn who(kind: LinkKind) -> &'static str {
 }
 
 impl Refusal {
-    pub fn status(&self) -> u16 {
+    pub fn kind(&self) -> RefusalKind {
         match self {
             Refusal::MissingScope
             | Refusal::ImpersonatorMismatch
@@ -132,19 +133,15 @@ impl Refusal {
             | Refusal::ManagementApiAudience
             | Refusal::BlockedImpersonator
             | Refusal::ChainedImpersonation
-            | Refusal::ClientNotEnabled => 403,
-            Refusal::UnknownTarget => 404,
-            _ => 400,
+            | Refusal::ClientNotEnabled => RefusalKind::Forbidden,
+            Refusal::UnknownTarget => RefusalKind::UnknownUser,
+            _ => RefusalKind::Invalid,
         }
     }
 
     /// The audit reason: `forbidden` for permission refusals, `invalid_request` otherwise.
     pub fn reason(&self) -> &'static str {
-        match self.status() {
-            403 => "forbidden",
-            404 => "unknown_user",
-            _ => "invalid_request",
-        }
+        self.kind().reason()
     }
 }
 

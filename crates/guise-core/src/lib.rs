@@ -13,6 +13,7 @@ pub mod ids;
 pub mod impersonation;
 pub mod page;
 pub mod permission;
+pub mod refusal;
 pub mod role;
 pub mod session;
 pub mod signing_key;

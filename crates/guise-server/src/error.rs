@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use guise_core::StoreError;
+use guise_core::refusal::RefusalKind;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -64,6 +65,16 @@ impl ApiError {
             StoreError::InvalidReference(message) => Self::new(StatusCode::BAD_REQUEST, "invalid_body", message),
             StoreError::Backend(_) => Self::internal(&e),
         }
+    }
+}
+
+/// The one place a domain refusal's kind becomes an HTTP status.
+pub fn status_of(kind: RefusalKind) -> StatusCode {
+    match kind {
+        RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+        RefusalKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+        RefusalKind::UnknownUser => StatusCode::NOT_FOUND,
     }
 }
 

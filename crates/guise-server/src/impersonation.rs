@@ -10,6 +10,7 @@ use guise_core::authority::{Link, Principal};
 use guise_core::bewit::{self, BewitError};
 use guise_core::ids::{new_secret, new_token_id};
 use guise_core::impersonation::{Protocol, Refusal, Ticket, check_reason};
+use guise_core::refusal::RefusalKind;
 use guise_core::session::Session;
 use guise_core::store::{AuditStore, BewitStore, SessionStore};
 use guise_oidc::chain::{self, ChainError, Checked, Holder, Names};
@@ -263,7 +264,7 @@ fn mint_unaudited(
 /// Why a redemption failed: the Hawk text for the browser, the reason for the audit.
 #[derive(Debug)]
 pub struct RedeemRefusal {
-    pub status: u16,
+    pub kind: RefusalKind,
     pub message: String,
 }
 
@@ -297,7 +298,7 @@ pub fn redeem(
     let refuse = |reason: &str,
                   message: String,
                   ticket: Option<&Ticket>,
-                  status: u16|
+                  kind: RefusalKind|
      -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
         let mut event = refusal_event(now, Actor::System, "redeem", reason, &message).source_ip(source_ip.clone());
         if let Some(t) = ticket {
@@ -308,18 +309,18 @@ pub fn redeem(
             event.details["minted_by"] = json!(t.minted_by);
         }
         s.db.append(vec![event])?;
-        Ok(Err(RedeemRefusal { status, message }))
+        Ok(Err(RedeemRefusal { kind, message }))
     };
     let Ok(url) = url::Url::parse(&format!("{}{path_and_query}", s.settings.base_url())) else {
-        return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
+        return refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid);
     };
     let key_id = match bewit::key_id(&url) {
         Ok(id) => id,
-        Err(e) => return refuse(e.reason(), e.to_string(), None, 401),
+        Err(e) => return refuse(e.reason(), e.to_string(), None, RefusalKind::Unauthenticated),
     };
     let key = match crate::bewit_keys::verification_key(&s.config, &s.db, &key_id) {
         Ok(Some(key)) => key,
-        Ok(None) => return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, 401),
+        Ok(None) => return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, RefusalKind::Unauthenticated),
         Err(crate::bewit_keys::BewitKeyError::Store(e)) => return Err(e),
         Err(e) => return Err(StoreError::Backend(e.to_string())),
     };
@@ -332,11 +333,11 @@ pub fn redeem(
             // Only a MAC-verified URL's contents may be trusted, so name nobody on a bad mac.
             let mac_verified = matches!(e, BewitError::Expired | BewitError::TooFarAhead);
             let ticket = mac_verified.then(|| Ticket::from_query(url.query_pairs())).flatten();
-            return refuse(e.reason(), e.to_string(), ticket.as_ref(), 401);
+            return refuse(e.reason(), e.to_string(), ticket.as_ref(), RefusalKind::Unauthenticated);
         }
     };
     let Some(ticket) = Ticket::from_query(url.query_pairs().filter(|(k, _)| k != "bewit")) else {
-        return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
+        return refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid);
     };
     // The MAC covers the path, so this only fails for a URL guise did not mint; checked
     // all the same, before the URL is spent.
@@ -344,11 +345,11 @@ pub fn redeem(
     if let ["users", id, "impersonate"] = segments.as_slice()
         && percent_decode_str(id).decode_utf8_lossy() != ticket.impersonator_id
     {
-        return refuse("impersonator_mismatch", "The URL names another impersonator".into(), None, 400);
+        return refuse("impersonator_mismatch", "The URL names another impersonator".into(), None, RefusalKind::Invalid);
     }
     let expires = DateTime::from_timestamp(verified.exp, 0).unwrap_or(now);
     if !s.db.redeem_once(&ticket.jti, now, expires)? {
-        return refuse("replayed", "Bewit already used".into(), Some(&ticket), 401);
+        return refuse("replayed", "Bewit already used".into(), Some(&ticket), RefusalKind::Unauthenticated);
     }
     let holder = match &ticket.minted_by {
         Some(client_id) => Holder::MintingClient(client_id),
@@ -359,7 +360,7 @@ pub fn redeem(
     let Checked { target, impersonator, client } =
         match chain::check(s.chain_stores(), holder, names, &s.settings.management_audience()) {
             Ok(checked) => checked,
-            Err(ChainError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), 403),
+            Err(ChainError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), RefusalKind::Forbidden),
             Err(ChainError::Store(e)) => return Err(e),
         };
 
