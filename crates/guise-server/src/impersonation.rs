@@ -34,6 +34,9 @@ pub struct MintRequest {
     pub callback_url: Option<String>,
     pub reason: Option<String>,
     pub ttl: Option<i64>,
+    /// How long the session the URL opens may last, at most the policy's
+    /// `impersonation_session_secs` (the default).
+    pub session_ttl: Option<i64>,
 }
 
 /// Who is asking: a verified token's holder, or the operator at the command line.
@@ -134,6 +137,10 @@ fn validate_request(
         Some((secs, Some(ttl))) if secs >= 1 && ttl <= policy.max_url_ttl => ttl,
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
+    let max_session = policy.session_lifetime.num_seconds();
+    if req.session_ttl.is_some_and(|secs| !(60.min(max_session)..=max_session).contains(&secs)) {
+        return Err(Refusal::InvalidSessionTtl(max_session).into());
+    }
     Ok((protocol, impersonator_id, ttl))
 }
 
@@ -239,7 +246,7 @@ fn mint_unaudited(
         client_id: client.client_id,
         protocol,
         jti: new_token_id(),
-        session_ttl: s.impersonation_policy().session_lifetime.num_seconds(),
+        session_ttl: req.session_ttl.unwrap_or_else(|| s.impersonation_policy().session_lifetime.num_seconds()),
         reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
         minted_by: minter.machine_client().map(str::to_owned),
         scope: req.scope.clone(),

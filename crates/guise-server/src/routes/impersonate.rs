@@ -167,6 +167,16 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         Some(object @ Value::Object(_)) => object.clone(),
         Some(_) => return Err(ApiError::bad_request("additionalParameters must be an object")),
     };
+    let seconds = |key: &str| -> Result<Option<i64>, ApiError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => text(body, key)
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("{key} must be a number of seconds, not {v}"))),
+        }
+    };
+    let session_ttl = seconds("session_ttl")?;
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -188,6 +198,7 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         callback_url: text(&extra, "callback_url").or_else(|| text(&extra, "redirect_uri")),
         reason: text(body, "reason"),
         ttl,
+        session_ttl,
     })
 }
 
