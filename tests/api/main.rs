@@ -14,6 +14,7 @@ mod authority_protocols;
 mod browser;
 mod cli;
 mod clients;
+mod console;
 mod impersonation;
 mod logs;
 mod oidc;
