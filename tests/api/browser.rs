@@ -129,5 +129,5 @@ pub fn hidden_href(html: &str, text: &str) -> String {
     let end = html.find(&format!(">{text}")).unwrap_or_else(|| panic!("no link {text} in {html}"));
     let start = html[..end].rfind("href=\"").unwrap() + 6;
     let stop = html[start..].find('"').unwrap() + start;
-    html[start..stop].replace("&amp;", "&")
+    html[start..stop].replace("&#x2f;", "/").replace("&amp;", "&")
 }

@@ -2,8 +2,8 @@
 //! headers, "no access", the ceiling (the console never lets an agent do what their own
 //! token could not), step-up, and an impersonation started, listed and ended.
 
-use crate::browser::{Browser, Page, USER_EMAIL, user};
 use crate::both_backends;
+use crate::browser::{Browser, Page, USER_EMAIL, user};
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app_with_clock};
 use crate::impersonation::impersonation_client;
 use guise_core::clock::ManualClock;
@@ -90,7 +90,10 @@ async fn every_console_route_needs_a_session_and_every_form_its_csrf_token(app: 
     assert_eq!(response.status(), 200);
     let headers = response.headers().clone();
     let csp = headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("default-src 'none'") && csp.contains("style-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("style-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["cache-control"], "no-store");
     let home = response.text().await.unwrap();
@@ -100,7 +103,10 @@ async fn every_console_route_needs_a_session_and_every_form_its_csrf_token(app: 
     let target = user(&app).await;
     let target_id = target["user_id"].as_str().unwrap();
     let forms = [
-        (format!("/console/users/{}/impersonate", enc(target_id)), vec![("reason", "x"), ("client_id", "c"), ("session_minutes", "5")]),
+        (
+            format!("/console/users/{}/impersonate", enc(target_id)),
+            vec![("reason", "x"), ("client_id", "c"), ("session_minutes", "5")],
+        ),
         ("/console/impersonations/some-sid/end".to_owned(), vec![]),
         ("/console/logout".to_owned(), vec![]),
     ];
@@ -173,7 +179,10 @@ async fn an_agent_cannot_impersonate_someone_stronger_through_the_console(app: T
     assert!(app.logs_of_type("guise_impersonation_minted").await.is_empty());
 }
 
-async fn impersonating_needs_a_reason_and_a_recent_login_then_is_listed_and_ended(app: TestApp, clock: Arc<ManualClock>) {
+async fn impersonating_needs_a_reason_and_a_recent_login_then_is_listed_and_ended(
+    app: TestApp,
+    clock: Arc<ManualClock>,
+) {
     agent(&app, "helpdesk@example.com", &["read:users", "read:clients", "read:logs", "impersonate:users"]).await;
     let target = user(&app).await;
     let target_id = target["user_id"].as_str().unwrap();
@@ -184,28 +193,46 @@ async fn impersonating_needs_a_reason_and_a_recent_login_then_is_listed_and_ende
     let impersonate = app.url(&format!("{user_path}/impersonate"));
     let token = csrf(&page.body);
 
-    let no_reason = browser.post(&impersonate, &[("csrf", &token), ("client_id", &client_id), ("reason", " "), ("session_minutes", "5")]).await;
+    let no_reason = browser
+        .post(&impersonate, &[("csrf", &token), ("client_id", &client_id), ("reason", " "), ("session_minutes", "5")])
+        .await;
     assert_eq!(no_reason.status, 400);
     assert!(no_reason.body.contains("Give a reason"));
 
     // A login older than the window asks for the password again (prompt=login, max_age=0).
     clock.advance(chrono::Duration::minutes(16));
-    let stale = browser.post(&impersonate, &[("csrf", &token), ("client_id", &client_id), ("reason", "T-1"), ("session_minutes", "5")]).await;
+    let stale = browser
+        .post(&impersonate, &[("csrf", &token), ("client_id", &client_id), ("reason", "T-1"), ("session_minutes", "5")])
+        .await;
     assert_eq!(stale.status, 401, "{}", stale.body);
     let step_up = crate::browser::hidden_href(&stale.body, "Sign in again");
     let login = browser.get(&app.url(&step_up)).await;
     let authorize = login.location.unwrap();
     assert!(authorize.contains("prompt=login") && authorize.contains("max_age=0"), "{authorize}");
     let to_login = browser.get(&app.url(&authorize)).await;
-    assert!(to_login.location.as_deref().unwrap_or("").starts_with("/login?tx="), "guise asks for the password again although its session is live");
-    let answered = browser.submit_login(&app, to_login.location.as_deref().unwrap(), "helpdesk@example.com", AGENT_PASSWORD).await;
+    assert!(
+        to_login.location.as_deref().unwrap_or("").starts_with("/login?tx="),
+        "guise asks for the password again although its session is live"
+    );
+    let answered =
+        browser.submit_login(&app, to_login.location.as_deref().unwrap(), "helpdesk@example.com", AGENT_PASSWORD).await;
     let answered = browser.follow(&app, answered).await;
     let back = browser.get(answered.location.as_deref().unwrap()).await;
     assert_eq!(back.location.as_deref(), Some(user_path.as_str()));
 
     let page = browser.get(&app.url(&user_path)).await;
     let token = csrf(&page.body);
-    let ready = browser.post(&impersonate, &[("csrf", &token), ("client_id", &client_id), ("reason", "T-1: invoices missing"), ("session_minutes", "15")]).await;
+    let ready = browser
+        .post(
+            &impersonate,
+            &[
+                ("csrf", &token),
+                ("client_id", &client_id),
+                ("reason", "T-1: invoices missing"),
+                ("session_minutes", "15"),
+            ],
+        )
+        .await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(ready.body.contains("Open Billing in a new window"));
     let url = crate::browser::hidden_href(&ready.body, "Open Billing").replace("&amp;", "&");
@@ -224,7 +251,8 @@ async fn impersonating_needs_a_reason_and_a_recent_login_then_is_listed_and_ende
     let lifetime = chrono::DateTime::parse_from_rfc3339(live[0]["expires_at"].as_str().unwrap()).unwrap()
         - chrono::DateTime::parse_from_rfc3339(live[0]["created_at"].as_str().unwrap()).unwrap();
     assert_eq!(lifetime.num_minutes(), 15, "the chosen duration");
-    let ended = browser.post(&app.url(&format!("/console/impersonations/{sid}/end")), &[("csrf", &csrf(&list.body))]).await;
+    let ended =
+        browser.post(&app.url(&format!("/console/impersonations/{sid}/end")), &[("csrf", &csrf(&list.body))]).await;
     assert_eq!(ended.status, 303, "{}", ended.body);
     let (_, live) = app.get(&format!("/api/v2/impersonations?user_id={}", enc(target_id))).await;
     assert_eq!(live, json!([]));
