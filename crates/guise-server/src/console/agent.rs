@@ -40,11 +40,11 @@ impl Agent {
     }
 
     /// Refuse a form whose CSRF token does not belong to this session.
-    pub fn check_csrf(&self, given: &str) -> Result<(), HttpResponse> {
+    pub fn csrf_refusal(&self, given: &str) -> Option<HttpResponse> {
         if session::tokens_match(&self.csrf, given) {
-            Ok(())
+            None
         } else {
-            Err(view::message(
+            Some(view::message(
                 StatusCode::FORBIDDEN,
                 "This form has expired",
                 "The form was not sent from this console session (its security token did not match). \

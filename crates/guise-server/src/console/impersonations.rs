@@ -73,7 +73,7 @@ pub async fn end(
         Ok(agent) => agent,
         Err(response) => return response,
     };
-    if let Err(refused) = agent.check_csrf(&form.csrf) {
+    if let Some(refused) = agent.csrf_refusal(&form.csrf) {
         return refused;
     }
     match agent.api.delete(&format!("/api/v2/impersonations/{}", segment(&sid))).await {

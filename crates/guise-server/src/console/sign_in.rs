@@ -197,7 +197,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, form: web::For
         },
         Err(response) => return response,
     };
-    if let Err(refused) = agent.check_csrf(&form.csrf) {
+    if let Some(refused) = agent.csrf_refusal(&form.csrf) {
         return refused;
     }
     sign_out_anyway(&req, &state, &form.csrf).await

@@ -208,7 +208,7 @@ pub async fn impersonate(
         Ok(agent) => agent,
         Err(response) => return response,
     };
-    if let Err(refused) = agent.check_csrf(&form.csrf) {
+    if let Some(refused) = agent.csrf_refusal(&form.csrf) {
         return refused;
     }
     let user_id = path.into_inner();
