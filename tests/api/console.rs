@@ -286,3 +286,67 @@ mod step_up_and_end {
         run(Backend::Postgres).await
     }
 }
+
+/// The audit log records the agent's address for what the console does, not the
+/// console's loopback call; the relay cannot be forged from outside.
+async fn console_actions_are_audited_with_the_agents_address(app: TestApp) {
+    agent(&app, "helpdesk@example.com", &["read:users", "read:clients", "impersonate:users"]).await;
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let browser = console_sign_in(&app, "helpdesk@example.com", AGENT_PASSWORD).await;
+    let user_path = format!("/console/users/{}", enc(target_id));
+    let page = browser.get(&app.url(&user_path)).await;
+    let response = browser
+        .http
+        .post(app.url(&format!("{user_path}/impersonate")))
+        .header("x-forwarded-for", "198.51.100.7")
+        .form(&[
+            ("csrf", csrf(&page.body).as_str()),
+            ("client_id", &client_id),
+            ("reason", "T-9"),
+            ("session_minutes", "5"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let minted = app.logs_of_type("guise_impersonation_minted").await;
+    assert_eq!(minted[0]["ip"], "198.51.100.7", "the agent's address, behind the trusted proxy");
+
+    // Someone calling the API directly cannot borrow the relay headers.
+    let forged = app
+        .http
+        .post(app.url(&format!("/users/{}/impersonate", enc(target_id))))
+        .bearer_auth(&app.token)
+        .header("x-guise-console-relay", "guessed")
+        .header("x-guise-console-source", "203.0.113.9")
+        .json(&json!({ "protocol": "oauth2", "client_id": client_id, "impersonator_id": app.admin_user_id, "reason": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 200);
+    let minted = app.logs_of_type("guise_impersonation_minted").await;
+    assert_eq!(minted[0]["ip"], "127.0.0.1", "{}", minted[0]);
+}
+
+mod audited_address {
+    use super::*;
+    use crate::helpers::{Backend, spawn_app_with};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        console_actions_are_audited_with_the_agents_address(
+            spawn_app_with(Backend::Sqlite, |c| c.trust_forwarded_for = true).await,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        console_actions_are_audited_with_the_agents_address(
+            spawn_app_with(Backend::Postgres, |c| c.trust_forwarded_for = true).await,
+        )
+        .await
+    }
+}

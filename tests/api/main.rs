@@ -15,6 +15,7 @@ mod browser;
 mod cli;
 mod clients;
 mod console;
+mod console_browser;
 mod impersonation;
 mod logs;
 mod oidc;

@@ -371,8 +371,10 @@ impl RequestMeta {
             // whatever the client sent.
             .and_then(|v| v.rsplit(',').next())
             .map(|v| v.trim().to_owned());
+        // A support console call carries the agent's own address (see `console::api`).
+        let relayed = crate::console::api::relayed_source(req);
         Self {
-            source_ip: forwarded.or_else(|| req.peer_addr().map(|a| a.ip().to_string())),
+            source_ip: relayed.or(forwarded).or_else(|| req.peer_addr().map(|a| a.ip().to_string())),
             method: req.method().to_string(),
             path: req.path().to_owned(),
         }

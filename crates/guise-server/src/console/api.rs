@@ -2,12 +2,37 @@
 //! endpoint), called over loopback HTTP on the socket the browser's request arrived on,
 //! with the agent's own bearer token. Whatever the API refuses, the console refuses, in
 //! the API's words.
+//!
+//! So that the audit log records the agent's address rather than loopback, each call
+//! names it in `x-guise-console-source`, vouched for by `x-guise-console-relay`: a
+//! random key of this process, known to nothing outside it. `RequestMeta` believes the
+//! address only with the key and only from a loopback peer (`relayed_source`).
 
 use actix_web::HttpRequest;
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+const RELAY_HEADER: &str = "x-guise-console-relay";
+const SOURCE_HEADER: &str = "x-guise-console-source";
+
+fn relay_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(guise_core::ids::new_secret)
+}
+
+/// The agent's address a console call relays, when the call really comes from this
+/// process's console (loopback peer, the process's relay key).
+pub fn relayed_source(req: &HttpRequest) -> Option<String> {
+    let key = req.headers().get(RELAY_HEADER)?.to_str().ok()?;
+    let from_loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+    if !from_loopback || !super::session::tokens_match(relay_key(), key) {
+        return None;
+    }
+    let source = req.headers().get(SOURCE_HEADER)?.to_str().ok()?;
+    source.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+}
 
 /// A refused or failed call: the status and the API's own message.
 #[derive(Debug, Clone)]
@@ -56,6 +81,8 @@ pub fn segment(s: &str) -> String {
 pub struct Api {
     base: String,
     token: String,
+    /// The agent's address, relayed to the API for its audit events.
+    source: Option<String>,
 }
 
 async fn answer(response: reqwest::Response) -> Result<String, ApiFailure> {
@@ -75,14 +102,24 @@ async fn answer(response: reqwest::Response) -> Result<String, ApiFailure> {
 
 impl Api {
     pub fn new(req: &HttpRequest, token: String) -> Self {
-        Api { base: loopback_base(req), token }
+        let trust = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .is_some_and(|s| s.config.trust_forwarded_for);
+        let source = crate::auth::RequestMeta::from_request(req, trust).source_ip;
+        Api { base: loopback_base(req), token, source }
+    }
+
+    fn relayed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.bearer_auth(&self.token);
+        match &self.source {
+            Some(source) => request.header(RELAY_HEADER, relay_key()).header(SOURCE_HEADER, source),
+            None => request,
+        }
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiFailure> {
-        let response = http()
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .bearer_auth(&self.token)
+        let response = self
+            .relayed(http().get(format!("{}{path}", self.base)).query(query))
             .send()
             .await
             .map_err(|e| ApiFailure::unreachable(&e))?;
@@ -92,10 +129,8 @@ impl Api {
 
     /// A POST with a JSON body; the response body as text.
     pub async fn post(&self, path: &str, body: &Value) -> Result<String, ApiFailure> {
-        let response = http()
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .bearer_auth(&self.token)
+        let response = self
+            .relayed(http().post(format!("{}{path}", self.base)).json(body))
             .send()
             .await
             .map_err(|e| ApiFailure::unreachable(&e))?;
@@ -103,9 +138,8 @@ impl Api {
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), ApiFailure> {
-        let response = http()
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
+        let response = self
+            .relayed(http().delete(format!("{}{path}", self.base)))
             .send()
             .await
             .map_err(|e| ApiFailure::unreachable(&e))?;

@@ -113,6 +113,20 @@ fn protocol_of(client: &Value) -> &'static str {
     }
 }
 
+/// A call made only when the agent's token carries `scope` (a call sure to be refused
+/// would only leave a refused-call event in the audit log).
+async fn needing(
+    agent: &Agent,
+    scope: &str,
+    call: impl std::future::Future<Output = Result<Value, ApiFailure>>,
+) -> Result<Value, ApiFailure> {
+    if agent.can(scope) {
+        call.await
+    } else {
+        Err(ApiFailure { status: 403, message: format!("your role lacks {scope}") })
+    }
+}
+
 async fn user_page(
     state: &AppState,
     agent: &Agent,
@@ -138,13 +152,13 @@ async fn user_page(
     let permissions_path = format!("/api/v2/users/{id}/permissions");
     let ((roles, permissions, as_target), (as_agent, logs, clients)) = futures_util::future::join(
         futures_util::future::join3(
-            api.get(&roles_path, &[]),
+            needing(agent, scopes::READ_ROLES, api.get(&roles_path, &[])),
             api.get(&permissions_path, &[("per_page", "100".to_owned())]),
             api.get("/api/v2/impersonations", &[("user_id", user_id.to_owned())]),
         ),
         futures_util::future::join3(
             api.get("/api/v2/impersonations", &[("impersonator_id", user_id.to_owned())]),
-            api.get("/api/v2/logs", &logs_query),
+            needing(agent, scopes::READ_LOGS, api.get("/api/v2/logs", &logs_query)),
             async {
                 if agent.can(scopes::IMPERSONATE_USERS) {
                     api.get("/api/v2/clients", &[("per_page", "100".to_owned())]).await
