@@ -204,7 +204,8 @@ async fn impersonating_needs_a_reason_and_a_recent_login_then_is_listed_and_ende
     let stale = browser
         .post(&impersonate, &[("csrf", &token), ("client_id", &client_id), ("reason", "T-1"), ("session_minutes", "5")])
         .await;
-    assert_eq!(stale.status, 401, "{}", stale.body);
+    assert_eq!(stale.status, 403, "{}", stale.body);
+    assert!(stale.body.contains("Confirm it is you"));
     let step_up = crate::browser::hidden_href(&stale.body, "Sign in again");
     let login = browser.get(&app.url(&step_up)).await;
     let authorize = login.location.unwrap();

@@ -240,7 +240,7 @@ pub async fn impersonate(
             serde_urlencoded::to_string([("return_to", back.as_str()), ("step_up", "1")]).unwrap_or_default()
         );
         return view::page(
-            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
             "console/message.html",
             minijinja::context! {
                 agent => agent.context(),
