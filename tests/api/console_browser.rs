@@ -42,10 +42,11 @@ async fn driver() -> Driver {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("chromedriver must be installed: run scripts/ensure-test-tools (Debian: chromium, chromium-driver)");
-    let url = format!("http://127.0.0.1:{port}");
+    // Owned by `Driver` at once, so that it is killed even if it never answers.
+    let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Driver { child, url };
+            return driver;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
