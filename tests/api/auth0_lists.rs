@@ -247,7 +247,7 @@ async fn clients_filter_by_app_type_first_party_and_global(app: TestApp) {
     let (_, third_party) = app.get("/api/v2/clients?is_first_party=false").await;
     assert_eq!(names(&third_party), ["f-native"]);
     let (_, web_first) = app.get("/api/v2/clients?app_type=regular_web&is_first_party=true").await;
-    assert_eq!(names(&web_first), ["f-web"]);
+    assert_eq!(names(&web_first), ["f-web", "guise Support Console"]);
     let (status, global) = app.get("/api/v2/clients?is_global=true").await;
     assert_eq!((status, global), (200, json!([])), "guise has no global client");
     let (_, not_global) = app.get("/api/v2/clients?is_global=false&include_totals=true").await;

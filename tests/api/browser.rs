@@ -123,3 +123,11 @@ pub fn authorize_url(app: &TestApp, params: &[(&str, &str)]) -> String {
     url.query_pairs_mut().extend_pairs(params);
     url.to_string()
 }
+
+/// The `href` of the first link whose text starts with `text`.
+pub fn hidden_href(html: &str, text: &str) -> String {
+    let end = html.find(&format!(">{text}")).unwrap_or_else(|| panic!("no link {text} in {html}"));
+    let start = html[..end].rfind("href=\"").unwrap() + 6;
+    let stop = html[start..].find('"').unwrap() + start;
+    html[start..stop].replace("&#x2f;", "/").replace("&amp;", "&")
+}

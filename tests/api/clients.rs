@@ -160,14 +160,14 @@ async fn clients_list_with_totals_and_pages(app: TestApp) {
 
     let (status, body) = app.get("/api/v2/clients?include_totals=true").await;
     assert_eq!(status, 200, "{body}");
-    // The management client plus the three.
-    assert_eq!(body["total"], 4, "{body}");
+    // The management and console clients plus the three.
+    assert_eq!(body["total"], 5, "{body}");
     assert_eq!(body["start"], 0, "{body}");
     assert_eq!(body["limit"], 50, "{body}");
-    assert_eq!(body["length"], 4, "{body}");
+    assert_eq!(body["length"], 5, "{body}");
     let listed: Vec<&str> =
         body["clients"].as_array().unwrap().iter().map(|c| c["client_id"].as_str().unwrap()).collect();
-    assert_eq!(listed.len(), 4, "{body}");
+    assert_eq!(listed.len(), 5, "{body}");
     for id in &ids {
         assert!(listed.contains(&id.as_str()), "{id} missing from {body}");
     }
@@ -175,18 +175,18 @@ async fn clients_list_with_totals_and_pages(app: TestApp) {
 
     // Pages partition the list.
     let mut paged = Vec::new();
-    for page in 0..2 {
+    for page in 0..3 {
         let (status, body) = app.get(&format!("/api/v2/clients?include_totals=true&per_page=2&page={page}")).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["total"], 4, "{body}");
+        assert_eq!(body["total"], 5, "{body}");
         assert_eq!(body["start"], page * 2, "{body}");
         assert_eq!(body["limit"], 2, "{body}");
-        assert_eq!(body["length"], 2, "{body}");
+        assert_eq!(body["length"], if page < 2 { 2 } else { 1 }, "{body}");
         paged.extend(body["clients"].as_array().unwrap().iter().map(|c| c["client_id"].as_str().unwrap().to_owned()));
     }
     paged.sort();
     paged.dedup();
-    assert_eq!(paged.len(), 4, "two pages of two hold four distinct clients");
+    assert_eq!(paged.len(), 5, "three pages of two hold five distinct clients");
 
     // Without include_totals: a bare array.
     let (status, body) = app.get("/api/v2/clients?per_page=3").await;
@@ -218,7 +218,7 @@ async fn invalid_registrations_are_refused(app: TestApp) {
     // Nothing was created.
     let (status, body) = app.get("/api/v2/clients?include_totals=true").await;
     assert_eq!(status, 200);
-    assert_eq!(body["total"], 1, "only the management client: {body}");
+    assert_eq!(body["total"], 2, "only the management and console clients: {body}");
 }
 
 async fn tokens_follow_the_client_grant(app: TestApp) {
@@ -251,7 +251,7 @@ async fn tokens_follow_the_client_grant(app: TestApp) {
     assert_eq!(status, 200, "{list}");
     let mut holders: Vec<&str> = list.as_array().unwrap().iter().map(|g| g["client_id"].as_str().unwrap()).collect();
     holders.sort_unstable();
-    let mut expected = vec![id.as_str(), app.management_client_id.as_str()];
+    let mut expected = vec![id.as_str(), app.management_client_id.as_str(), app.console_client_id.as_str()];
     expected.sort_unstable();
     assert_eq!(holders, expected, "{list}");
 
@@ -511,7 +511,7 @@ async fn deleting_a_client_ends_its_access(app: TestApp) {
     assert_eq!(grants, json!([]));
     // It is gone from the list; deleting again is 404.
     let (_, list) = app.get("/api/v2/clients?include_totals=true").await;
-    assert_eq!(list["total"], 1, "{list}");
+    assert_eq!(list["total"], 2, "the management and console clients: {list}");
     let (status, body) = app.delete(&format!("/api/v2/clients/{id}")).await;
     assert_api_error(status, &body, 404, "inexistent_resource");
     // Other clients are unaffected.
@@ -551,7 +551,7 @@ async fn client_routes_enforce_their_scopes(app: TestApp) {
 
     // Nothing was created or changed.
     let (_, list) = app.get("/api/v2/clients?include_totals=true").await;
-    assert_eq!(list["total"], 2, "{list}");
+    assert_eq!(list["total"], 3, "the management and console clients and the reader: {list}");
     let (_, fetched) = app.get(&format!("/api/v2/clients/{reader}")).await;
     assert_eq!(fetched["name"], "reader");
     let (status, _) = token_request(&app, &reader, &secret, None).await;

@@ -92,6 +92,8 @@ pub struct TestApp {
     pub admin_user_id: String,
     pub management_client_id: String,
     pub management_client_secret: String,
+    /// The support console's client (created with the tenant, like the management client).
+    pub console_client_id: String,
     /// A token for the management client holding every Management API scope.
     pub token: String,
     pub db: TestDatabase,
@@ -126,6 +128,18 @@ pub async fn spawn_app_with_clock(
     .await
     .expect("init runs")
     .expect("init succeeds");
+    let lookup_state = Arc::clone(&state);
+    let console_client_id = tokio::task::spawn_blocking(move || {
+        guise_server::management_client::find_client_by_name(
+            &lookup_state.db,
+            guise_server::console::client::CONSOLE_CLIENT,
+        )
+    })
+    .await
+    .expect("lookup runs")
+    .expect("lookup succeeds")
+    .expect("the console client exists")
+    .client_id;
     let http = reqwest::Client::builder().cookie_store(true).build().expect("http client");
     let mut app = TestApp {
         backend,
@@ -135,6 +149,7 @@ pub async fn spawn_app_with_clock(
         admin_user_id: outcome.admin.user_id,
         management_client_id: outcome.management_client.client_id,
         management_client_secret: outcome.management_client.client_secret.expect("a new client has a secret"),
+        console_client_id,
         token: String::new(),
         db,
     };

@@ -14,6 +14,8 @@ mod authority_protocols;
 mod browser;
 mod cli;
 mod clients;
+mod console;
+mod console_browser;
 mod impersonation;
 mod logs;
 mod oidc;

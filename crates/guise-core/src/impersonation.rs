@@ -85,6 +85,8 @@ pub enum Refusal {
     ReasonTooLong,
     #[error("ttl must be between 1 and {0} seconds")]
     InvalidTtl(i64),
+    #[error("session_ttl must be between 60 and {0} seconds")]
+    InvalidSessionTtl(i64),
     #[error("An impersonation session cannot start another impersonation")]
     ChainedImpersonation,
     #[error(

@@ -9,6 +9,7 @@ pub mod authorization;
 pub mod bewit;
 pub mod client;
 pub mod clock;
+pub mod console;
 pub mod ids;
 pub mod impersonation;
 pub mod page;

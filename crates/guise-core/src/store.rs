@@ -9,6 +9,7 @@ use crate::authorization::{
 };
 use crate::bewit::BewitKey;
 use crate::client::{Client, ClientFilter, ClientPatch};
+use crate::console::ConsoleSession;
 use crate::page::{Page, PageRequest};
 use crate::permission::{Permission, PermissionSet};
 use crate::role::{ClientGrant, Role, RolePatch};
@@ -273,6 +274,16 @@ pub trait BewitStore: Send + Sync {
 pub struct ImpersonationFilter {
     pub impersonator_id: Option<String>,
     pub user_id: Option<String>,
+}
+
+/// The support console's sessions. Bookkeeping of a relying party (guise's own console
+/// client): the login and the token behind a row are audited where they happen.
+pub trait ConsoleSessionStore: Send + Sync {
+    /// Store a new session (and drop the ones expired by `now`).
+    fn create_console_session(&self, session: &ConsoleSession, now: DateTime<Utc>) -> StoreResult<()>;
+    /// The unexpired session whose cookie hashes to `id_hash`.
+    fn console_session(&self, id_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<ConsoleSession>>;
+    fn delete_console_session(&self, id_hash: &str) -> StoreResult<()>;
 }
 
 pub trait ImpersonationSessionStore: Send + Sync {

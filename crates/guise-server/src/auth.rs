@@ -12,9 +12,9 @@ use guise_core::act_as::{ActAsRefusal, TargetRef, effective_scopes, single_targe
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authority::{Chain, Link, LinkKind, Principal};
 use guise_core::impersonation::Refusal;
-use guise_core::refusal::RefusalKind;
 use guise_core::permission::PermissionSet;
 use guise_core::permission::scopes;
+use guise_core::refusal::RefusalKind;
 use guise_core::store::{AuditStore, ClientGrantStore, ClientStore, RoleStore, TokenStore, UserStore};
 use guise_core::user::Attribution;
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify, verify_any_audience};
@@ -371,8 +371,10 @@ impl RequestMeta {
             // whatever the client sent.
             .and_then(|v| v.rsplit(',').next())
             .map(|v| v.trim().to_owned());
+        // A support console call carries the agent's own address (see `console::api`).
+        let relayed = crate::console::api::relayed_source(req);
         Self {
-            source_ip: forwarded.or_else(|| req.peer_addr().map(|a| a.ip().to_string())),
+            source_ip: relayed.or(forwarded).or_else(|| req.peer_addr().map(|a| a.ip().to_string())),
             method: req.method().to_string(),
             path: req.path().to_owned(),
         }

@@ -61,6 +61,9 @@ pub struct Config {
     /// Development only: accept plain `http` client URLs (callbacks, logout URLs,
     /// `initiate_login_uri`, SAML addon URLs) for any host, not just loopback.
     pub allow_insecure_http_urls: bool,
+    /// The support console asks for the password again before an impersonation when the
+    /// agent's last login is older than this (step-up).
+    pub console_step_up_secs: i64,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             bewit_key_id: None,
             bewit_key: None,
             allow_insecure_http_urls: false,
+            console_step_up_secs: 900,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct MintRequest {
     pub callback_url: Option<String>,
     pub reason: Option<String>,
     pub ttl: Option<i64>,
+    /// How long the session the URL opens may last, at most the policy's
+    /// `impersonation_session_secs` (the default).
+    pub session_ttl: Option<i64>,
 }
 
 /// Who is asking: a verified token's holder, or the operator at the command line.
@@ -137,6 +140,10 @@ fn validate_request(s: &AppState, minter: &Minter, req: &MintRequest) -> Result<
         Some((secs, Some(ttl))) if secs >= 1 && ttl <= policy.max_url_ttl => ttl,
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
+    let max_session = policy.session_lifetime.num_seconds();
+    if req.session_ttl.is_some_and(|secs| !(60.min(max_session)..=max_session).contains(&secs)) {
+        return Err(Refusal::InvalidSessionTtl(max_session).into());
+    }
     Ok(MintParams { protocol, impersonator_id, ttl, reason })
 }
 
@@ -242,7 +249,7 @@ fn mint_unaudited(
         client_id: client.client_id,
         protocol,
         jti: new_token_id(),
-        session_ttl: s.impersonation_policy().session_lifetime.num_seconds(),
+        session_ttl: req.session_ttl.unwrap_or_else(|| s.impersonation_policy().session_lifetime.num_seconds()),
         reason,
         minted_by: minter.machine_client().map(str::to_owned),
         scope: req.scope.clone(),
@@ -320,7 +327,9 @@ pub fn redeem(
     };
     let key = match crate::bewit_keys::verification_key(&s.config, &s.db, &key_id) {
         Ok(Some(key)) => key,
-        Ok(None) => return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, RefusalKind::Unauthenticated),
+        Ok(None) => {
+            return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, RefusalKind::Unauthenticated);
+        }
         Err(crate::bewit_keys::BewitKeyError::Store(e)) => return Err(e),
         Err(e) => return Err(StoreError::Backend(e.to_string())),
     };
@@ -345,7 +354,12 @@ pub fn redeem(
     if let ["users", id, "impersonate"] = segments.as_slice()
         && percent_decode_str(id).decode_utf8_lossy() != ticket.impersonator_id
     {
-        return refuse("impersonator_mismatch", "The URL names another impersonator".into(), None, RefusalKind::Invalid);
+        return refuse(
+            "impersonator_mismatch",
+            "The URL names another impersonator".into(),
+            None,
+            RefusalKind::Invalid,
+        );
     }
     let expires = DateTime::from_timestamp(verified.exp, 0).unwrap_or(now);
     if !s.db.redeem_once(&ticket.jti, now, expires)? {
@@ -360,7 +374,9 @@ pub fn redeem(
     let Checked { target, impersonator, client } =
         match chain::check(s.chain_stores(), holder, names, &s.settings.management_audience()) {
             Ok(checked) => checked,
-            Err(ChainError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), RefusalKind::Forbidden),
+            Err(ChainError::Refused(r)) => {
+                return refuse(r.reason(), r.to_string(), Some(&ticket), RefusalKind::Forbidden);
+            }
             Err(ChainError::Store(e)) => return Err(e),
         };
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bewit_keys;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod cors;
 pub mod edge;
 pub mod error;

@@ -126,7 +126,10 @@ impl Application {
         let issuer = config.issuer_for(address);
         let state = tokio::task::spawn_blocking(move || {
             refuse_fresh_database(&config)?;
-            build_state(config, &issuer, clock)
+            let state = build_state(config, &issuer, clock)?;
+            // Databases from before the console get its client here (audited, idempotent).
+            crate::console::client::ensure(&state).map_err(|e| StartupError::Other(e.to_string()))?;
+            Ok::<_, StartupError>(state)
         })
         .await
         .map_err(|e| StartupError::Other(e.to_string()))??;
@@ -321,6 +324,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .route("/oidc/logout", web::post().to(routes::logout::logout_post))
             .service(routes::oauth::openid_configuration)
             .service(routes::oauth::jwks)
+            .configure(crate::console::configure)
             .configure(management::configure)
             .default_service(web::to(not_found))
     })

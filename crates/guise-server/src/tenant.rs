@@ -125,6 +125,7 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
         &audience,
         event(state, "Management client granted every scope"),
     )?;
+    crate::console::client::ensure(state)?;
     Ok(InitOutcome {
         admin: AdminSummary { user_id: admin.user_id, email: admin.email },
         management_client: ClientSummary { client_id: client.client_id, client_secret: secret },

@@ -5,6 +5,7 @@ mod audit;
 mod authorization;
 mod clients;
 mod connection;
+mod console;
 mod convert;
 mod grants;
 mod housekeeping;

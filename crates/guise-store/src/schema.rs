@@ -229,6 +229,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    console_sessions (id_hash) {
+        id_hash -> Text,
+        user_id -> Text,
+        label -> Text,
+        sealed_token -> Text,
+        auth_time -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     bewit_keys (kid) {
         kid -> Text,
         key_material -> Text,
@@ -269,4 +281,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_throttle,
     bewit_keys,
     bewit_redemptions,
+    console_sessions,
 );

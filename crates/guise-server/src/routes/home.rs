@@ -22,6 +22,7 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Reply {
         .into_inner()
         .blocking(move |s| {
             let now = s.clock.now();
+            let end_token = cookie.as_deref().map(crate::console::session::end_impersonation_token);
             let Some(session) = current_session(s, cookie.as_deref(), now)? else {
                 return Ok::<_, ApiError>(pages::render(StatusCode::OK, "home.html", context! {}));
             };
@@ -34,6 +35,8 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Reply {
                         user => user.email.clone(),
                         reason => session.impersonation_reason.clone(),
                         ends_at => session.absolute_expires_at.to_rfc3339(),
+                        minutes_left => (session.absolute_expires_at - now).num_minutes().max(0),
+                        end_token => end_token,
                     };
                     // The user's own record of who acted as them is theirs, not the
                     // impersonator's: it is not shown inside an impersonation.

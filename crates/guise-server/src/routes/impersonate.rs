@@ -167,6 +167,16 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         Some(object @ Value::Object(_)) => object.clone(),
         Some(_) => return Err(ApiError::bad_request("additionalParameters must be an object")),
     };
+    let seconds = |key: &str| -> Result<Option<i64>, ApiError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => text(body, key)
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request(format!("{key} must be a number of seconds, not {v}"))),
+        }
+    };
+    let session_ttl = seconds("session_ttl")?;
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -193,6 +203,7 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         callback_url: text(&extra, "callback_url").or_else(|| text(&extra, "redirect_uri")),
         reason,
         ttl,
+        session_ttl,
     })
 }
 
@@ -260,9 +271,7 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
             };
             reply.with_cookie(cookies::session(redeemed.cookie, secure))
         }
-        Ok(Err(refusal)) => {
-            pages::error_page(status_of(refusal.kind), "Impersonation refused", &refusal.message)
-        }
+        Ok(Err(refusal)) => pages::error_page(status_of(refusal.kind), "Impersonation refused", &refusal.message),
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }
