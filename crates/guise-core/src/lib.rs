@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod ids;
 pub mod impersonation;
+pub mod outbox;
 pub mod page;
 pub mod permission;
 pub mod role;

@@ -61,6 +61,27 @@ pub struct Config {
     /// Development only: accept plain `http` client URLs (callbacks, logout URLs,
     /// `initiate_login_uri`, SAML addon URLs) for any host, not just loopback.
     pub allow_insecure_http_urls: bool,
+    /// Tell the impersonated user by email when an impersonation of them starts and
+    /// ends (needs `smtp_host`). Webhooks are told regardless, as subscribed.
+    pub impersonation_notify: bool,
+    /// The SMTP server notices are sent through; unset: no email.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The `From` of notices, e.g. `guise <no-reply@example.com>`.
+    pub smtp_from: String,
+    /// A directory holding `impersonation_started.txt` and `impersonation_ended.txt`
+    /// (minijinja; the first line is `Subject: …`) to replace the built-in notices.
+    pub notice_templates: Option<PathBuf>,
+    /// How often the delivery worker looks for due deliveries, in milliseconds.
+    pub outbox_poll_ms: u64,
+    /// Attempts per delivery before it is given up (retriable through the API).
+    pub outbox_max_attempts: i32,
+    /// The wait after the first failed attempt; it doubles with each further failure.
+    pub outbox_backoff_secs: i64,
+    /// How long one attempt (connect, send, answer) may take, in milliseconds.
+    pub outbox_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -93,6 +114,17 @@ impl Default for Config {
             bewit_key_id: None,
             bewit_key: None,
             allow_insecure_http_urls: false,
+            impersonation_notify: true,
+            smtp_host: None,
+            smtp_port: 25,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: "guise <no-reply@localhost>".to_owned(),
+            notice_templates: None,
+            outbox_poll_ms: 1_000,
+            outbox_max_attempts: 8,
+            outbox_backoff_secs: 5,
+            outbox_timeout_ms: 10_000,
         }
     }
 }

@@ -10,6 +10,7 @@ mod grants;
 mod housekeeping;
 mod impersonation;
 mod keys;
+mod outbox;
 pub mod password;
 mod roles;
 mod schema;

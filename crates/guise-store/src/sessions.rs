@@ -114,6 +114,7 @@ impl SessionStore for Database {
                 if ended == 0 {
                     return Err(StoreError::NotFound.into());
                 }
+                crate::outbox::sessions_ended(conn, &[sid.to_owned()], at)?;
                 diesel::update(
                     refresh_tokens::table
                         .filter(refresh_tokens::sid.eq(sid))

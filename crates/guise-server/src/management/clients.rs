@@ -49,6 +49,8 @@ pub fn client_view(client: Client, secret: Option<String>) -> Value {
         "oidc_conformant": client.oidc_conformant,
         "logo_uri": client.logo_uri,
         "client_metadata": client.client_metadata,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
         "created_at": iso(client.created_at),
         "updated_at": iso(client.updated_at),
     });
@@ -89,6 +91,9 @@ struct CreateClient {
     logo_uri: Option<String>,
     #[serde(default)]
     client_metadata: Map<String, Value>,
+    backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    backchannel_logout_session_required: bool,
 }
 
 fn app_type(s: &str) -> Result<AppType, ApiError> {
@@ -125,6 +130,9 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
     validate_origins("allowed_origins", &client.allowed_origins, allow_insecure_http).map_err(bad)?;
     if let Some(uri) = &client.logo_uri {
         validate_url("logo_uri", uri, web).map_err(bad)?;
+    }
+    if let Some(uri) = &client.backchannel_logout_uri {
+        validate_url("backchannel_logout_uri", uri, web).map_err(bad)?;
     }
     validate_client_metadata(&client.client_metadata).map_err(bad)?;
     let saml = guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -194,6 +202,8 @@ async fn create(
         oidc_conformant: body.oidc_conformant.unwrap_or(true),
         logo_uri: body.logo_uri,
         client_metadata: body.client_metadata,
+        backchannel_logout_uri: body.backchannel_logout_uri,
+        backchannel_logout_session_required: body.backchannel_logout_session_required,
         created_at: now,
         updated_at: now,
     };
@@ -312,6 +322,9 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         #[serde(default, deserialize_with = "nullable")]
         logo_uri: Option<Option<String>>,
         client_metadata: Option<Map<String, Value>>,
+        #[serde(default, deserialize_with = "nullable")]
+        backchannel_logout_uri: Option<Option<String>>,
+        backchannel_logout_session_required: Option<bool>,
     }
     fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
@@ -337,6 +350,8 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         oidc_conformant: p.oidc_conformant,
         logo_uri: p.logo_uri,
         client_metadata: p.client_metadata,
+        backchannel_logout_uri: p.backchannel_logout_uri,
+        backchannel_logout_session_required: p.backchannel_logout_session_required,
     })
 }
 

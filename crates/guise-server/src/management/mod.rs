@@ -10,6 +10,7 @@ mod me;
 pub mod openapi;
 mod roles;
 mod users;
+mod webhooks;
 
 pub use clients::{client_view, create_client};
 pub use users::user_view;
@@ -30,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(logs::configure)
             .configure(impersonations::configure)
             .configure(me::configure)
+            .configure(webhooks::configure)
             .configure(openapi::configure),
     );
 }
