@@ -185,7 +185,10 @@ fn notice_data(conn: &mut AnyConnection, record: &AuditRecord) -> DbResult<Value
             ))
             .first(conn)
             .optional()?;
-        if data.get("client").is_none() {
+        // An ended impersonation names the application it was for (the event's client
+        // may be the one whose API call ended it; that caller is the actor).
+        let ending = e.event_type == guise_core::audit::event_type::IMPERSONATION_ENDED;
+        if data.get("client").is_none() || ending {
             let first: Option<String> = session_clients::table
                 .filter(session_clients::sid.eq(sid))
                 .order(session_clients::first_at.asc())
