@@ -4,7 +4,7 @@
 //! against guise's JWKS.
 
 use crate::browser::{Browser, CALLBACK, LOGOUT_URL, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user};
-use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app, spawn_app_with, split};
+use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app, spawn_app_with, spawn_app_with_clock, split};
 use crate::impersonation::{impersonation_client, mint_body, mint_with};
 use crate::receivers::{HttpReceiver, Received, SmtpSink};
 use base64::Engine;
@@ -36,6 +36,7 @@ on_both_backends!(
     a_webhook_needs_a_caller_who_may_read_what_it_receives,
     the_impersonated_user_is_emailed_when_it_starts_and_ends,
     ending_sessions_logs_the_relying_parties_out_over_the_back_channel,
+    an_expired_impersonation_is_ended_announced_and_logged_out,
 );
 
 fn fast_outbox(config: &mut guise_server::Config) {
@@ -414,4 +415,50 @@ async fn ending_sessions_logs_the_relying_parties_out_over_the_back_channel(back
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(rp.received().len(), 3, "one token per session; the bystander client was never logged into");
     assert!(!bystander.is_empty());
+}
+
+async fn an_expired_impersonation_is_ended_announced_and_logged_out(backend: Backend) {
+    let clock = std::sync::Arc::new(guise_core::clock::ManualClock::new(chrono::Utc::now()));
+    let app = spawn_app_with_clock(
+        backend,
+        |c| {
+            fast_outbox(c);
+            c.session_sweep_secs = 1;
+        },
+        clock.clone(),
+    )
+    .await;
+    let rp = HttpReceiver::start(0).await;
+    let hooks = HttpReceiver::start(0).await;
+    let (status, hook) =
+        app.post("/api/v2/webhooks", &json!({ "url": hooks.url, "event_types": ["impersonation.ended"] })).await;
+    assert_eq!(status, 201, "{hook}");
+    let registration = json!({ "backchannel_logout_uri": format!("{}/backchannel", rp.url) });
+    let (client_id, secret) = impersonation_client(&app, registration).await;
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let location = impersonate(&app, target_id, &client_id).await;
+    let sid = sid_of(code_exchange(&app, &client_id, &secret, &location).await["id_token"].as_str().unwrap());
+
+    // Nothing is told while it lasts; past its hour, the sweep ends it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert!(rp.received().is_empty() && hooks.received().is_empty());
+    clock.advance(chrono::Duration::minutes(61));
+    let received = rp.wait_for("the logout token", |r| !r.is_empty()).await;
+    let claims = verify_logout_token(&app, &client_id, &received[0]).await;
+    assert_eq!((claims["sid"].as_str(), claims["sub"].as_str()), (Some(sid.as_str()), Some(target_id)));
+    let told = hooks.wait_for("the webhook", |r| !r.is_empty()).await;
+    let body: Value = serde_json::from_str(&told[0].body).unwrap();
+    assert_eq!(body["type"], "impersonation.ended");
+    assert_eq!(body["data"]["end_reason"], "expired");
+    assert_eq!(body["data"]["impersonator"]["email"], ADMIN_EMAIL);
+    assert_eq!(body["data"]["user"]["user_id"], target_id);
+    let ended = app.logs_of_type("guise_impersonation_ended").await;
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0]["details"]["reason"], "expired");
+    assert_eq!(ended[0]["on_behalf_of"], app.admin_user_id.as_str());
+    let (_, live) = app.get("/api/v2/impersonations").await;
+    assert_eq!(live, json!([]));
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!((rp.received().len(), hooks.received().len()), (1, 1), "ended once, told once");
 }

@@ -82,6 +82,9 @@ pub struct Config {
     pub outbox_backoff_secs: i64,
     /// How long one attempt (connect, send, answer) may take, in milliseconds.
     pub outbox_timeout_ms: u64,
+    /// How often expired sessions that someone must hear about (an impersonation, a
+    /// client with a back-channel logout URI) are ended and announced, in seconds.
+    pub session_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -125,6 +128,7 @@ impl Default for Config {
             outbox_max_attempts: 8,
             outbox_backoff_secs: 5,
             outbox_timeout_ms: 10_000,
+            session_sweep_secs: 30,
         }
     }
 }

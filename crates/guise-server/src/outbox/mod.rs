@@ -9,11 +9,14 @@ mod webhook;
 
 use crate::state::AppState;
 use guise_core::outbox::{AttemptOutcome, Delivery, DeliveryKind, RetryPolicy};
-use guise_core::store::OutboxStore;
+use guise_core::store::{OutboxStore, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use email::Mailer;
+
+/// Expired sessions ended per sweep (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 200;
 
 /// What the worker needs besides the application state.
 pub struct Worker {
@@ -107,12 +110,29 @@ impl Worker {
         }
     }
 
-    /// Poll for due deliveries until the task is aborted.
+    /// End the sessions that expired and have someone to tell (the store writes their
+    /// events and deliveries).
+    pub async fn sweep_expired_sessions(&self) {
+        let s = Arc::clone(&self.state);
+        let ended = tokio::task::spawn_blocking(move || s.db.end_expired_sessions(s.clock.now(), SWEEP_BATCH)).await;
+        match ended {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(sessions = n, "expired sessions ended"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "ending expired sessions failed"),
+            _ => {}
+        }
+    }
+
+    /// Poll for due deliveries (and sweep expired sessions) until the task is aborted.
     pub async fn run(self) {
         let mut tick = tokio::time::interval(Duration::from_millis(self.state.config.outbox_poll_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(Duration::from_secs(self.state.config.session_sweep_secs.max(1)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = sweep.tick() => self.sweep_expired_sessions().await,
+            }
             self.drain().await;
         }
     }
