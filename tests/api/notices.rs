@@ -37,6 +37,7 @@ on_both_backends!(
     the_impersonated_user_is_emailed_when_it_starts_and_ends,
     ending_sessions_logs_the_relying_parties_out_over_the_back_channel,
     an_expired_impersonation_is_ended_announced_and_logged_out,
+    a_saml_application_is_sent_a_signed_logout_request,
 );
 
 fn fast_outbox(config: &mut guise_server::Config) {
@@ -461,4 +462,48 @@ async fn an_expired_impersonation_is_ended_announced_and_logged_out(backend: Bac
     assert_eq!(live, json!([]));
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     assert_eq!((rp.received().len(), hooks.received().len()), (1, 1), "ended once, told once");
+}
+
+async fn a_saml_application_is_sent_a_signed_logout_request(backend: Backend) {
+    use crate::saml::{between, idp_certificate, posted_response, saml_client, xmlsec1_verify};
+    let app = spawn_app_with(backend, fast_outbox).await;
+    let sp = HttpReceiver::start(0).await;
+    let slo = format!("{}/saml/slo", sp.url);
+    let client_id = saml_client(&app, json!({ "logout": { "callback": slo } })).await;
+    let (cert, _) = idp_certificate(&app, &client_id).await;
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let body = json!({
+        "protocol": "samlp",
+        "impersonator_id": app.admin_user_id,
+        "client_id": client_id,
+        "reason": "SUPPORT-9",
+    });
+    let (status, url) = mint_with(&app, &app.token, target_id, &body).await;
+    assert_eq!(status, 200, "{url}");
+    let page = Browser::new().get(&url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (response, _) = posted_response(&page.body);
+    let name_id = between(&response, "<saml:NameID", "</saml:NameID>").to_owned();
+    let session_index = between(&response, "SessionIndex=\"", "\"").to_owned();
+    let sid = end_impersonation(&app, target_id).await;
+    assert_eq!(session_index, sid);
+
+    let received = sp.wait_for("the LogoutRequest", |r| !r.is_empty()).await;
+    let request = &received[0];
+    assert_eq!(request.path, "/saml/slo");
+    assert!(request.headers["content-type"].starts_with("text/xml"));
+    assert_eq!(request.headers["soapaction"], "http://www.oasis-open.org/committees/security");
+    let envelope = &request.body;
+    assert!(envelope.starts_with("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"), "{envelope}");
+    assert!(xmlsec1_verify(envelope, &cert, "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"), "{envelope}");
+    let tampered = envelope.replace(&sid, "another-session");
+    assert!(!xmlsec1_verify(&tampered, &cert, "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"));
+    assert!(envelope.contains(&format!("Destination=\"{slo}\"")), "{envelope}");
+    let issuer = format!(r#"<saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{}</saml:Issuer>"#, app.issuer());
+    assert!(envelope.contains(&issuer), "{envelope}");
+    // ` Format="…">value`: the NameID's format and value, as asserted.
+    assert!(name_id.contains(target_id), "{name_id}");
+    assert!(envelope.contains(&format!("{name_id}</saml:NameID>")), "the NameID asserted: {envelope}");
+    assert!(envelope.contains(&format!("<samlp:SessionIndex>{sid}</samlp:SessionIndex>")), "{envelope}");
 }

@@ -271,7 +271,8 @@ pub(crate) fn sessions_ended(conn: &mut AnyConnection, sids: &[String], at: i64)
             .first(conn)
             .optional()?;
         let Some((user_id, impersonator)) = session else { continue };
-        let logged_into: Vec<(String, Option<String>, bool, String)> = session_clients::table
+        type LoggedInto = (String, Option<String>, bool, String, Option<String>, Option<String>);
+        let logged_into: Vec<LoggedInto> = session_clients::table
             .inner_join(clients::table.on(clients::client_id.eq(session_clients::client_id)))
             .filter(session_clients::sid.eq(sid))
             .select((
@@ -279,9 +280,21 @@ pub(crate) fn sessions_ended(conn: &mut AnyConnection, sids: &[String], at: i64)
                 clients::backchannel_logout_uri,
                 clients::backchannel_logout_session_required,
                 clients::addons,
+                session_clients::saml_name_id,
+                session_clients::saml_name_id_format,
             ))
             .load(conn)?;
-        for (client_id, uri, session_required, _addons) in &logged_into {
+        for (client_id, uri, session_required, addons, name_id, name_id_format) in &logged_into {
+            if let (Some(slo), Some(name_id), Some(format)) = (saml_logout_url(addons), name_id, name_id_format) {
+                let payload = json!({
+                    "uri": slo,
+                    "sub": user_id,
+                    "sid": sid,
+                    "name_id": name_id,
+                    "name_id_format": format,
+                });
+                insert_delivery(conn, DeliveryKind::SamlLogout, client_id, event::SESSION_ENDED, None, &payload, at)?;
+            }
             if let Some(uri) = uri {
                 let payload = json!({
                     "uri": uri,
@@ -321,25 +334,53 @@ fn logged_into(conn: &mut AnyConnection, e: &AuditEvent) -> DbResult<()> {
     if e.event_type != SAML_RESPONSE && e.event_type != WSFED_SIGN_IN {
         return Ok(());
     }
-    match (e.details.get("sid").and_then(Value::as_str), &e.client_id) {
-        (Some(sid), Some(client_id)) => record_session_client(conn, sid, client_id, millis(e.occurred_at)),
+    let text = |key: &str| e.details.get(key).and_then(Value::as_str);
+    let saml = match (text("name_id"), text("name_id_format")) {
+        (Some(name_id), Some(format)) => Some((name_id, format)),
+        _ => None,
+    };
+    match (text("sid"), &e.client_id) {
+        (Some(sid), Some(client_id)) => record_session_client(conn, sid, client_id, millis(e.occurred_at), saml),
         _ => Ok(()),
     }
 }
 
-/// Remember that session `sid` logged into `client_id` (for its logouts).
-pub(crate) fn record_session_client(conn: &mut AnyConnection, sid: &str, client_id: &str, at: i64) -> DbResult<()> {
-    let known: i64 = session_clients::table
-        .filter(session_clients::sid.eq(sid))
-        .filter(session_clients::client_id.eq(client_id))
-        .count()
-        .get_result(conn)?;
+/// A SAML client's single-logout URL (`addons.samlp.logout.callback`, unless
+/// `slo_enabled` is false), where a LogoutRequest goes when its session ends.
+fn saml_logout_url(addons: &str) -> Option<String> {
+    let addons: Value = serde_json::from_str(addons).ok()?;
+    let logout = addons.get("samlp")?.get("logout")?;
+    if logout.get("slo_enabled").and_then(Value::as_bool) == Some(false) {
+        return None;
+    }
+    logout.get("callback").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Remember that session `sid` logged into `client_id` (for its logouts), with the
+/// SAML NameID (and its format) when it was a SAML login.
+pub(crate) fn record_session_client(
+    conn: &mut AnyConnection,
+    sid: &str,
+    client_id: &str,
+    at: i64,
+    saml: Option<(&str, &str)>,
+) -> DbResult<()> {
+    let this = session_clients::table.filter(session_clients::sid.eq(sid)).filter(session_clients::client_id.eq(client_id));
+    let known: i64 = this.count().get_result(conn)?;
+    let (name_id, format) = (saml.map(|s| s.0), saml.map(|s| s.1));
+    if known > 0 && saml.is_some() {
+        diesel::update(this)
+            .set((session_clients::saml_name_id.eq(name_id), session_clients::saml_name_id_format.eq(format)))
+            .execute(conn)?;
+    }
     if known == 0 {
         let inserted = diesel::insert_into(session_clients::table)
             .values((
                 session_clients::sid.eq(sid),
                 session_clients::client_id.eq(client_id),
                 session_clients::first_at.eq(at),
+                session_clients::saml_name_id.eq(name_id),
+                session_clients::saml_name_id_format.eq(format),
             ))
             .execute(conn);
         match inserted.map_err(crate::convert::DbError::from) {

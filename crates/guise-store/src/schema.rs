@@ -282,6 +282,8 @@ diesel::table! {
         sid -> Text,
         client_id -> Text,
         first_at -> BigInt,
+        saml_name_id -> Nullable<Text>,
+        saml_name_id_format -> Nullable<Text>,
     }
 }
 

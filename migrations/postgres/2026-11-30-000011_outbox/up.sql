@@ -43,6 +43,9 @@ CREATE TABLE session_clients (
     sid TEXT NOT NULL,
     client_id TEXT NOT NULL,
     first_at BIGINT NOT NULL,
+    -- For SAML logins: the NameID asserted (a transient one cannot be recomputed).
+    saml_name_id TEXT,
+    saml_name_id_format TEXT,
     PRIMARY KEY (sid, client_id)
 );
 

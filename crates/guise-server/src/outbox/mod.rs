@@ -102,7 +102,7 @@ impl Worker {
                 None => Err("email is not configured (smtp_host)".to_owned()),
             },
             DeliveryKind::BackchannelLogout => logout::backchannel(&self.state, &self.http, delivery).await,
-            DeliveryKind::SamlLogout => Err("SAML logout deliveries are not supported yet".to_owned()),
+            DeliveryKind::SamlLogout => logout::saml(&self.state, &self.http, delivery).await,
         };
         match result {
             Ok(()) => AttemptOutcome::Delivered,
