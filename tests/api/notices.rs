@@ -249,7 +249,9 @@ async fn a_webhook_needs_a_caller_who_may_read_what_it_receives(backend: Backend
     let (status, created) = app.send_as(&strong, reqwest::Method::POST, "/api/v2/webhooks", Some(&body)).await;
     assert_eq!(status, 201, "{created}");
     let audit = app.logs_of_type("sapi").await;
-    assert!(audit.iter().any(|e| e["description"] == "Create a webhook" && e["details"]["webhook_id"] == created["id"]));
+    assert!(
+        audit.iter().any(|e| e["description"] == "Create a webhook" && e["details"]["webhook_id"] == created["id"])
+    );
     assert!(!serde_json::to_string(&audit).unwrap().contains(created["secret"].as_str().unwrap()), "secret not logged");
 }
 
@@ -329,7 +331,13 @@ async fn login(app: &TestApp, client_id: &str, secret: &str) -> (Browser, String
     let browser = Browser::new();
     let url = authorize_url(
         app,
-        &[("response_type", "code"), ("client_id", client_id), ("redirect_uri", CALLBACK), ("scope", "openid"), ("nonce", "n-1")],
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", CALLBACK),
+            ("scope", "openid"),
+            ("nonce", "n-1"),
+        ],
     );
     let page = browser.login_via(app, &url, USER_EMAIL, USER_PASSWORD).await;
     let page = browser.follow(app, page).await;
@@ -363,13 +371,13 @@ async fn code_exchange(app: &TestApp, client_id: &str, secret: &str, location: &
 async fn ending_sessions_logs_the_relying_parties_out_over_the_back_channel(backend: Backend) {
     let app = spawn_app_with(backend, fast_outbox).await;
     let rp = HttpReceiver::start(0).await;
-    let (status, discovery) = split(app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap()).await;
+    let (status, discovery) =
+        split(app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(discovery["backchannel_logout_supported"], true);
     assert_eq!(discovery["backchannel_logout_session_supported"], true);
-    let (status, refused) = app
-        .post("/api/v2/clients", &json!({ "name": "Bad", "backchannel_logout_uri": "javascript:alert(1)" }))
-        .await;
+    let (status, refused) =
+        app.post("/api/v2/clients", &json!({ "name": "Bad", "backchannel_logout_uri": "javascript:alert(1)" })).await;
     assert_eq!(status, 400, "{refused}");
 
     let registration = json!({
@@ -387,7 +395,8 @@ async fn ending_sessions_logs_the_relying_parties_out_over_the_back_channel(back
 
     // 1. An impersonation ended early through the API.
     let location = impersonate(&app, target_id, &client_id).await;
-    let impersonation_sid = sid_of(code_exchange(&app, &client_id, &secret, &location).await["id_token"].as_str().unwrap());
+    let impersonation_sid =
+        sid_of(code_exchange(&app, &client_id, &secret, &location).await["id_token"].as_str().unwrap());
     let ended_sid = end_impersonation(&app, target_id).await;
     assert_eq!(ended_sid, impersonation_sid, "the ID token's sid is the session's");
 
@@ -395,7 +404,8 @@ async fn ending_sessions_logs_the_relying_parties_out_over_the_back_channel(back
     let (browser, id_token) = login(&app, &client_id, &secret).await;
     let logout_sid = sid_of(&id_token);
     let mut url = url::Url::parse(&app.url("/oidc/logout")).unwrap();
-    url.query_pairs_mut().extend_pairs([("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", LOGOUT_URL)]);
+    url.query_pairs_mut()
+        .extend_pairs([("id_token_hint", id_token.as_str()), ("post_logout_redirect_uri", LOGOUT_URL)]);
     assert_eq!(browser.get(url.as_str()).await.status, 302);
 
     // 3. Another login, ended by blocking the user.
@@ -495,12 +505,16 @@ async fn a_saml_application_is_sent_a_signed_logout_request(backend: Backend) {
     assert!(request.headers["content-type"].starts_with("text/xml"));
     assert_eq!(request.headers["soapaction"], "http://www.oasis-open.org/committees/security");
     let envelope = &request.body;
-    assert!(envelope.starts_with("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"), "{envelope}");
+    assert!(
+        envelope.starts_with("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body>"),
+        "{envelope}"
+    );
     assert!(xmlsec1_verify(envelope, &cert, "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"), "{envelope}");
     let tampered = envelope.replace(&sid, "another-session");
     assert!(!xmlsec1_verify(&tampered, &cert, "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"));
     assert!(envelope.contains(&format!("Destination=\"{slo}\"")), "{envelope}");
-    let issuer = format!(r#"<saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{}</saml:Issuer>"#, app.issuer());
+    let issuer =
+        format!(r#"<saml:Issuer xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion">{}</saml:Issuer>"#, app.issuer());
     assert!(envelope.contains(&issuer), "{envelope}");
     // ` Format="…">value`: the NameID's format and value, as asserted.
     assert!(name_id.contains(target_id), "{name_id}");

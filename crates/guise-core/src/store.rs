@@ -295,8 +295,13 @@ pub trait WebhookStore: Send + Sync {
     fn create_webhook(&self, webhook: Webhook, audit: AuditEvent) -> StoreResult<Webhook>;
     fn webhook(&self, id: &str) -> StoreResult<Webhook>;
     fn list_webhooks(&self, page: PageRequest) -> StoreResult<Page<Webhook>>;
-    fn update_webhook(&self, id: &str, patch: WebhookPatch, at: DateTime<Utc>, audit: AuditEvent)
-    -> StoreResult<Webhook>;
+    fn update_webhook(
+        &self,
+        id: &str,
+        patch: WebhookPatch,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Webhook>;
     fn delete_webhook(&self, id: &str, audit: AuditEvent) -> StoreResult<()>;
 }
 

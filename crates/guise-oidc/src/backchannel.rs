@@ -68,8 +68,8 @@ mod tests {
         let token = logout_token(&settings, &ring, &client, &ended, now)?;
         let part = |i: usize| -> Value {
             let text = token.split('.').nth(i).unwrap_or_default();
-            let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
-                .unwrap_or_default();
+            let bytes =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).unwrap_or_default();
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         };
         assert_eq!(part(0)["typ"], LOGOUT_TOKEN_TYPE);

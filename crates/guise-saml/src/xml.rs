@@ -117,7 +117,8 @@ impl Element {
         let mut used: Vec<&'static str> = vec![self.prefix];
         for (name, _) in &self.attributes {
             if let Some((prefix, _)) = name.split_once(':') {
-                let known = ["samlp", "saml", "md", "ds", "saml1", "t", "wsp", "wsa", "fed", "xsi", "wsu", "ec", "soap"];
+                let known =
+                    ["samlp", "saml", "md", "ds", "saml1", "t", "wsp", "wsa", "fed", "xsi", "wsu", "ec", "soap"];
                 if let Some(p) = known.iter().find(|k| **k == prefix) {
                     used.push(p);
                 }

@@ -174,7 +174,9 @@ fn notice_data(conn: &mut AnyConnection, record: &AuditRecord) -> DbResult<Value
         data["client"] = client_named(conn, client_id)?;
     }
     if let Some(sid) = e.details.get("sid").and_then(Value::as_str) {
-        let session: Option<(Option<String>, Option<String>, i64, i64, Option<i64>)> = sessions::table
+        // impersonator, reason, started, expires, ended
+        type Times = (Option<String>, Option<String>, i64, i64, Option<i64>);
+        let session: Option<Times> = sessions::table
             .filter(sessions::sid.eq(sid))
             .select((
                 sessions::impersonator_id,
@@ -235,7 +237,11 @@ fn enabled_webhooks(conn: &mut AnyConnection) -> DbResult<Vec<Webhook>> {
 
 /// The deliveries the just-appended `records` cause: one per subscribed webhook, and
 /// with `mail_notices` an email to the user an impersonation started or ended on.
-pub(crate) fn enqueue_for_records(conn: &mut AnyConnection, records: &[AuditRecord], mail_notices: bool) -> DbResult<()> {
+pub(crate) fn enqueue_for_records(
+    conn: &mut AnyConnection,
+    records: &[AuditRecord],
+    mail_notices: bool,
+) -> DbResult<()> {
     let mut subscribers: Option<Vec<Webhook>> = None;
     for record in records {
         logged_into(conn, &record.event)?;
@@ -302,7 +308,15 @@ pub(crate) fn sessions_ended(conn: &mut AnyConnection, sids: &[String], at: i64)
                     "sid": sid,
                     "session_required": session_required,
                 });
-                insert_delivery(conn, DeliveryKind::BackchannelLogout, client_id, event::SESSION_ENDED, None, &payload, at)?;
+                insert_delivery(
+                    conn,
+                    DeliveryKind::BackchannelLogout,
+                    client_id,
+                    event::SESSION_ENDED,
+                    None,
+                    &payload,
+                    at,
+                )?;
             }
         }
         if subscribers.is_none() {
@@ -365,7 +379,8 @@ pub(crate) fn record_session_client(
     at: i64,
     saml: Option<(&str, &str)>,
 ) -> DbResult<()> {
-    let this = session_clients::table.filter(session_clients::sid.eq(sid)).filter(session_clients::client_id.eq(client_id));
+    let this =
+        session_clients::table.filter(session_clients::sid.eq(sid)).filter(session_clients::client_id.eq(client_id));
     let known: i64 = this.count().get_result(conn)?;
     let (name_id, format) = (saml.map(|s| s.0), saml.map(|s| s.1));
     if known > 0 && saml.is_some() {
@@ -580,8 +595,7 @@ impl WebhookStore for Database {
 
     fn webhook(&self, id: &str) -> StoreResult<Webhook> {
         self.run(|| {
-            let row: WebhookRow =
-                webhooks::table.find(id).select(WebhookRow::as_select()).first(&mut self.conn()?)?;
+            let row: WebhookRow = webhooks::table.find(id).select(WebhookRow::as_select()).first(&mut self.conn()?)?;
             Ok(row.into())
         })
     }

@@ -118,7 +118,8 @@ async fn create(
     check_description(&body.description)?;
     let secret = match body.secret {
         Some(secret) => {
-            standard_webhooks::key(&secret).map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
+            standard_webhooks::key(&secret)
+                .map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
             secret
         }
         None => standard_webhooks::new_secret(),

@@ -72,8 +72,9 @@ impl Mailer {
 
     pub async fn deliver(&self, state: &Arc<AppState>, delivery: &Delivery) -> Result<(), String> {
         let user_id = delivery.target.clone();
-        let user = blocking(state, move |s| s.db.user_by_id(&user_id).map_err(|_| "the user no longer exists".to_owned()))
-            .await?;
+        let user =
+            blocking(state, move |s| s.db.user_by_id(&user_id).map_err(|_| "the user no longer exists".to_owned()))
+                .await?;
         let to: Mailbox = user.email.parse().map_err(|_| "the user's email is not deliverable".to_owned())?;
         let (subject, body) = self.render(&delivery.event_type, &delivery.payload)?;
         let message = Message::builder()

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 pub async fn deliver(state: &Arc<AppState>, http: &reqwest::Client, delivery: &Delivery) -> Result<(), String> {
     let id = delivery.target.clone();
-    let hook = blocking(state, move |s| s.db.webhook(&id).map_err(|_| "the webhook no longer exists".to_owned())).await?;
+    let hook =
+        blocking(state, move |s| s.db.webhook(&id).map_err(|_| "the webhook no longer exists".to_owned())).await?;
     if !hook.enabled {
         return Err("the webhook is disabled".to_owned());
     }

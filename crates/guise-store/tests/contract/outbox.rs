@@ -5,9 +5,7 @@ use crate::fixture::*;
 use chrono::Duration;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::client::ClientPatch;
-use guise_core::outbox::{
-    AttemptOutcome, DeliveryFilter, DeliveryKind, DeliveryStatus, Webhook, WebhookPatch, event,
-};
+use guise_core::outbox::{AttemptOutcome, DeliveryFilter, DeliveryKind, DeliveryStatus, Webhook, WebhookPatch, event};
 use guise_core::page::PageRequest;
 use guise_core::store::{
     AuditStore, AuthorizationCodeStore, ClientStore, OutboxStore, SessionStore, UserStore, WebhookStore,
@@ -53,7 +51,10 @@ pub fn events_are_delivered_to_the_webhooks_that_want_them_in_their_transaction(
     let sent = all(s, None);
     assert_eq!(sent.len(), 1);
     let d = &sent[0];
-    assert_eq!((d.kind, d.target.as_str(), d.event_type.as_str()), (DeliveryKind::Webhook, "wh_all", event::IMPERSONATION_REFUSED));
+    assert_eq!(
+        (d.kind, d.target.as_str(), d.event_type.as_str()),
+        (DeliveryKind::Webhook, "wh_all", event::IMPERSONATION_REFUSED)
+    );
     assert_eq!(d.audit_seq, Some(records[0].seq));
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 0));
     assert_eq!(d.payload["type"], event::IMPERSONATION_REFUSED);
@@ -76,7 +77,10 @@ pub fn events_are_delivered_to_the_webhooks_that_want_them_in_their_transaction(
     // A write that fails leaves no delivery behind.
     let before = all(s, None).len();
     let bad = AuditEvent::new(event_type::IMPERSONATION_REDEEMED, t0(), Actor::User(ADMIN.into()), "x").subject(ALICE);
-    assert!(s.create_session(&hash_secret("alice-cookie"), session("sid-other", ALICE), bad).is_err(), "the cookie is taken");
+    assert!(
+        s.create_session(&hash_secret("alice-cookie"), session("sid-other", ALICE), bad).is_err(),
+        "the cookie is taken"
+    );
     assert_eq!(all(s, None).len(), before);
     w.assert_chain_verifies();
 
