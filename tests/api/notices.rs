@@ -262,6 +262,7 @@ async fn the_impersonated_user_is_emailed_when_it_starts_and_ends(backend: Backe
         fast_outbox(c);
         c.smtp_host = Some("127.0.0.1".into());
         c.smtp_port = port;
+        c.smtp_tls = "none".into();
         c.smtp_from = "guise notices <notices@guise.test>".into();
     })
     .await;

@@ -67,6 +67,9 @@ pub struct Config {
     /// The SMTP server notices are sent through; unset: no email.
     pub smtp_host: Option<String>,
     pub smtp_port: u16,
+    /// `starttls` (upgrade, required), `tls` (TLS from the start, port 465) or `none`
+    /// (plain, only for a relay on the same host or network).
+    pub smtp_tls: String,
     pub smtp_username: Option<String>,
     pub smtp_password: Option<String>,
     /// The `From` of notices, e.g. `guise <no-reply@example.com>`.
@@ -119,7 +122,8 @@ impl Default for Config {
             allow_insecure_http_urls: false,
             impersonation_notify: true,
             smtp_host: None,
-            smtp_port: 25,
+            smtp_port: 587,
+            smtp_tls: "starttls".to_owned(),
             smtp_username: None,
             smtp_password: None,
             smtp_from: "guise <no-reply@localhost>".to_owned(),

@@ -1,7 +1,8 @@
 //! Email notices to the impersonated user, over SMTP (lettre): who impersonates them,
 //! why, in which application, and for how long. The text comes from
 //! `templates/notices/` or the configured `notice_templates` directory; its first line
-//! is `Subject: …`.
+//! is `Subject: …`. The connection uses STARTTLS (required), TLS from the start, or —
+//! for a relay nearby — plain SMTP (`smtp_tls`).
 
 use super::blocking;
 use crate::config::Config;
@@ -11,6 +12,7 @@ use guise_core::store::UserStore;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::Environment;
 use serde_json::Value;
@@ -35,8 +37,18 @@ impl Mailer {
     pub fn from_config(config: &Config) -> Result<Option<Self>, String> {
         let Some(host) = &config.smtp_host else { return Ok(None) };
         let from: Mailbox = config.smtp_from.parse().map_err(|e| format!("smtp_from is not an address: {e}"))?;
+        let tls = match config.smtp_tls.as_str() {
+            "none" => Tls::None,
+            mode @ ("starttls" | "tls") => {
+                let parameters = TlsParameters::new(host.clone())
+                    .map_err(|e| format!("smtp TLS for {host} cannot be set up: {e}"))?;
+                if mode == "tls" { Tls::Wrapper(parameters) } else { Tls::Required(parameters) }
+            }
+            other => return Err(format!("smtp_tls must be starttls, tls or none (got {other})")),
+        };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(config.smtp_port)
+            .tls(tls)
             .timeout(Some(std::time::Duration::from_millis(config.outbox_timeout_ms.max(1))));
         if let (Some(user), Some(password)) = (&config.smtp_username, &config.smtp_password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
@@ -85,5 +97,44 @@ impl Mailer {
             .body(body)
             .map_err(|e| format!("the notice cannot be built: {e}"))?;
         self.transport.send(message).await.map(drop).map_err(|e| format!("SMTP: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(tls: &str) -> Config {
+        Config { smtp_host: Some("smtp.example.com".into()), smtp_tls: tls.into(), ..Config::default() }
+    }
+
+    #[test]
+    fn tls_modes_are_checked_at_start() {
+        assert!(matches!(Mailer::from_config(&Config::default()), Ok(None)), "no smtp_host, no mailer");
+        for mode in ["starttls", "tls", "none"] {
+            assert!(matches!(Mailer::from_config(&config(mode)), Ok(Some(_))), "{mode}");
+        }
+        assert!(Mailer::from_config(&config("ssl3")).is_err());
+        let bad_sender = Config { smtp_from: "not an address".into(), ..config("none") };
+        assert!(Mailer::from_config(&bad_sender).is_err());
+    }
+
+    #[test]
+    fn the_built_in_notices_render_with_a_subject_line() -> Result<(), String> {
+        let mailer = Mailer::from_config(&config("none"))?.ok_or("a mailer")?;
+        let payload = serde_json::json!({ "data": {
+            "user": { "email": "u@example.com", "name": null },
+            "impersonator": { "email": "a@example.com", "name": "Ada" },
+            "client": { "client_id": "c1", "name": null },
+            "reason": null,
+            "started_at": "2026-01-01T00:00:00.000Z",
+            "expires_at": "2026-01-01T01:00:00.000Z",
+            "duration_seconds": 3600,
+        }});
+        let (subject, body) = mailer.render(event::IMPERSONATION_STARTED, &payload)?;
+        assert_eq!(subject, "Ada is signed in to c1 as you");
+        assert!(body.starts_with("Hello u@example.com,"), "{body}");
+        assert!(body.contains("Reason given: none") && body.contains("(60 minutes)"), "{body}");
+        Ok(())
     }
 }
