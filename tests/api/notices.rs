@@ -38,6 +38,7 @@ on_both_backends!(
     ending_sessions_logs_the_relying_parties_out_over_the_back_channel,
     an_expired_impersonation_is_ended_announced_and_logged_out,
     a_saml_application_is_sent_a_signed_logout_request,
+    two_nodes_deliver_each_message_once,
 );
 
 fn fast_outbox(config: &mut guise_server::Config) {
@@ -521,4 +522,34 @@ async fn a_saml_application_is_sent_a_signed_logout_request(backend: Backend) {
     assert!(name_id.contains(target_id), "{name_id}");
     assert!(envelope.contains(&format!("{name_id}</saml:NameID>")), "the NameID asserted: {envelope}");
     assert!(envelope.contains(&format!("<samlp:SessionIndex>{sid}</samlp:SessionIndex>")), "{envelope}");
+}
+
+async fn two_nodes_deliver_each_message_once(backend: Backend) {
+    let app = spawn_app_with(backend, fast_outbox).await;
+    // A second node on the same database, with its own delivery worker.
+    let second = app.second_node().await;
+    let receiver = HttpReceiver::start(0).await;
+    let (status, hook) =
+        app.post("/api/v2/webhooks", &json!({ "url": receiver.url, "event_types": ["user.blocked"] })).await;
+    assert_eq!(status, 201, "{hook}");
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(app.create_user(&format!("user{i}@example.com")).await["user_id"].as_str().unwrap().to_owned());
+    }
+    for (i, user_id) in users.iter().enumerate() {
+        // Half the blocks through each node.
+        let base = if i % 2 == 0 { app.base.clone() } else { second.clone() };
+        let url = format!("{base}/api/v2/users/{}", crate::users::urlencode(user_id));
+        let response =
+            app.http.patch(url).bearer_auth(&app.token).json(&json!({ "blocked": true })).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let received = receiver.wait_for("twelve messages", |r| r.len() >= 12).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let received = receiver.received().len().max(received.len());
+    assert_eq!(received, 12, "each message once, whichever node's worker took it");
+    let mut ids: Vec<String> = receiver.received().iter().map(|r| r.headers["webhook-id"].clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12);
 }
