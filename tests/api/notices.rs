@@ -233,6 +233,8 @@ async fn a_webhook_needs_a_caller_who_may_read_what_it_receives(backend: Backend
     let (status, _) =
         app.send_as(&weak, reqwest::Method::GET, &format!("/api/v2/webhooks/{hook_id}/deliveries"), None).await;
     assert_eq!(status, 403, "nor read what was sent");
+    let (status, _) = app.send_as(&weak, reqwest::Method::GET, "/api/v2/deliveries", None).await;
+    assert_eq!(status, 403, "nor any other delivery");
     let (status, listed) = app.send_as(&weak, reqwest::Method::GET, "/api/v2/webhooks", None).await;
     assert_eq!(status, 200, "listing subscriptions shows no user data: {listed}");
     assert!(listed[0].get("secret").is_none());
@@ -290,6 +292,11 @@ async fn the_impersonated_user_is_emailed_when_it_starts_and_ends(backend: Backe
     assert!(started.body().contains("(60 minutes)"), "how long: {}", started.body());
     assert!(ended.header("Subject").unwrap().contains("has ended"), "{ended:?}");
     assert!(ended.body().contains("(ended_by)"), "{}", ended.body());
+    let (status, emails) = app.get("/api/v2/deliveries?kind=email&status=delivered").await;
+    assert_eq!(status, 200, "{emails}");
+    let emails = emails.as_array().unwrap();
+    assert_eq!(emails.len(), 2, "{emails:?}");
+    assert!(emails.iter().all(|d| d["target"] == target_id && d["attempts"] == 1));
 
     // A login of the user's own sends nothing.
     let browser = Browser::new();
@@ -427,6 +434,12 @@ async fn ending_sessions_logs_the_relying_parties_out_over_the_back_channel(back
     assert_eq!(sids, vec![impersonation_sid, logout_sid, blocked_sid]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(rp.received().len(), 3, "one token per session; the bystander client was never logged into");
+    let (status, logouts) = app.get(&format!("/api/v2/deliveries?kind=backchannel_logout&target={client_id}")).await;
+    assert_eq!(status, 200, "{logouts}");
+    assert_eq!(logouts.as_array().unwrap().len(), 3);
+    assert!(logouts.as_array().unwrap().iter().all(|d| d["status"] == "delivered"));
+    let (status, _) = app.get("/api/v2/deliveries?kind=fax").await;
+    assert_eq!(status, 400);
     assert!(!bystander.is_empty());
 }
 

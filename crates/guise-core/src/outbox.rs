@@ -213,6 +213,7 @@ impl WebhookPatch {
 pub struct DeliveryFilter {
     pub target: Option<String>,
     pub status: Option<DeliveryStatus>,
+    pub kind: Option<DeliveryKind>,
 }
 
 /// Standard Webhooks (<https://www.standardwebhooks.com/>): secrets and signatures.

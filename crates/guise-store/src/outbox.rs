@@ -532,6 +532,9 @@ impl OutboxStore for Database {
             if let Some(status) = filter.status {
                 query = query.filter(outbox::status.eq(status.as_str()));
             }
+            if let Some(kind) = filter.kind {
+                query = query.filter(outbox::kind.eq(kind.as_str()));
+            }
             let rows: Vec<DeliveryRow> = query
                 .order((outbox::created_at.desc(), outbox::id.asc()))
                 .offset(page.offset())
@@ -544,6 +547,9 @@ impl OutboxStore for Database {
             }
             if let Some(status) = filter.status {
                 count = count.filter(outbox::status.eq(status.as_str()));
+            }
+            if let Some(kind) = filter.kind {
+                count = count.filter(outbox::kind.eq(kind.as_str()));
             }
             let total = count.count().get_result(&mut self.conn()?)?;
             Ok(Page { items: rows.into_iter().map(Delivery::from).collect(), request: page, total })

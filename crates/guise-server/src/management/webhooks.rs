@@ -1,5 +1,6 @@
 //! `/api/v2/webhooks`: Standard Webhooks subscriptions to guise's events, and their
-//! deliveries (listed, and retried). A webhook receives user data — both people of
+//! deliveries (listed, and retried); `/api/v2/deliveries`: every outbox delivery
+//! (webhooks, email notices, back-channel and SAML logouts). A webhook receives user data — both people of
 //! every impersonation, emails, reasons, audit details — so pointing one somewhere
 //! (creating it, or changing its URL or events) and reading what it was sent need, on
 //! top of the route's scope, every link of the caller's chain to hold `read:users` and
@@ -13,7 +14,9 @@ use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::client::{UrlPolicy, validate_url};
 use guise_core::ids::new_token_id;
-use guise_core::outbox::{Delivery, DeliveryFilter, DeliveryStatus, Webhook, WebhookPatch, event, standard_webhooks};
+use guise_core::outbox::{
+    Delivery, DeliveryFilter, DeliveryKind, DeliveryStatus, Webhook, WebhookPatch, event, standard_webhooks,
+};
 use guise_core::permission::{PermissionSet, scopes};
 use guise_core::store::{OutboxStore, WebhookStore};
 use serde::Deserialize;
@@ -28,7 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(delete)),
         )
         .service(web::resource("/webhooks/{id}/deliveries").route(web::get().to(deliveries)))
-        .service(web::resource("/webhooks/{id}/deliveries/{delivery_id}/retry").route(web::post().to(retry)));
+        .service(web::resource("/webhooks/{id}/deliveries/{delivery_id}/retry").route(web::post().to(retry)))
+        .service(web::resource("/deliveries").route(web::get().to(all_deliveries)))
+        .service(web::resource("/deliveries/{delivery_id}/retry").route(web::post().to(retry_any)));
 }
 
 /// What a webhook's receiver learns: the caller must be able to read it anyway.
@@ -237,6 +242,30 @@ struct DeliveryParams {
     #[serde(default)]
     include_totals: bool,
     status: Option<String>,
+    kind: Option<String>,
+    target: Option<String>,
+}
+
+impl DeliveryParams {
+    fn status(&self) -> Result<Option<DeliveryStatus>, ApiError> {
+        match self.status.as_deref() {
+            None => Ok(None),
+            Some(s) => Ok(Some(DeliveryStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid_query("Query validation error: 'status' must be pending, delivered or failed")
+            })?)),
+        }
+    }
+
+    fn kind(&self) -> Result<Option<DeliveryKind>, ApiError> {
+        match self.kind.as_deref() {
+            None => Ok(None),
+            Some(k) => Ok(Some(DeliveryKind::parse(k).ok_or_else(|| {
+                ApiError::invalid_query(
+                    "Query validation error: 'kind' must be webhook, email, backchannel_logout or saml_logout",
+                )
+            })?)),
+        }
+    }
 }
 
 async fn deliveries(
@@ -248,12 +277,7 @@ async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_WEBHOOKS)?;
     allow_query(&req, &[PAGING, &["status"]])?;
-    let status = match params.status.as_deref() {
-        None => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid_query("Query validation error: 'status' must be pending, delivered or failed")
-        })?),
-    };
+    let status = params.status()?;
     let page = guise_core::page::PageRequest::new(params.page, params.per_page);
     let id = id.into_inner();
     let found = state
@@ -261,7 +285,7 @@ async fn deliveries(
         .blocking(move |s| {
             require_reader_of_user_data(s, &caller)?;
             s.db.webhook(&id).map_err(|e| ApiError::from_store(e, "webhook"))?;
-            Ok::<_, ApiError>(s.db.deliveries(&DeliveryFilter { target: Some(id), status }, page)?)
+            Ok::<_, ApiError>(s.db.deliveries(&DeliveryFilter { target: Some(id), status, kind: None }, page)?)
         })
         .await?;
     Ok(paged(found, params.include_totals, "deliveries", delivery_view))
@@ -287,6 +311,51 @@ async fn retry(
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Retry a webhook delivery");
             audit.details["webhook_id"] = json!(id);
+            audit.details["delivery_id"] = json!(delivery_id);
+            s.db.retry_delivery(&delivery_id, now, audit).map_err(|e| ApiError::from_store(e, "delivery"))
+        })
+        .await?;
+    Ok(HttpResponse::Accepted().json(delivery_view(delivery)))
+}
+
+/// `GET /api/v2/deliveries`: every outbox delivery — webhooks, email notices,
+/// back-channel and SAML logouts — filtered by `kind`, `status` and `target` (a webhook
+/// id, a client id, or the user id an email went to).
+async fn all_deliveries(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    params: web::Query<DeliveryParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_WEBHOOKS)?;
+    allow_query(&req, &[PAGING, &["status", "kind", "target"]])?;
+    let filter = DeliveryFilter { target: params.target.clone(), status: params.status()?, kind: params.kind()? };
+    let page = guise_core::page::PageRequest::new(params.page, params.per_page);
+    let found = state
+        .into_inner()
+        .blocking(move |s| {
+            require_reader_of_user_data(s, &caller)?;
+            Ok::<_, ApiError>(s.db.deliveries(&filter, page)?)
+        })
+        .await?;
+    Ok(paged(found, params.include_totals, "deliveries", delivery_view))
+}
+
+/// `POST /api/v2/deliveries/{id}/retry`: any delivery due again now.
+async fn retry_any(
+    state: web::Data<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::UPDATE_WEBHOOKS)?;
+    let delivery_id = id.into_inner();
+    let delivery = state
+        .into_inner()
+        .blocking(move |s| {
+            require_reader_of_user_data(s, &caller)?;
+            let now = s.clock.now();
+            let mut audit = meta.api_event(&caller, now, "Retry a delivery");
             audit.details["delivery_id"] = json!(delivery_id);
             s.db.retry_delivery(&delivery_id, now, audit).map_err(|e| ApiError::from_store(e, "delivery"))
         })

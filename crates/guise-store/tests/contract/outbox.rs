@@ -27,7 +27,7 @@ fn webhook(id: &str, types: &[&str]) -> Webhook {
 }
 
 fn all(s: &guise_store::Database, target: Option<&str>) -> Vec<guise_core::outbox::Delivery> {
-    let filter = DeliveryFilter { target: target.map(str::to_owned), status: None };
+    let filter = DeliveryFilter { target: target.map(str::to_owned), ..DeliveryFilter::default() };
     s.deliveries(&filter, PageRequest::new(None, Some(100))).unwrap().items
 }
 
