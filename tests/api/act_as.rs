@@ -207,6 +207,30 @@ async fn records_say_who_really_acted(app: TestApp) {
     let create = writes.iter().find(|e| e["description"] == "Create a user" && e["user_id"] == new_id).unwrap();
     assert_eq!(create["actor"]["id"], app.management_client_id.as_str());
     assert_eq!(create["on_behalf_of"], registrar.as_str());
+
+    // Support leads see the uses beside the impersonation sessions: time, caller,
+    // target, route — newest first, filtered by either party.
+    let (status, uses) = app.get("/api/v2/impersonations?kind=act_as&include_totals=true").await;
+    assert_eq!(status, 200, "{uses}");
+    assert_eq!(uses["total"], 2, "{uses}");
+    let newest = &uses["impersonations"][0];
+    assert_eq!(newest["kind"], "act_as");
+    assert_eq!(newest["impersonator_id"], app.management_client_id.as_str());
+    assert_eq!(newest["impersonator_type"], "client");
+    assert_eq!(newest["user_id"], registrar.as_str());
+    assert_eq!(newest["route"], format!("PATCH /api/v2/users/{}", urlencode(new_id)));
+    assert!(newest["date"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(uses["impersonations"][1]["route"], "POST /api/v2/users");
+    let by_target = format!("/api/v2/impersonations?kind=act_as&user_id={}", urlencode(&registrar));
+    assert_eq!(app.get(&by_target).await.1.as_array().unwrap().len(), 2);
+    let by_caller = format!("/api/v2/impersonations?kind=act_as&impersonator_id={}", app.management_client_id);
+    assert_eq!(app.get(&by_caller).await.1.as_array().unwrap().len(), 2);
+    let by_other = format!("/api/v2/impersonations?kind=act_as&user_id={}", urlencode(new_id));
+    assert_eq!(app.get(&by_other).await.1, json!([]));
+    let (status, sessions) = app.get("/api/v2/impersonations?kind=session").await;
+    assert_eq!((status, sessions), (200, json!([])), "no impersonation sessions");
+    let (status, refused) = app.get("/api/v2/impersonations?kind=everything").await;
+    assert_eq!(status, 400, "{refused}");
 }
 
 async fn refusals_are_audited_and_grant_nothing(app: TestApp) {

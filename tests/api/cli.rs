@@ -11,7 +11,8 @@ both_backends!(
     init_is_idempotent,
     audit_verify_names_an_edited_row,
     audit_verify_notices_removed_rows,
-    keys_rotate_keeps_old_tokens_valid
+    keys_rotate_keeps_old_tokens_valid,
+    ready_probes_the_running_server
 );
 
 fn guise(app: &TestApp, args: &[&str]) -> std::process::Output {
@@ -154,4 +155,21 @@ async fn published_kids(app: &TestApp) -> Vec<String> {
     tokio::task::spawn_blocking(move || state.keys.refresh(&state.db, state.clock.now()).unwrap()).await.unwrap();
     let (_, jwks) = crate::helpers::split(app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap()).await;
     jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+/// `guise ready` (the container healthcheck) asks `/readyz` of the server on `listen`.
+async fn ready_probes_the_running_server(app: TestApp) {
+    let listen = app.base.trim_start_matches("http://").to_owned();
+    let probe = |listen: String| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_guise"));
+        command.args(["ready"]).env("GUISE_LISTEN", listen).env("GUISE_LOG", "warn").env_remove("GUISE_CONFIG");
+        command.env("GUISE_DATABASE_URL", &app.db.url).env("GUISE_DATA_DIR", app.db.data_dir());
+        tokio::task::spawn_blocking(move || command.output().expect("the guise binary runs"))
+    };
+    let output = probe(listen).await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Nothing listens on port 9 (discard) here: not ready, and it says why.
+    let output = probe("127.0.0.1:9".to_owned()).await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:9"), "{output:?}");
 }

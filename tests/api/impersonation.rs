@@ -3,7 +3,7 @@
 //! audited, each granting nothing), single use across two servers, ending sessions.
 
 use crate::both_backends;
-use crate::browser::{Browser, CALLBACK, USER_EMAIL, callback_params, user, web_client};
+use crate::browser::{Browser, CALLBACK, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user, web_client};
 use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app_with, spawn_app_with_clock, split};
 use crate::oidc::decode_payload;
 use guise_core::clock::ManualClock;
@@ -25,6 +25,7 @@ both_backends!(
     a_form_body_naming_additional_parameters_twice_is_a_400,
     parameters_are_read_as_auth0_s_reference_sends_them,
     the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path,
+    the_user_sees_who_acted_as_them_on_their_account_page,
 );
 
 /// POST /users/{id}/impersonate with `token`; returns (status, body text).
@@ -355,15 +356,31 @@ async fn refused_mints_are_audited_and_grant_nothing(app: TestApp) {
     let (_, sessions) = app.get("/api/v2/impersonations").await;
     assert_eq!(sessions, json!([]));
 
-    // The policy can demand a reason.
-    let strict = spawn_app_with(app.backend, |c| c.impersonation_require_reason = true).await;
-    let target = strict.create_user("t@example.com").await;
-    let (strict_client, _) = impersonation_client(&strict, json!({})).await;
-    let mut body = mint_body(&strict, &strict_client);
+    // A reason is required by default, free text of at most 500 characters; a
+    // deployment can turn the requirement off.
+    let target = app.create_user("t@example.com").await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client, _) = impersonation_client(&app, json!({})).await;
+    for reason in [None, Some(json!("   ")), Some(json!("x".repeat(501)))] {
+        let mut body = mint_body(&app, &client);
+        match reason {
+            Some(r) => body["reason"] = r,
+            None => drop(body.as_object_mut().unwrap().remove("reason")),
+        }
+        let (status, text) = mint_with(&app, &app.token, target_id, &body).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("reason"), "{text}");
+    }
+    let mut body = mint_body(&app, &client);
+    body["reason"] = json!("é".repeat(500));
+    assert_eq!(mint_with(&app, &app.token, target_id, &body).await.0, 200, "500 characters, not bytes");
+    let lenient = spawn_app_with(app.backend, |c| c.impersonation_require_reason = false).await;
+    let target = lenient.create_user("t@example.com").await;
+    let (lenient_client, _) = impersonation_client(&lenient, json!({})).await;
+    let mut body = mint_body(&lenient, &lenient_client);
     body.as_object_mut().unwrap().remove("reason");
-    let (status, text) = mint_with(&strict, &strict.token, target["user_id"].as_str().unwrap(), &body).await;
-    assert_eq!(status, 400, "{text}");
-    assert!(text.contains("reason"));
+    let (status, text) = mint_with(&lenient, &lenient.token, target["user_id"].as_str().unwrap(), &body).await;
+    assert_eq!(status, 200, "{text}");
 }
 
 /// Replace the key id inside a bewit (keeping its MAC), as an attacker guessing ids would.
@@ -670,7 +687,9 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
     let target_id = target["user_id"].as_str().unwrap();
     let (client_id, _) = impersonation_client(&app, json!({})).await;
     let enc = crate::users::urlencode;
-    let extra = json!({ "response_type": "code", "state": "from-the-query", "callback_url": CALLBACK }).to_string();
+    let extra =
+        json!({ "response_type": "code", "state": "from-the-query", "callback_url": CALLBACK, "reason": "T-1" })
+            .to_string();
     let admin = enc(&app.admin_user_id);
     let query =
         format!("protocol=oauth2&impersonator_id={admin}&client_id={client_id}&additionalParameters={}", enc(&extra));
@@ -693,7 +712,7 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
     // (3) A form declared as JSON, with bracketed additionalParameters.
     let form = format!(
         "protocol=oauth2&impersonator_id={admin}&client_id={client_id}&additionalParameters%5Bstate%5D=from-a-form\
-         &additionalParameters%5Bcallback_url%5D={}",
+         &additionalParameters%5Bcallback_url%5D={}&reason=T-1",
         enc(CALLBACK)
     );
     let (status, url) = mint_raw(&app, target_id, "", "application/json", &form).await;
@@ -706,7 +725,8 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
     assert_eq!(status, 200, "{url}");
     let (status, url) = mint_raw(&app, target_id, "", "application/json; charset=utf-8", &json_body).await;
     assert_eq!(status, 200, "{url}");
-    let split_body = json!({ "client_id": client_id, "additionalParameters": { "state": "s" } }).to_string();
+    let split_body =
+        json!({ "client_id": client_id, "reason": "T-1", "additionalParameters": { "state": "s" } }).to_string();
     let (status, url) =
         mint_raw(&app, target_id, &format!("protocol=oauth2&impersonator_id={admin}"), "application/json", &split_body)
             .await;
@@ -734,6 +754,12 @@ async fn parameters_are_read_as_auth0_s_reference_sends_them(app: TestApp) {
         ),
         (String::new(), form_ct, format!("{form}&additionalParameters=x"), "additionalParameters is given twice"),
         (format!("client_id={client_id}x"), form_ct, form.clone(), "client_id is given twice"),
+        (
+            String::new(),
+            form_ct,
+            format!("{form}&additionalParameters%5Breason%5D=other").replace("&reason=T-1", "&reason=T-2"),
+            "reason is given twice",
+        ),
     ];
     for (query, content_type, body, message) in contradictions {
         let (status, text) = mint_raw(&app, target_id, &query, content_type, &body).await;
@@ -798,4 +824,37 @@ async fn the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path(app:
     assert_eq!(callback_params(page.location.as_deref().unwrap())["state"], "from-the-admin");
     // It shares the ticket (jti) with the original URL: that one is now spent.
     assert_eq!(Browser::new().get(&url).await.status, 401);
+}
+
+/// guise's own account page (`/`) tells a signed-in user who impersonated them (who,
+/// where, why, when) and which API calls were made on their behalf; an impersonator
+/// inside their session sees the banner, not that history.
+async fn the_user_sees_who_acted_as_them_on_their_account_page(app: TestApp) {
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    let (client_id, _) = impersonation_client(&app, json!({ "name": "Ledger" })).await;
+    let (status, url) = mint_with(&app, &app.token, target_id, &mint_body(&app, &client_id)).await;
+    assert_eq!(status, 200, "{url}");
+    let impersonator = Browser::new();
+    assert_eq!(impersonator.get(&url).await.status, 302);
+    let inside = impersonator.get(&app.url("/")).await;
+    assert!(inside.body.contains("Impersonation session"), "{}", inside.body);
+    assert!(!inside.body.contains("Who acted as you"), "{}", inside.body);
+    let (status, _) = app.get(&format!("/api/v2/me?as_user_id={}", crate::users::urlencode(target_id))).await;
+    assert_eq!(status, 200);
+
+    let me = Browser::new();
+    let login = authorize_url(
+        &app,
+        &[("response_type", "code"), ("client_id", &client_id), ("scope", "openid"), ("redirect_uri", CALLBACK)],
+    );
+    let signed_in = me.follow(&app, me.login_via(&app, &login, USER_EMAIL, USER_PASSWORD).await).await;
+    assert_eq!(signed_in.status, 302, "{}", signed_in.body);
+    let page = me.get(&app.url("/")).await;
+    assert_eq!(page.status, 200);
+    let body = page.body.replace("&#x2f;", "/");
+    assert!(body.contains("Who acted as you"), "{body}");
+    assert!(body.contains(&format!("{ADMIN_EMAIL} signed in as you to Ledger (reason: SUPPORT-42)")), "{body}");
+    assert!(body.contains("guise Management Client called <code>GET /api/v2/me</code>"), "{body}");
+    assert!(!body.contains("Impersonation session"), "{body}");
 }

@@ -214,7 +214,7 @@ async fn samael_accepts_samlp_impersonation(app: TestApp) {
         .http
         .post(app.url(&format!("/users/{}/impersonate", crate::users::urlencode(target["user_id"].as_str().unwrap()))))
         .bearer_auth(&app.token)
-        .json(&json!({ "protocol": "samlp", "impersonator_id": app.admin_user_id, "client_id": client_id }))
+        .json(&json!({ "protocol": "samlp", "impersonator_id": app.admin_user_id, "client_id": client_id, "reason": "SAML-1" }))
         .send()
         .await
         .unwrap();

@@ -120,7 +120,7 @@ async fn strict_sp_accepts_idp_initiated_and_impersonation(app: TestApp) {
         .http
         .post(app.url(&format!("/users/{}/impersonate", crate::users::urlencode(target["user_id"].as_str().unwrap()))))
         .bearer_auth(&app.token)
-        .json(&json!({ "protocol": "samlp", "impersonator_id": app.admin_user_id, "client_id": client_id }))
+        .json(&json!({ "protocol": "samlp", "impersonator_id": app.admin_user_id, "client_id": client_id, "reason": "SAML-2" }))
         .send()
         .await
         .unwrap();

@@ -21,13 +21,13 @@ const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 const USER_ID: &str = "urn:guise:params:oauth:token-type:user_id";
 const SHOP: &str = "https://shop.example.com/";
 
-/// A machine client that may exchange tokens (the grant type, and `impersonate:users`
-/// in its Management API grant).
+/// A machine client that may exchange tokens (`allow_token_exchange`, and
+/// `impersonate:users` in its Management API grant).
 async fn back_end(app: &TestApp, name: &str, scopes: &[&str]) -> (String, String) {
     let (id, secret) = app.machine_client(name, scopes).await;
-    let (status, body) =
-        app.patch(&format!("/api/v2/clients/{id}"), &json!({ "grant_types": ["client_credentials", GRANT] })).await;
+    let (status, body) = app.patch(&format!("/api/v2/clients/{id}"), &json!({ "allow_token_exchange": true })).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["allow_token_exchange"], true);
     (id, secret)
 }
 
@@ -137,9 +137,20 @@ async fn scope_only_narrows_and_targets_are_checked(app: TestApp) {
 async fn only_trusted_clients_exchange_and_never_beyond_their_authority(app: TestApp) {
     let user = grace(&app).await;
     let subject = [("subject_token", user.as_str()), ("subject_token_type", USER_ID), ("audience", SHOP)];
-    // Without the grant type in its grant_types, a client may not exchange at all.
+    // Without allow_token_exchange, a client may not exchange at all, even listing the
+    // grant type (Auth0's way) and holding impersonate:users.
     let plain = app.machine_client("plain", &["impersonate:users"]).await;
     assert_error(&exchange(&app, &plain, &subject).await, "unauthorized_client");
+    let listed = format!("/api/v2/clients/{}", plain.0);
+    let (status, body) = app.patch(&listed, &json!({ "grant_types": ["client_credentials", GRANT] })).await;
+    assert_eq!((status, &body["allow_token_exchange"]), (200, &json!(false)), "{body}");
+    let refused = exchange(&app, &plain, &subject).await;
+    assert_error(&refused, "unauthorized_client");
+    assert!(refused.1["error_description"].as_str().unwrap().contains("allow_token_exchange"), "{:?}", refused);
+    // Only a confidential client may be allowed to.
+    let (status, spa) =
+        app.post("/api/v2/clients", &json!({ "name": "spa", "app_type": "spa", "allow_token_exchange": true })).await;
+    assert_eq!(status, 400, "{spa}");
     // With the grant type but without impersonate:users: refused too.
     let untrusted = back_end(&app, "untrusted", &["read:users"]).await;
     assert_error(&exchange(&app, &untrusted, &subject).await, "unauthorized_client");
@@ -155,7 +166,7 @@ async fn only_trusted_clients_exchange_and_never_beyond_their_authority(app: Tes
         "{}",
         refused.1
     );
-    assert_eq!(app.logs_of_type("guise_token_exchange_failed").await.len(), 3);
+    assert_eq!(app.logs_of_type("guise_token_exchange_failed").await.len(), 4, "every refusal is audited");
     // Blocked users get nothing.
     assert_eq!(app.patch(&format!("/api/v2/users/{}", urlencode(&user)), &json!({ "blocked": true })).await.0, 200);
     assert_error(&exchange(&app, &client, &subject).await, "invalid_grant");

@@ -170,7 +170,7 @@ async fn wsfed_and_rms_impersonation(app: TestApp) {
             .http
             .post(app.url(&format!("/users/{}/impersonate", crate::users::urlencode(target_id))))
             .bearer_auth(&app.token)
-            .json(&json!({ "protocol": protocol, "impersonator_id": app.admin_user_id, "client_id": client_id, "additionalParameters": { "state": "ctx" } }))
+            .json(&json!({ "protocol": protocol, "impersonator_id": app.admin_user_id, "client_id": client_id, "additionalParameters": { "state": "ctx", "reason": "WSFED-1" } }))
             .send()
             .await
             .unwrap();

@@ -3,6 +3,7 @@
 //! intersection of the caller's and the target's permissions.
 
 use crate::permission::scopes;
+use crate::refusal::RefusalKind;
 use std::collections::BTreeSet;
 
 /// How the target was named.
@@ -47,20 +48,16 @@ pub enum ActAsRefusal {
 }
 
 impl ActAsRefusal {
-    pub fn status(&self) -> u16 {
+    pub fn kind(&self) -> RefusalKind {
         match self {
-            ActAsRefusal::ConflictingSpellings | ActAsRefusal::InvalidTarget => 400,
-            ActAsRefusal::UnknownTarget => 404,
-            _ => 403,
+            ActAsRefusal::ConflictingSpellings | ActAsRefusal::InvalidTarget => RefusalKind::Invalid,
+            ActAsRefusal::UnknownTarget => RefusalKind::UnknownUser,
+            _ => RefusalKind::Forbidden,
         }
     }
 
     pub fn reason(&self) -> &'static str {
-        match self {
-            ActAsRefusal::ConflictingSpellings | ActAsRefusal::InvalidTarget => "invalid_request",
-            ActAsRefusal::UnknownTarget => "unknown_user",
-            _ => "forbidden",
-        }
+        self.kind().reason()
     }
 }
 

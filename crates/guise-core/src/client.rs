@@ -117,6 +117,9 @@ pub struct Client {
     pub allow_impersonation: bool,
     /// Whether this client may call the API on behalf of users.
     pub allow_act_as: bool,
+    /// Whether this client may use the RFC 8693 token-exchange grant (it also needs
+    /// `impersonate:users` in its Management API grant).
+    pub allow_token_exchange: bool,
     pub initiate_login_uri: Option<String>,
     /// Per-protocol settings (`samlp`, `wsfed`), Auth0's shape.
     pub addons: Map<String, Value>,
@@ -159,6 +162,7 @@ impl Client {
             token_endpoint_auth_method: app_type.default_auth_method(),
             allow_impersonation: false,
             allow_act_as: false,
+            allow_token_exchange: false,
             initiate_login_uri: None,
             addons: Map::new(),
             jwt_configuration: Map::new(),
@@ -249,6 +253,7 @@ pub struct ClientPatch {
     pub token_endpoint_auth_method: Option<TokenEndpointAuthMethod>,
     pub allow_impersonation: Option<bool>,
     pub allow_act_as: Option<bool>,
+    pub allow_token_exchange: Option<bool>,
     pub initiate_login_uri: Option<Option<String>>,
     pub addons: Option<Map<String, Value>>,
     pub jwt_configuration: Option<Map<String, Value>>,
@@ -277,6 +282,7 @@ impl ClientPatch {
             token_endpoint_auth_method,
             allow_impersonation,
             allow_act_as,
+            allow_token_exchange,
             initiate_login_uri,
             addons,
             jwt_configuration,

@@ -4,6 +4,7 @@
 use crate::authority::{Chain, LinkKind, Shortfall};
 use crate::client::Client;
 use crate::permission::{PermissionSet, scopes};
+use crate::refusal::RefusalKind;
 use crate::session::Session;
 use crate::user::User;
 use chrono::{DateTime, Duration, Utc};
@@ -51,7 +52,7 @@ pub struct ImpersonationPolicy {
     pub require_reason: bool,
 }
 
-/// Why an impersonation was refused. `status()` is the HTTP answer.
+/// Why an impersonation was refused; `kind()` says what kind of refusal it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("The token lacks the impersonate:users scope")]
@@ -80,6 +81,8 @@ pub enum Refusal {
     UnknownProtocol(String),
     #[error("A reason is required for impersonation")]
     ReasonRequired,
+    #[error("The reason is longer than {MAX_REASON_CHARS} characters")]
+    ReasonTooLong,
     #[error("ttl must be between 1 and {0} seconds")]
     InvalidTtl(i64),
     #[error("An impersonation session cannot start another impersonation")]
@@ -119,7 +122,7 @@ fn who(kind: LinkKind) -> &'static str {
 }
 
 impl Refusal {
-    pub fn status(&self) -> u16 {
+    pub fn kind(&self) -> RefusalKind {
         match self {
             Refusal::MissingScope
             | Refusal::ImpersonatorMismatch
@@ -130,19 +133,30 @@ impl Refusal {
             | Refusal::ManagementApiAudience
             | Refusal::BlockedImpersonator
             | Refusal::ChainedImpersonation
-            | Refusal::ClientNotEnabled => 403,
-            Refusal::UnknownTarget => 404,
-            _ => 400,
+            | Refusal::ClientNotEnabled => RefusalKind::Forbidden,
+            Refusal::UnknownTarget => RefusalKind::UnknownUser,
+            _ => RefusalKind::Invalid,
         }
     }
 
     /// The audit reason: `forbidden` for permission refusals, `invalid_request` otherwise.
     pub fn reason(&self) -> &'static str {
-        match self.status() {
-            403 => "forbidden",
-            404 => "unknown_user",
-            _ => "invalid_request",
-        }
+        self.kind().reason()
+    }
+}
+
+/// The longest reason an impersonation may carry, in characters: free text (a ticket
+/// reference, a sentence), carried in the URL, the session, every event and notice.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// The reason an impersonation will carry: trimmed, `None` when blank; refused when
+/// blank but `required` (the `impersonation_require_reason` policy) or too long.
+pub fn check_reason(reason: Option<&str>, required: bool) -> Result<Option<String>, Refusal> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    match reason {
+        None if required => Err(Refusal::ReasonRequired),
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => Err(Refusal::ReasonTooLong),
+        other => Ok(other.map(str::to_owned)),
     }
 }
 
@@ -283,6 +297,18 @@ mod tests {
     use crate::client::AppType;
     use crate::permission::Permission;
     use chrono::Utc;
+
+    #[test]
+    fn a_reason_is_trimmed_required_by_policy_and_at_most_500_characters() {
+        assert_eq!(check_reason(Some("  TICKET-1 "), true), Ok(Some("TICKET-1".into())));
+        assert_eq!(check_reason(Some("   "), false), Ok(None));
+        assert_eq!(check_reason(None, false), Ok(None));
+        assert_eq!(check_reason(None, true), Err(Refusal::ReasonRequired));
+        assert_eq!(check_reason(Some("\t"), true), Err(Refusal::ReasonRequired));
+        let longest = "é".repeat(MAX_REASON_CHARS);
+        assert_eq!(check_reason(Some(&longest), true), Ok(Some(longest.clone())), "characters, not bytes");
+        assert_eq!(check_reason(Some(&format!("{longest}x")), true), Err(Refusal::ReasonTooLong));
+    }
 
     fn user(id: &str) -> User {
         User {

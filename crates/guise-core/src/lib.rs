@@ -14,6 +14,7 @@ pub mod impersonation;
 pub mod outbox;
 pub mod page;
 pub mod permission;
+pub mod refusal;
 pub mod role;
 pub mod session;
 pub mod signing_key;

@@ -159,8 +159,12 @@ pub trait SigningKeyStore: Send + Sync {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub event_type: Option<String>,
-    /// Events whose subject or actor is this user.
+    /// Events whose subject, actor or on-behalf-of is this user.
     pub user_id: Option<String>,
+    /// Events whose actor is this user or client.
+    pub actor_id: Option<String>,
+    /// Events done on behalf of this user (acting as them, or impersonating).
+    pub on_behalf_of: Option<String>,
     pub client_id: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,

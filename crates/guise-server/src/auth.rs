@@ -1,7 +1,7 @@
 //! Who is calling: the bearer token of a Management API request, verified against the
 //! published keys, and the request facts (source address, method, path) for audit.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, status_of};
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -14,6 +14,7 @@ use guise_core::authority::{Chain, Link, LinkKind, Principal};
 use guise_core::impersonation::Refusal;
 use guise_core::permission::PermissionSet;
 use guise_core::permission::scopes;
+use guise_core::refusal::RefusalKind;
 use guise_core::store::{AuditStore, ClientGrantStore, ClientStore, RoleStore, TokenStore, UserStore};
 use guise_core::user::Attribution;
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify, verify_any_audience};
@@ -315,13 +316,12 @@ fn settle(
             event.details["reason"] = serde_json::json!(refusal.reason());
             event.details["target"] = serde_json::json!(spec_for_audit);
             s.db.append(vec![event])?;
-            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
-            let code = match refusal.status() {
-                400 => "invalid_act_as",
-                404 => "inexistent_user",
-                _ => "act_as_forbidden",
+            let code = match refusal.kind() {
+                RefusalKind::Invalid => "invalid_act_as",
+                RefusalKind::UnknownUser => "inexistent_user",
+                RefusalKind::Forbidden | RefusalKind::Unauthenticated => "act_as_forbidden",
             };
-            Err(ApiError::new(status, code, refusal.to_string()))
+            Err(ApiError::new(status_of(refusal.kind()), code, refusal.to_string()))
         }
     }
 }

@@ -34,9 +34,12 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the running server on `listen` whether it is ready (`GET /readyz`); exits 0
+    /// when it answers 200. For container healthchecks: the image has no curl.
+    Ready,
     /// Create the first administrator and a management client (idempotent); prints JSON.
     Init {
-        #[arg(long)]
+        #[arg(long, env = "GUISE_ADMIN_EMAIL")]
         admin_email: String,
         #[arg(long, env = "GUISE_ADMIN_PASSWORD")]
         admin_password: String,
@@ -68,7 +71,8 @@ pub enum Command {
         client: String,
         #[arg(long, default_value = "oauth2")]
         protocol: String,
-        /// Ticket reference or justification, recorded in the audit log and the session.
+        /// Why (a ticket reference or a sentence, at most 500 characters), recorded in the
+        /// session and every event; required unless impersonation_require_reason is off.
         #[arg(long)]
         reason: Option<String>,
         /// URL lifetime in seconds.
@@ -135,7 +139,7 @@ fn offline_state(config: Config) -> Result<AppState, StartupError> {
     build_state(config, &issuer, Arc::new(SystemClock))
 }
 
-fn print_json(value: &serde_json::Value) {
+fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
@@ -152,6 +156,13 @@ pub async fn run(cli: Cli) -> ExitCode {
     crate::telemetry::init(config.log_format == "json");
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Ready => {
+            match tokio::task::spawn_blocking(move || crate::readiness_probe::probe(&config.listen)).await {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => fail(e),
+                Err(e) => fail(e),
+            }
+        }
         command => match tokio::task::spawn_blocking(move || offline(config, command)).await {
             Ok(code) => code,
             Err(e) => fail(e),
@@ -177,7 +188,7 @@ fn offline(config: Config, command: Command) -> ExitCode {
         Err(e) => return fail(e),
     };
     let result = match command {
-        Command::Serve => Ok(()),
+        Command::Serve | Command::Ready => Ok(()),
         Command::Migrate => {
             println!("migrations applied");
             Ok(())
@@ -262,7 +273,7 @@ fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Opti
         },
         cli_event(state, "Create a user").subject(user_id),
     )?;
-    print_json(&crate::management::user_view(user));
+    print_json(&crate::management::UserView::from(user));
     Ok(())
 }
 
@@ -291,6 +302,7 @@ fn create_client(
         token_endpoint_auth_method: app_type.default_auth_method(),
         allow_impersonation: false,
         allow_act_as: false,
+        allow_token_exchange: false,
         initiate_login_uri: None,
         addons: Default::default(),
         jwt_configuration: Default::default(),
@@ -314,7 +326,7 @@ fn create_client(
             cli_event(state, "Grant every Management API scope"),
         )?;
     }
-    print_json(&crate::management::client_view(client, secret));
+    print_json(&crate::management::ClientView::new(client, secret));
     Ok(())
 }
 

@@ -116,7 +116,7 @@ impl Default for Config {
             impersonation_url_ttl_secs: 120,
             impersonation_max_url_ttl_secs: 600,
             impersonation_session_secs: 3_600,
-            impersonation_require_reason: false,
+            impersonation_require_reason: true,
             bewit_key_id: None,
             bewit_key: None,
             allow_insecure_http_urls: false,

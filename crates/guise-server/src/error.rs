@@ -5,7 +5,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use guise_core::StoreError;
-use serde_json::json;
+use guise_core::refusal::RefusalKind;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -66,6 +68,16 @@ impl ApiError {
     }
 }
 
+/// The one place a domain refusal's kind becomes an HTTP status.
+pub fn status_of(kind: RefusalKind) -> StatusCode {
+    match kind {
+        RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+        RefusalKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+        RefusalKind::UnknownUser => StatusCode::NOT_FOUND,
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status.as_u16(), self.error_code, self.message)
@@ -90,11 +102,24 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({
-            "statusCode": self.status.as_u16(),
-            "error": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-            "errorCode": self.error_code,
-        }))
+        HttpResponse::build(self.status).json(ErrorBody {
+            status_code: self.status.as_u16(),
+            error: self.status.canonical_reason().unwrap_or("Error"),
+            message: &self.message,
+            error_code: self.error_code,
+        })
     }
+}
+
+/// The body of every Management API error, in Auth0's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    #[serde(rename = "statusCode")]
+    pub status_code: u16,
+    /// The HTTP reason phrase.
+    pub error: &'a str,
+    pub message: &'a str,
+    /// A stable machine-readable code, e.g. `inexistent_user`, `insufficient_scope`.
+    #[serde(rename = "errorCode")]
+    pub error_code: &'a str,
 }

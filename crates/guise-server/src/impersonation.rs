@@ -9,7 +9,8 @@ use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authority::{Link, Principal};
 use guise_core::bewit::{self, BewitError};
 use guise_core::ids::{new_secret, new_token_id};
-use guise_core::impersonation::{Protocol, Refusal, Ticket};
+use guise_core::impersonation::{Protocol, Refusal, Ticket, check_reason};
+use guise_core::refusal::RefusalKind;
 use guise_core::session::Session;
 use guise_core::store::{AuditStore, BewitStore, SessionStore};
 use guise_oidc::chain::{self, ChainError, Checked, Holder, Names};
@@ -98,17 +99,21 @@ impl From<ChainError> for MintError {
 
 const MAX_FIELD: usize = 1024;
 
-fn validate_request(
-    s: &AppState,
-    minter: &Minter,
-    req: &MintRequest,
-) -> Result<(Protocol, String, Duration), MintError> {
+/// A mint request's parameters, checked.
+struct MintParams {
+    protocol: Protocol,
+    impersonator_id: String,
+    ttl: Duration,
+    reason: Option<String>,
+}
+
+fn validate_request(s: &AppState, minter: &Minter, req: &MintRequest) -> Result<MintParams, MintError> {
     let protocol = Protocol::parse(&req.protocol)
         .ok_or_else(|| Refusal::UnknownProtocol(req.protocol.chars().take(32).collect()))?;
     if req.response_type.as_deref().is_some_and(|r| r != "code") {
         return Err(Refusal::UnsupportedResponseType.into());
     }
-    let fields = [&req.scope, &req.state, &req.nonce, &req.callback_url, &req.reason];
+    let fields = [&req.scope, &req.state, &req.nonce, &req.callback_url];
     if fields.iter().any(|f| f.as_ref().is_some_and(|v| v.len() > MAX_FIELD)) {
         return Err(Refusal::FieldTooLong.into());
     }
@@ -125,16 +130,14 @@ fn validate_request(
         (None, None) => return Err(Refusal::ImpersonatorRequired.into()),
     };
     let policy = s.impersonation_policy();
-    if policy.require_reason && req.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        return Err(Refusal::ReasonRequired.into());
-    }
+    let reason = check_reason(req.reason.as_deref(), policy.require_reason)?;
     // `try_seconds`: a ttl beyond what a Duration holds is refused like any other, not a panic.
     let ttl = match req.ttl.map(|secs| (secs, Duration::try_seconds(secs))) {
         None => policy.default_url_ttl.min(policy.max_url_ttl),
         Some((secs, Some(ttl))) if secs >= 1 && ttl <= policy.max_url_ttl => ttl,
         Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
     };
-    Ok((protocol, impersonator_id, ttl))
+    Ok(MintParams { protocol, impersonator_id, ttl, reason })
 }
 
 fn refusal_event(now: DateTime<Utc>, actor: Actor, stage: &str, reason: &str, message: &str) -> AuditEvent {
@@ -195,7 +198,7 @@ fn mint_unaudited(
     req: &MintRequest,
     now: DateTime<Utc>,
 ) -> Result<(String, Ticket, DateTime<Utc>), MintError> {
-    let (protocol, impersonator_id, ttl) = validate_request(s, minter, req)?;
+    let MintParams { protocol, impersonator_id, ttl, reason } = validate_request(s, minter, req)?;
     // A machine client's token is a link of its own; a user's token mints for that
     // user, who is the impersonator and is measured on everything they hold.
     let holder = match minter {
@@ -240,7 +243,7 @@ fn mint_unaudited(
         protocol,
         jti: new_token_id(),
         session_ttl: s.impersonation_policy().session_lifetime.num_seconds(),
-        reason: req.reason.clone().filter(|r| !r.trim().is_empty()),
+        reason,
         minted_by: minter.machine_client().map(str::to_owned),
         scope: req.scope.clone(),
         state: req.state.clone(),
@@ -261,7 +264,7 @@ fn mint_unaudited(
 /// Why a redemption failed: the Hawk text for the browser, the reason for the audit.
 #[derive(Debug)]
 pub struct RedeemRefusal {
-    pub status: u16,
+    pub kind: RefusalKind,
     pub message: String,
 }
 
@@ -295,7 +298,7 @@ pub fn redeem(
     let refuse = |reason: &str,
                   message: String,
                   ticket: Option<&Ticket>,
-                  status: u16|
+                  kind: RefusalKind|
      -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
         let mut event = refusal_event(now, Actor::System, "redeem", reason, &message).source_ip(source_ip.clone());
         if let Some(t) = ticket {
@@ -306,18 +309,20 @@ pub fn redeem(
             event.details["minted_by"] = json!(t.minted_by);
         }
         s.db.append(vec![event])?;
-        Ok(Err(RedeemRefusal { status, message }))
+        Ok(Err(RedeemRefusal { kind, message }))
     };
     let Ok(url) = url::Url::parse(&format!("{}{path_and_query}", s.settings.base_url())) else {
-        return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
+        return refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid);
     };
     let key_id = match bewit::key_id(&url) {
         Ok(id) => id,
-        Err(e) => return refuse(e.reason(), e.to_string(), None, 401),
+        Err(e) => return refuse(e.reason(), e.to_string(), None, RefusalKind::Unauthenticated),
     };
     let key = match crate::bewit_keys::verification_key(&s.config, &s.db, &key_id) {
         Ok(Some(key)) => key,
-        Ok(None) => return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, 401),
+        Ok(None) => {
+            return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, RefusalKind::Unauthenticated);
+        }
         Err(crate::bewit_keys::BewitKeyError::Store(e)) => return Err(e),
         Err(e) => return Err(StoreError::Backend(e.to_string())),
     };
@@ -330,11 +335,11 @@ pub fn redeem(
             // Only a MAC-verified URL's contents may be trusted, so name nobody on a bad mac.
             let mac_verified = matches!(e, BewitError::Expired | BewitError::TooFarAhead);
             let ticket = mac_verified.then(|| Ticket::from_query(url.query_pairs())).flatten();
-            return refuse(e.reason(), e.to_string(), ticket.as_ref(), 401);
+            return refuse(e.reason(), e.to_string(), ticket.as_ref(), RefusalKind::Unauthenticated);
         }
     };
     let Some(ticket) = Ticket::from_query(url.query_pairs().filter(|(k, _)| k != "bewit")) else {
-        return refuse("malformed", BewitError::Malformed.to_string(), None, 400);
+        return refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid);
     };
     // The MAC covers the path, so this only fails for a URL guise did not mint; checked
     // all the same, before the URL is spent.
@@ -342,11 +347,16 @@ pub fn redeem(
     if let ["users", id, "impersonate"] = segments.as_slice()
         && percent_decode_str(id).decode_utf8_lossy() != ticket.impersonator_id
     {
-        return refuse("impersonator_mismatch", "The URL names another impersonator".into(), None, 400);
+        return refuse(
+            "impersonator_mismatch",
+            "The URL names another impersonator".into(),
+            None,
+            RefusalKind::Invalid,
+        );
     }
     let expires = DateTime::from_timestamp(verified.exp, 0).unwrap_or(now);
     if !s.db.redeem_once(&ticket.jti, now, expires)? {
-        return refuse("replayed", "Bewit already used".into(), Some(&ticket), 401);
+        return refuse("replayed", "Bewit already used".into(), Some(&ticket), RefusalKind::Unauthenticated);
     }
     let holder = match &ticket.minted_by {
         Some(client_id) => Holder::MintingClient(client_id),
@@ -357,7 +367,9 @@ pub fn redeem(
     let Checked { target, impersonator, client } =
         match chain::check(s.chain_stores(), holder, names, &s.settings.management_audience()) {
             Ok(checked) => checked,
-            Err(ChainError::Refused(r)) => return refuse(r.reason(), r.to_string(), Some(&ticket), 403),
+            Err(ChainError::Refused(r)) => {
+                return refuse(r.reason(), r.to_string(), Some(&ticket), RefusalKind::Forbidden);
+            }
             Err(ChainError::Store(e)) => return Err(e),
         };
 

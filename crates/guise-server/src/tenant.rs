@@ -102,6 +102,7 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
                 token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
                 allow_impersonation: false,
                 allow_act_as: true,
+                allow_token_exchange: false,
                 initiate_login_uri: None,
                 addons: Default::default(),
                 jwt_configuration: Default::default(),

@@ -63,6 +63,12 @@ fn filtered<'a>(filter: &AuditFilter) -> AuditQuery<'a> {
                 .or(audit_log::on_behalf_of.eq(user.clone())),
         );
     }
+    if let Some(actor) = &filter.actor_id {
+        query = query.filter(audit_log::actor_id.eq(actor.clone()));
+    }
+    if let Some(user) = &filter.on_behalf_of {
+        query = query.filter(audit_log::on_behalf_of.eq(user.clone()));
+    }
     if let Some(c) = &filter.client_id {
         query = query.filter(audit_log::client_id.eq(c.clone()));
     }

@@ -36,6 +36,7 @@ struct ClientRow {
     oidc_conformant: bool,
     logo_uri: Option<String>,
     client_metadata: String,
+    allow_token_exchange: bool,
     backchannel_logout_uri: Option<String>,
     backchannel_logout_session_required: bool,
 }
@@ -56,6 +57,7 @@ impl From<ClientRow> for Client {
                 .unwrap_or(TokenEndpointAuthMethod::ClientSecretPost),
             allow_impersonation: row.allow_impersonation,
             allow_act_as: row.allow_act_as,
+            allow_token_exchange: row.allow_token_exchange,
             initiate_login_uri: row.initiate_login_uri,
             addons: json_object(&row.addons),
             jwt_configuration: json_object(&row.jwt_configuration),
@@ -87,6 +89,7 @@ impl From<&Client> for ClientRow {
             token_endpoint_auth_method: c.token_endpoint_auth_method.as_str().to_owned(),
             allow_impersonation: c.allow_impersonation,
             allow_act_as: c.allow_act_as,
+            allow_token_exchange: c.allow_token_exchange,
             initiate_login_uri: c.initiate_login_uri.clone(),
             addons: to_json(&c.addons),
             jwt_configuration: to_json(&c.jwt_configuration),

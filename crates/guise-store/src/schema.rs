@@ -54,6 +54,7 @@ diesel::table! {
         oidc_conformant -> Bool,
         logo_uri -> Nullable<Text>,
         client_metadata -> Text,
+        allow_token_exchange -> Bool,
         backchannel_logout_uri -> Nullable<Text>,
         backchannel_logout_session_required -> Bool,
     }

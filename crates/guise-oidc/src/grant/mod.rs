@@ -96,6 +96,15 @@ pub struct GrantEvents {
 pub trait GrantHandler: Send + Sync {
     fn grant_type(&self) -> &'static str;
     fn events(&self) -> GrantEvents;
+    /// Whether the client may use this grant at all: by default, whether its
+    /// `grant_types` lists it. A refusal is `unauthorized_client` naming `refusal`.
+    fn allowed(&self, client: &Client) -> Result<(), String> {
+        if client.allows_grant(self.grant_type()) {
+            Ok(())
+        } else {
+            Err(format!("Grant type '{}' not allowed for the client.", self.grant_type()))
+        }
+    }
     /// Issue tokens for an authenticated client allowed this grant.
     fn handle(
         &self,
@@ -150,12 +159,7 @@ pub fn exchange(
         .as_ref()
         .ok_or_else(|| OAuthError::new(OAuthErrorCode::InvalidClient, "Client authentication is required"))?;
     let outcome = authenticate(ctx.clients, credentials).and_then(|client| {
-        if !client.allows_grant(handler.grant_type()) {
-            return Err(OAuthError::new(
-                OAuthErrorCode::UnauthorizedClient,
-                format!("Grant type '{}' not allowed for the client.", handler.grant_type()),
-            ));
-        }
+        handler.allowed(&client).map_err(|refusal| OAuthError::new(OAuthErrorCode::UnauthorizedClient, refusal))?;
         handler.handle(&client, request, ctx)
     });
     record(handler.events(), credentials.client_id(), request, &outcome, ctx)?;

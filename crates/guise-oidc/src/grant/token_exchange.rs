@@ -68,6 +68,17 @@ impl GrantHandler for TokenExchangeGrant {
         GrantEvents { success: event_type::TOKEN_EXCHANGE, failure: event_type::FAILED_TOKEN_EXCHANGE }
     }
 
+    /// A client exchanges tokens only when `allow_token_exchange` says so (listing the
+    /// grant type in `grant_types` alone, as Auth0's custom token exchange does, is not
+    /// enough: it is the switch an administrator turns on deliberately).
+    fn allowed(&self, client: &Client) -> Result<(), String> {
+        if client.allow_token_exchange {
+            Ok(())
+        } else {
+            Err("The client is not enabled for token exchange (allow_token_exchange)".to_owned())
+        }
+    }
+
     fn handle(
         &self,
         client: &Client,

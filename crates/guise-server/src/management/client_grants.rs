@@ -1,7 +1,8 @@
 //! `/api/v2/client-grants`: which scopes of which API a client may obtain with the
 //! client-credentials grant.
 
-use super::{ListParams, PAGING, allow_query, paged};
+use super::views::ClientGrantView;
+use super::{Paging, allow_query, paged, query_names};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -12,15 +13,12 @@ use guise_core::permission::{is_valid_scope_token, scopes};
 use guise_core::role::ClientGrant;
 use guise_core::store::{ClientGrantStore, ClientStore};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/client-grants").route(web::get().to(list)).route(web::post().to(create)))
         .service(web::resource("/client-grants/{id}").route(web::patch().to(patch)).route(web::delete().to(delete)));
-}
-
-pub fn grant_view(grant: ClientGrant) -> Value {
-    json!({ "id": grant.id, "client_id": grant.client_id, "audience": grant.audience, "scope": grant.scope })
 }
 
 /// Check scopes against the API they are for: the Management API's own list, or valid
@@ -39,14 +37,19 @@ pub fn validate_scopes(management_audience: &str, audience: &str, scope: &[Strin
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+/// A grant of scopes on an API (its identifier, the `audience`) to a client.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateGrant {
+pub struct CreateGrant {
     client_id: String,
     audience: String,
     scope: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/client-grants", tag = "client-grants", summary = "Grant a client scopes on an API",
+    request_body = CreateGrant,
+    responses((status = 201, body = ClientGrantView)),
+    security(("bearer" = ["create:client_grants"])))]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -80,24 +83,29 @@ async fn create(
             })
         })
         .await?;
-    Ok(HttpResponse::Created().json(grant_view(grant)))
+    Ok(HttpResponse::Created().json(ClientGrantView::from(grant)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GrantFilter {
     client_id: Option<String>,
     audience: Option<String>,
 }
 
+#[utoipa::path(get, path = "/client-grants", tag = "client-grants", summary = "List client grants",
+    params(Paging, GrantFilter),
+    responses((status = 200, body = Vec<ClientGrantView>)),
+    security(("bearer" = ["read:client_grants"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<GrantFilter>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENT_GRANTS)?;
-    allow_query(&req, &[PAGING, &["client_id", "audience"]])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<GrantFilter>()])?;
     let filter = filter.into_inner();
     let page = params.page_request();
     let grants = state
@@ -106,15 +114,21 @@ async fn list(
             Ok::<_, ApiError>(s.db.list_client_grants(filter.client_id.as_deref(), filter.audience.as_deref(), page)?)
         })
         .await?;
-    Ok(paged(grants, params.include_totals, "client_grants", grant_view))
+    Ok(paged(grants, params.include_totals, "client_grants", ClientGrantView::from))
 }
 
-#[derive(Debug, Deserialize)]
+/// The grant's new scopes (all of them).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PatchGrant {
+pub struct PatchGrant {
     scope: Vec<String>,
 }
 
+#[utoipa::path(patch, path = "/client-grants/{id}", tag = "client-grants", summary = "Change a grant's scopes",
+    params(("id" = String, Path, description = "The grant id")),
+    request_body = PatchGrant,
+    responses((status = 200, body = ClientGrantView)),
+    security(("bearer" = ["update:client_grants"])))]
 async fn patch(
     state: web::Data<AppState>,
     caller: Caller,
@@ -138,9 +152,13 @@ async fn patch(
             s.db.update_client_grant_scope(&id, scope, audit).map_err(|e| ApiError::from_store(e, "client grant"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(grant_view(grant)))
+    Ok(HttpResponse::Ok().json(ClientGrantView::from(grant)))
 }
 
+#[utoipa::path(delete, path = "/client-grants/{id}", tag = "client-grants", summary = "Remove a grant",
+    params(("id" = String, Path, description = "The grant id")),
+    responses((status = 204)),
+    security(("bearer" = ["delete:client_grants"])))]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,7 +1,8 @@
 //! `/api/v2/clients`: applications. The secret is shown once, at creation or rotation;
 //! only its SHA-256 is stored.
 
-use super::{ListParams, PAGING, PROJECTION, Projection, allow_query, iso, page_of, paged, require_non_empty};
+use super::views::ClientView;
+use super::{Fields, Paging, Projection, allow_query, page_of, paged, payload_error, query_names, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,6 +17,7 @@ use guise_core::permission::scopes;
 use guise_core::store::ClientStore;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/clients").route(web::get().to(list)).route(web::post().to(create)))
@@ -28,41 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/clients/{id}/rotate-secret").route(web::post().to(rotate_secret)));
 }
 
-pub fn client_view(client: Client, secret: Option<String>) -> Value {
-    let mut view = json!({
-        "client_id": client.client_id,
-        "name": client.name,
-        "description": client.description,
-        "app_type": client.app_type.as_str(),
-        "is_first_party": client.is_first_party,
-        "callbacks": client.callbacks,
-        "allowed_logout_urls": client.allowed_logout_urls,
-        "grant_types": client.grant_types,
-        "token_endpoint_auth_method": client.token_endpoint_auth_method.as_str(),
-        "allow_impersonation": client.allow_impersonation,
-        "allow_act_as": client.allow_act_as,
-        "initiate_login_uri": client.initiate_login_uri,
-        "addons": client.addons,
-        "jwt_configuration": client.jwt_configuration,
-        "web_origins": client.web_origins,
-        "allowed_origins": client.allowed_origins,
-        "oidc_conformant": client.oidc_conformant,
-        "logo_uri": client.logo_uri,
-        "client_metadata": client.client_metadata,
-        "backchannel_logout_uri": client.backchannel_logout_uri,
-        "backchannel_logout_session_required": client.backchannel_logout_session_required,
-        "created_at": iso(client.created_at),
-        "updated_at": iso(client.updated_at),
-    });
-    if let Some(secret) = secret {
-        view["client_secret"] = Value::String(secret);
-    }
-    view
-}
-
-#[derive(Debug, Deserialize)]
+/// A new client. Unset fields take the defaults of its `app_type`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateClient {
+pub struct CreateClient {
     name: String,
     #[serde(default)]
     description: String,
@@ -78,10 +49,15 @@ struct CreateClient {
     allow_impersonation: bool,
     #[serde(default)]
     allow_act_as: bool,
+    /// RFC 8693 token exchange (docs/token-exchange.md); a confidential client only.
+    #[serde(default)]
+    allow_token_exchange: bool,
     initiate_login_uri: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     addons: Map<String, Value>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     jwt_configuration: Map<String, Value>,
     #[serde(default)]
     web_origins: Vec<String>,
@@ -90,6 +66,7 @@ struct CreateClient {
     oidc_conformant: Option<bool>,
     logo_uri: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     client_metadata: Map<String, Value>,
     backchannel_logout_uri: Option<String>,
     #[serde(default)]
@@ -159,6 +136,9 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
             )));
         }
     }
+    if client.allow_token_exchange && !client.is_confidential() {
+        return Err(ApiError::bad_request("A public client (token_endpoint_auth_method none) cannot exchange tokens"));
+    }
     if client.grant_types.iter().any(|g| g == "client_credentials") && !client.is_confidential() {
         return Err(ApiError::bad_request(
             "A public client (token_endpoint_auth_method none) cannot use client_credentials",
@@ -167,6 +147,10 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
     Ok(())
 }
 
+#[utoipa::path(post, path = "/clients", tag = "clients", summary = "Create a client",
+    request_body = CreateClient,
+    responses((status = 201, description = "The client, with its secret shown this once", body = ClientView)),
+    security(("bearer" = ["create:clients"])))]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -194,6 +178,7 @@ async fn create(
         token_endpoint_auth_method: method,
         allow_impersonation: body.allow_impersonation,
         allow_act_as: body.allow_act_as,
+        allow_token_exchange: body.allow_token_exchange,
         initiate_login_uri: body.initiate_login_uri,
         addons: body.addons,
         jwt_configuration: body.jwt_configuration,
@@ -212,7 +197,7 @@ async fn create(
         .into_inner()
         .blocking(move |s| create_client(&s.db, client, meta.api_event(&caller, now, "Create a client")))
         .await?;
-    Ok(HttpResponse::Created().json(client_view(client, secret)))
+    Ok(HttpResponse::Created().json(ClientView::new(client, secret)))
 }
 
 /// Store a new client, minting its secret when it is confidential. Returns the secret
@@ -229,7 +214,8 @@ pub fn create_client(
     Ok((client, secret))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ClientListFilter {
     /// Comma-separated app types.
     app_type: Option<String>,
@@ -238,15 +224,20 @@ struct ClientListFilter {
     is_global: Option<bool>,
 }
 
+#[utoipa::path(get, path = "/clients", tag = "clients", summary = "List clients",
+    params(Paging, Fields, ClientListFilter),
+    responses((status = 200, body = Vec<ClientView>)),
+    security(("bearer" = ["read:clients"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<ClientListFilter>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
+    fields: web::Query<Fields>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENTS)?;
-    allow_query(&req, &[PAGING, &["app_type", "is_first_party", "is_global"], PROJECTION])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<Fields>(), query_names::<ClientListFilter>()])?;
     let filter = filter.into_inner();
     let app_types = match filter.app_type.as_deref() {
         None => Vec::new(),
@@ -263,7 +254,7 @@ async fn list(
             .collect::<Result<_, _>>()?,
     };
     let store_filter = ClientFilter { app_types, is_first_party: filter.is_first_party };
-    let projection = Projection::of(&params)?;
+    let projection = Projection::of(&fields)?;
     let page = params.page_request();
     let with_total = params.include_totals;
     let only_global = filter.is_global == Some(true);
@@ -276,61 +267,76 @@ async fn list(
             Ok::<_, ApiError>(s.db.list_clients(&store_filter, page, with_total)?)
         })
         .await?;
-    Ok(paged(clients, with_total, "clients", |c| projection.apply(client_view(c, None))))
+    Ok(paged(clients, with_total, "clients", |c| projection.apply(ClientView::new(c, None))))
 }
 
+#[utoipa::path(get, path = "/clients/{id}", tag = "clients", summary = "Get a client",
+    params(("id" = String, Path, description = "The client id"), Fields),
+    responses((status = 200, body = ClientView)),
+    security(("bearer" = ["read:clients"])))]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: web::Query<Fields>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_CLIENTS)?;
-    allow_query(&req, &[PROJECTION])?;
+    allow_query(&req, &[query_names::<Fields>()])?;
     let projection = Projection::of(&params)?;
     let id = id.into_inner();
     let client = state
         .into_inner()
         .blocking(move |s| s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client")))
         .await?;
-    Ok(HttpResponse::Ok().json(projection.apply(client_view(client, None))))
+    Ok(HttpResponse::Ok().json(projection.apply(ClientView::new(client, None))))
+}
+
+/// A PATCH body: only the properties given change; `null` removes `initiate_login_uri`,
+/// `logo_uri` or `backchannel_logout_uri`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatchBody {
+    name: Option<String>,
+    description: Option<String>,
+    app_type: Option<String>,
+    is_first_party: Option<bool>,
+    callbacks: Option<Vec<String>>,
+    allowed_logout_urls: Option<Vec<String>>,
+    grant_types: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    allow_impersonation: Option<bool>,
+    allow_act_as: Option<bool>,
+    allow_token_exchange: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    initiate_login_uri: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
+    addons: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
+    jwt_configuration: Option<Map<String, Value>>,
+    web_origins: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
+    oidc_conformant: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    logo_uri: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
+    client_metadata: Option<Map<String, Value>>,
+    /// OIDC Back-Channel Logout: where logout tokens go; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    backchannel_logout_uri: Option<Option<String>>,
+    backchannel_logout_session_required: Option<bool>,
+}
+
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
     require_non_empty(body)?;
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Patch {
-        name: Option<String>,
-        description: Option<String>,
-        app_type: Option<String>,
-        is_first_party: Option<bool>,
-        callbacks: Option<Vec<String>>,
-        allowed_logout_urls: Option<Vec<String>>,
-        grant_types: Option<Vec<String>>,
-        token_endpoint_auth_method: Option<String>,
-        allow_impersonation: Option<bool>,
-        allow_act_as: Option<bool>,
-        #[serde(default, deserialize_with = "nullable")]
-        initiate_login_uri: Option<Option<String>>,
-        addons: Option<Map<String, Value>>,
-        jwt_configuration: Option<Map<String, Value>>,
-        web_origins: Option<Vec<String>>,
-        allowed_origins: Option<Vec<String>>,
-        oidc_conformant: Option<bool>,
-        #[serde(default, deserialize_with = "nullable")]
-        logo_uri: Option<Option<String>>,
-        client_metadata: Option<Map<String, Value>>,
-        #[serde(default, deserialize_with = "nullable")]
-        backchannel_logout_uri: Option<Option<String>>,
-        backchannel_logout_session_required: Option<bool>,
-    }
-    fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
-    let p: Patch = serde_json::from_value(body.clone())
-        .map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
+    let p: ClientPatchBody = serde_json::from_value(body.clone()).map_err(payload_error)?;
     Ok(ClientPatch {
         name: p.name,
         description: p.description,
@@ -342,6 +348,7 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         token_endpoint_auth_method: p.token_endpoint_auth_method.as_deref().map(auth_method).transpose()?,
         allow_impersonation: p.allow_impersonation,
         allow_act_as: p.allow_act_as,
+        allow_token_exchange: p.allow_token_exchange,
         initiate_login_uri: p.initiate_login_uri,
         addons: p.addons,
         jwt_configuration: p.jwt_configuration,
@@ -355,6 +362,11 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
     })
 }
 
+#[utoipa::path(patch, path = "/clients/{id}", tag = "clients", summary = "Update a client",
+    params(("id" = String, Path, description = "The client id")),
+    request_body = ClientPatchBody,
+    responses((status = 200, body = ClientView)),
+    security(("bearer" = ["update:clients"])))]
 async fn patch(
     state: web::Data<AppState>,
     caller: Caller,
@@ -380,9 +392,13 @@ async fn patch(
             s.db.update_client(&id, patch, now, audit).map_err(|e| ApiError::from_store(e, "client"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(client_view(client, None)))
+    Ok(HttpResponse::Ok().json(ClientView::new(client, None)))
 }
 
+#[utoipa::path(delete, path = "/clients/{id}", tag = "clients", summary = "Delete a client",
+    params(("id" = String, Path, description = "The client id")),
+    responses((status = 204)),
+    security(("bearer" = ["delete:clients"])))]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -403,6 +419,10 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/clients/{id}/rotate-secret", tag = "clients", summary = "Rotate a confidential client's secret",
+    params(("id" = String, Path, description = "The client id")),
+    responses((status = 200, description = "The client, with its new secret shown this once", body = ClientView)),
+    security(("bearer" = ["update:clients"])))]
 async fn rotate_secret(
     state: web::Data<AppState>,
     caller: Caller,
@@ -430,5 +450,5 @@ async fn rotate_secret(
             Ok((client, secret))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(client_view(client, Some(secret))))
+    Ok(HttpResponse::Ok().json(ClientView::new(client, Some(secret))))
 }

@@ -1,64 +1,99 @@
-//! `/api/v2/impersonations`: live impersonation sessions, listed and ended early.
-//! Ending one revokes every token minted from it.
+//! `/api/v2/impersonations`: live impersonation sessions, listed and ended early (ending
+//! one revokes every token minted from it), and the uses of acting on behalf of a user.
 
-use super::{ListParams, PAGING, allow_query, iso, page_of, paged};
+use super::views::ImpersonationEntry;
+use super::{Paging, allow_query, page_of, paged, query_names};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
 use guise_core::audit::event_type;
+use guise_core::page::Page;
 use guise_core::permission::scopes;
-use guise_core::session::Session;
-use guise_core::store::{ImpersonationFilter, ImpersonationSessionStore, SessionStore};
+use guise_core::store::{AuditFilter, AuditStore, ImpersonationFilter, ImpersonationSessionStore, SessionStore};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::IntoParams;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/impersonations").route(web::get().to(list)))
         .service(web::resource("/impersonations/{id}").route(web::delete().to(end)));
 }
 
-pub fn impersonation_view(session: Session) -> Value {
-    json!({
-        "id": session.sid,
-        "user_id": session.user_id,
-        "impersonator_id": session.impersonator_id,
-        "reason": session.impersonation_reason,
-        "created_at": iso(session.created_at),
-        "expires_at": iso(session.absolute_expires_at),
-        "ip": session.source_ip,
-    })
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Filter {
+    /// `session` (the default): live impersonation sessions; `act_as`: uses of acting on
+    /// behalf of a user, newest first, from the audit log.
+    kind: Option<String>,
+    /// Who impersonated, or who acted on behalf of the user.
     impersonator_id: Option<String>,
+    /// The user impersonated or acted as.
     user_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/impersonations", tag = "impersonations",
+    summary = "Live impersonation sessions, or (kind=act_as) uses of acting on behalf of a user",
+    params(Paging, Filter),
+    responses((status = 200, body = Vec<ImpersonationEntry>)),
+    security(("bearer" = ["read:users"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<Filter>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
-    allow_query(&req, &[PAGING, &["impersonator_id", "user_id"]])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<Filter>()])?;
     let filter = filter.into_inner();
-    let sessions = state
-        .into_inner()
-        .blocking(move |s| {
-            let filter = ImpersonationFilter { impersonator_id: filter.impersonator_id, user_id: filter.user_id };
-            Ok::<_, ApiError>(s.db.impersonation_sessions(&filter, s.clock.now())?)
-        })
-        .await?;
-    Ok(paged(page_of(sessions, params.page_request()), params.include_totals, "impersonations", impersonation_view))
+    let page = params.page_request();
+    let with_total = params.include_totals;
+    let entries = match filter.kind.as_deref() {
+        None | Some("session") => {
+            let sessions = state
+                .into_inner()
+                .blocking(move |s| {
+                    let filter =
+                        ImpersonationFilter { impersonator_id: filter.impersonator_id, user_id: filter.user_id };
+                    Ok::<_, ApiError>(s.db.impersonation_sessions(&filter, s.clock.now())?)
+                })
+                .await?;
+            let entries = sessions.into_iter().map(|s| ImpersonationEntry::Session(s.into())).collect();
+            page_of(entries, page)
+        }
+        Some("act_as") => {
+            let uses = state
+                .into_inner()
+                .blocking(move |s| {
+                    let filter = AuditFilter {
+                        event_type: Some(event_type::ACT_AS.to_owned()),
+                        actor_id: filter.impersonator_id,
+                        on_behalf_of: filter.user_id,
+                        ..AuditFilter::default()
+                    };
+                    Ok::<_, ApiError>(s.db.audit_records(&filter, page, with_total)?)
+                })
+                .await?;
+            Page {
+                items: uses.items.into_iter().map(|r| ImpersonationEntry::ActAs(r.into())).collect(),
+                request: uses.request,
+                total: uses.total,
+            }
+        }
+        Some(_) => return Err(ApiError::invalid_query("Query validation error: 'kind' must be session or act_as")),
+    };
+    Ok(paged(entries, with_total, "impersonations", |e| e))
 }
 
 /// Admins (`update:users`) end any impersonation; an impersonator (`impersonate:users`)
 /// ends their own.
+#[utoipa::path(delete, path = "/impersonations/{id}", tag = "impersonations",
+    summary = "End an impersonation (one's own with impersonate:users, any with update:users)",
+    params(("id" = String, Path, description = "The impersonation session id")),
+    responses((status = 204)),
+    security(("bearer" = ["impersonate:users"]), ("bearer" = ["update:users"])))]
 async fn end(
     state: web::Data<AppState>,
     caller: Caller,

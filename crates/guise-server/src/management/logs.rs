@@ -1,44 +1,28 @@
 //! `/api/v2/logs`: the audit log, filtered and paginated (page/per_page, or checkpoint
 //! pagination with `from` and `take`).
 
-use super::{ListParams, PAGING, PROJECTION, Projection, allow_query, iso, paged, parse_sort};
+use super::views::LogView;
+use super::{Fields, Paging, Projection, allow_query, paged, parse_sort, query_names};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
-use guise_core::audit::AuditRecord;
 use guise_core::audit_query::parse_log_query;
 use guise_core::page::PageRequest;
 use guise_core::permission::scopes;
 use guise_core::store::AuditStore;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/logs").route(web::get().to(list)))
         .service(web::resource("/logs/{id}").route(web::get().to(get)));
 }
 
-pub fn log_view(record: AuditRecord) -> Value {
-    let log_id = record.log_id();
-    let e = record.event;
-    json!({
-        "log_id": log_id,
-        "date": iso(e.occurred_at),
-        "type": e.event_type,
-        "description": e.description,
-        "client_id": e.client_id,
-        "ip": e.source_ip,
-        "user_id": e.subject,
-        "actor": { "type": e.actor.kind(), "id": e.actor.id() },
-        "on_behalf_of": e.on_behalf_of,
-        "details": e.details,
-        "hash": record.hash,
-    })
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogParams {
+    /// A search in the log query syntax (docs/api.md).
     q: Option<String>,
     /// Auth0's other name for `q`.
     search: Option<String>,
@@ -53,15 +37,20 @@ fn parse_seq(log_id: &str) -> Result<i64, ApiError> {
     log_id.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::invalid_query("Invalid log id"))
 }
 
+#[utoipa::path(get, path = "/logs", tag = "logs", summary = "Search the audit log",
+    params(Paging, Fields, LogParams),
+    responses((status = 200, body = Vec<LogView>)),
+    security(("bearer" = ["read:logs"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<LogParams>,
-    list: web::Query<ListParams>,
+    list: web::Query<Paging>,
+    fields: web::Query<Fields>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_LOGS)?;
-    allow_query(&req, &[PAGING, &["q", "search", "from", "take", "sort"], PROJECTION])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<Fields>(), query_names::<LogParams>()])?;
     let params = params.into_inner();
     let q = match (params.q, params.search) {
         (Some(q), Some(search)) if q != search => {
@@ -76,7 +65,7 @@ async fn list(
         None => false,
         Some(sort) => parse_sort(sort, &["date"])?.1,
     };
-    let projection = Projection::of(&list)?;
+    let projection = Projection::of(&fields)?;
     let page = match (&params.from, params.take) {
         (Some(from), take) => {
             filter.after_seq = Some(parse_seq(from)?);
@@ -89,9 +78,13 @@ async fn list(
     let with_total = list.include_totals;
     let records =
         state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.audit_records(&filter, page, with_total)?)).await?;
-    Ok(paged(records, with_total, "logs", |r| projection.apply(log_view(r))))
+    Ok(paged(records, with_total, "logs", |r| projection.apply(LogView::from(r))))
 }
 
+#[utoipa::path(get, path = "/logs/{id}", tag = "logs", summary = "Get a log event",
+    params(("id" = String, Path, description = "The log id")),
+    responses((status = 200, body = LogView)),
+    security(("bearer" = ["read:logs"])))]
 async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_LOGS)?;
     let seq = parse_seq(&id)?;
@@ -99,5 +92,5 @@ async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) 
         .into_inner()
         .blocking(move |s| s.db.audit_record(seq).map_err(|e| ApiError::from_store(e, "log event")))
         .await?;
-    Ok(HttpResponse::Ok().json(log_view(record)))
+    Ok(HttpResponse::Ok().json(LogView::from(record)))
 }

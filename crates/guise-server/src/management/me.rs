@@ -2,8 +2,9 @@
 //! or the user an admin acts as. No Management API scope is needed — which is why an
 //! ordinary user acted as can reach exactly these.
 
-use super::users::{parse_user_patch, user_view};
-use super::{ListParams, PAGING, allow_query, iso, page_of, paged};
+use super::users::{UserPatchBody, parse_user_patch};
+use super::views::{LogView, SessionView, UserView};
+use super::{Paging, allow_query, page_of, paged, query_names};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -31,13 +32,20 @@ fn me_id(caller: &Caller) -> Result<String, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/me", tag = "me", summary = "The user behind a user token (or acted as)",
+    responses((status = 200, body = UserView)),
+    security(("bearer" = [])))]
 async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let id = me_id(&caller)?;
     let user =
         state.into_inner().blocking(move |s| s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))).await?;
-    Ok(HttpResponse::Ok().json(user_view(user)))
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
+#[utoipa::path(patch, path = "/me", tag = "me", summary = "Update one's own profile (name, given_name, family_name, nickname, picture, user_metadata)",
+    request_body = UserPatchBody,
+    responses((status = 200, body = UserView)),
+    security(("bearer" = [])))]
 async fn patch_me(
     state: web::Data<AppState>,
     caller: Caller,
@@ -62,17 +70,21 @@ async fn patch_me(
             s.db.update_user(&id, patch, caller.attribution(), now, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(user_view(user)))
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
+#[utoipa::path(get, path = "/me/sessions", tag = "me", summary = "One's own live sessions",
+    params(Paging),
+    responses((status = 200, body = Vec<SessionView>)),
+    security(("bearer" = [])))]
 async fn sessions(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     let id = me_id(&caller)?;
-    allow_query(&req, &[PAGING])?;
+    allow_query(&req, &[query_names::<Paging>()])?;
     let sessions = state
         .into_inner()
         .blocking(move |s| {
@@ -80,28 +92,21 @@ async fn sessions(
             Ok::<_, ApiError>(s.db.sessions_of_user(&id)?.into_iter().filter(|x| x.is_live(now)).collect::<Vec<_>>())
         })
         .await?;
-    Ok(paged(page_of(sessions, params.page_request()), params.include_totals, "sessions", |s| {
-        json!({
-            "id": s.sid,
-            "created_at": iso(s.created_at),
-            "last_seen": iso(s.last_seen),
-            "expires_at": iso(s.absolute_expires_at.min(s.idle_expires_at)),
-            "ip": s.source_ip,
-            "user_agent": s.user_agent,
-            "impersonated": s.impersonator_id.is_some(),
-            "impersonator_id": s.impersonator_id,
-        })
-    }))
+    Ok(paged(page_of(sessions, params.page_request()), params.include_totals, "sessions", SessionView::from))
 }
 
+#[utoipa::path(get, path = "/me/activity", tag = "me", summary = "One's own audit events",
+    params(Paging),
+    responses((status = 200, body = Vec<LogView>)),
+    security(("bearer" = [])))]
 async fn activity(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    list: web::Query<ListParams>,
+    list: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     let id = me_id(&caller)?;
-    allow_query(&req, &[PAGING])?;
+    allow_query(&req, &[query_names::<Paging>()])?;
     let page = list.page_request();
     let with_total = list.include_totals;
     let records = state
@@ -111,5 +116,5 @@ async fn activity(
             Ok::<_, ApiError>(s.db.audit_records(&filter, page, with_total)?)
         })
         .await?;
-    Ok(paged(records, with_total, "logs", super::logs::log_view))
+    Ok(paged(records, with_total, "logs", LogView::from))
 }

@@ -10,16 +10,19 @@ mod me;
 pub mod openapi;
 mod roles;
 mod users;
+mod views;
 mod webhooks;
 
-pub use clients::{client_view, create_client};
-pub use users::user_view;
+pub use clients::create_client;
+pub use views::{ClientView, UserView};
 
 use crate::error::ApiError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::page::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa::openapi::path::ParameterIn;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -36,32 +39,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// `page`, `per_page` and `include_totals`, common to every list; `fields` and
-/// `include_fields` where a list allows a projection (`allow_query` decides).
-#[derive(Debug, Default, Deserialize)]
-pub struct ListParams {
+/// `page`, `per_page` and `include_totals`, common to every list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// The page number, from 0.
     pub page: Option<u32>,
+    /// Items per page, at most 100 (default 50).
     pub per_page: Option<u32>,
+    /// Answer `{start, limit, length, total, <items>}` instead of a bare array.
     #[serde(default)]
     pub include_totals: bool,
+}
+
+/// `fields` and `include_fields`: a projection of each item.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Fields {
+    /// Comma-separated property names.
     pub fields: Option<String>,
+    /// Keep (`true`, the default) or drop the named `fields`.
     pub include_fields: Option<bool>,
 }
 
 /// The query parameter every call accepts: acting as a user (read by `Caller`).
-const ALWAYS: &[&str] = &["as_user_id"];
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActAs {
+    /// Act on behalf of this user (see docs/acting-as.md); also the `As-User` header.
+    pub as_user_id: Option<String>,
+}
 
-/// Query parameters of a paged list.
-pub const PAGING: &[&str] = &["page", "per_page", "include_totals"];
+/// The names of the query parameters a type documents and deserialises.
+pub fn query_names<T: IntoParams>() -> Vec<String> {
+    T::into_params(|| Some(ParameterIn::Query)).into_iter().map(|p| p.name).collect()
+}
 
-/// Query parameters of a projection (`fields`, `include_fields`).
-pub const PROJECTION: &[&str] = &["fields", "include_fields"];
-
-/// Refuse a list request naming a query parameter the route does not know, as Auth0
-/// does, instead of silently ignoring it (a misspelt filter would list everything).
-pub fn allow_query(req: &HttpRequest, route_params: &[&[&str]]) -> Result<(), ApiError> {
+/// Refuse a request naming a query parameter the route does not know, as Auth0 does,
+/// instead of silently ignoring it (a misspelt filter would list everything). `known`:
+/// the names from the route's query types (`query_names`), the same types that
+/// deserialise the query and document it in the OpenAPI description.
+pub fn allow_query(req: &HttpRequest, known: &[Vec<String>]) -> Result<(), ApiError> {
     for (key, _) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        let known = ALWAYS.contains(&key.as_ref()) || route_params.iter().any(|p| p.contains(&key.as_ref()));
+        let known = known.iter().chain([&query_names::<ActAs>()]).flatten().any(|name| *name == key);
         if !known {
             let key: String = key.chars().take(64).collect();
             return Err(ApiError::invalid_query(format!(
@@ -91,11 +111,12 @@ impl Projection {
         Ok(Self { fields, include: include_fields.unwrap_or(true) })
     }
 
-    pub fn of(params: &ListParams) -> Result<Self, ApiError> {
+    pub fn of(params: &Fields) -> Result<Self, ApiError> {
         Self::new(params.fields.as_deref(), params.include_fields)
     }
 
-    pub fn apply(&self, mut view: Value) -> Value {
+    pub fn apply(&self, view: impl Serialize) -> Value {
+        let mut view = serde_json::to_value(view).unwrap_or(Value::Null);
         if self.fields.is_empty() {
             return view;
         }
@@ -131,7 +152,7 @@ pub fn page_of<T>(items: Vec<T>, request: PageRequest) -> Page<T> {
     Page { items: items.into_iter().skip(offset).take(limit).collect(), request, total }
 }
 
-impl ListParams {
+impl Paging {
     pub fn page_request(&self) -> PageRequest {
         PageRequest::new(self.page, self.per_page)
     }
@@ -160,6 +181,17 @@ pub fn paged<T, V: Serialize>(page: Page<T>, include_totals: bool, key: &str, vi
 /// RFC 3339 with milliseconds and `Z`, as Auth0 formats dates.
 pub fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A body that does not deserialise into the route's type, in Auth0's words where
+/// Auth0 has them (an unknown property is "Additional properties not allowed").
+pub fn payload_error(e: serde_json::Error) -> ApiError {
+    let text = e.to_string();
+    if let Some(name) = text.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+        let name: String = name.chars().take(64).collect();
+        return ApiError::bad_request(format!("Payload validation error: 'Additional properties not allowed: {name}'"));
+    }
+    ApiError::bad_request(format!("Payload validation error: {text}"))
 }
 
 /// Reject an empty JSON object on PATCH.

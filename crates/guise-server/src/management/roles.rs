@@ -1,6 +1,7 @@
 //! `/api/v2/roles`: roles, their permissions, and the users holding them.
 
-use super::{ListParams, PAGING, allow_query, paged, require_non_empty};
+use super::views::{PermissionView, RoleUserView, RoleView};
+use super::{Paging, allow_query, paged, payload_error, query_names, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -10,9 +11,9 @@ use guise_core::permission::PermissionSet;
 use guise_core::permission::{Permission, is_valid_scope_token, scopes};
 use guise_core::role::{Role, RolePatch};
 use guise_core::store::RoleStore;
-use guise_core::user::User;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/roles").route(web::get().to(list)).route(web::post().to(create)))
@@ -33,23 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-pub fn role_view(role: Role) -> Value {
-    json!({ "id": role.id, "name": role.name, "description": role.description })
-}
-
-pub fn permission_view(p: &Permission) -> Value {
-    json!({
-        "permission_name": p.permission_name,
-        "description": scopes::description(&p.permission_name),
-        "resource_server_identifier": p.resource_server_identifier,
-        "resource_server_name": p.resource_server_identifier,
-    })
-}
-
-fn role_user_view(user: User) -> Value {
-    json!({ "user_id": user.user_id, "email": user.email, "name": user.name, "picture": user.picture })
-}
-
 fn validate_role_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 50 {
         return Err(ApiError::bad_request("Payload validation error: 'name' must be 1 to 50 characters"));
@@ -57,14 +41,19 @@ fn validate_role_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+/// A new role.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRole {
+pub struct CreateRole {
     name: String,
     #[serde(default)]
     description: String,
 }
 
+#[utoipa::path(post, path = "/roles", tag = "roles", summary = "Create a role",
+    request_body = CreateRole,
+    responses((status = 200, body = RoleView)),
+    security(("bearer" = ["create:roles"])))]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -83,38 +72,61 @@ async fn create(
             s.db.create_role(role, audit).map_err(|e| ApiError::from_store(e, "role"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(role_view(role)))
+    Ok(HttpResponse::Ok().json(RoleView::from(role)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RoleFilter {
+    /// Roles whose name contains this text (case-insensitive).
     name_filter: Option<String>,
 }
 
+#[utoipa::path(get, path = "/roles", tag = "roles", summary = "List roles",
+    params(Paging, RoleFilter),
+    responses((status = 200, body = Vec<RoleView>)),
+    security(("bearer" = ["read:roles"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     filter: web::Query<RoleFilter>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
-    allow_query(&req, &[PAGING, &["name_filter"]])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<RoleFilter>()])?;
     let name = filter.into_inner().name_filter;
     let page = params.page_request();
     let roles =
         state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.list_roles(name.as_deref(), page)?)).await?;
-    Ok(paged(roles, params.include_totals, "roles", role_view))
+    Ok(paged(roles, params.include_totals, "roles", RoleView::from))
 }
 
+#[utoipa::path(get, path = "/roles/{id}", tag = "roles", summary = "Get a role",
+    params(("id" = String, Path, description = "The role id")),
+    responses((status = 200, body = RoleView)),
+    security(("bearer" = ["read:roles"])))]
 async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
     let id = id.into_inner();
     let role =
         state.into_inner().blocking(move |s| s.db.role_by_id(&id).map_err(|e| ApiError::from_store(e, "role"))).await?;
-    Ok(HttpResponse::Ok().json(role_view(role)))
+    Ok(HttpResponse::Ok().json(RoleView::from(role)))
 }
 
+/// A PATCH body: only the properties given change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolePatchBody {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/roles/{id}", tag = "roles", summary = "Update a role",
+    params(("id" = String, Path, description = "The role id")),
+    request_body = RolePatchBody,
+    responses((status = 200, body = RoleView)),
+    security(("bearer" = ["update:roles"])))]
 async fn patch(
     state: web::Data<AppState>,
     caller: Caller,
@@ -124,14 +136,7 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_ROLES)?;
     require_non_empty(&body)?;
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Patch {
-        name: Option<String>,
-        description: Option<String>,
-    }
-    let p: Patch = serde_json::from_value(body.into_inner())
-        .map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
+    let p: RolePatchBody = serde_json::from_value(body.into_inner()).map_err(payload_error)?;
     if let Some(name) = &p.name {
         validate_role_name(name)?;
     }
@@ -146,9 +151,13 @@ async fn patch(
                 .map_err(|e| ApiError::from_store(e, "role"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(role_view(role)))
+    Ok(HttpResponse::Ok().json(RoleView::from(role)))
 }
 
+#[utoipa::path(delete, path = "/roles/{id}", tag = "roles", summary = "Delete a role",
+    params(("id" = String, Path, description = "The role id")),
+    responses((status = 204)),
+    security(("bearer" = ["delete:roles"])))]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -169,34 +178,54 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/roles/{id}/permissions", tag = "roles", summary = "A role's permissions",
+    params(("id" = String, Path, description = "The role id"), Paging),
+    responses((status = 200, body = Vec<PermissionView>)),
+    security(("bearer" = ["read:roles"])))]
 async fn list_permissions(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
-    allow_query(&req, &[PAGING])?;
+    allow_query(&req, &[query_names::<Paging>()])?;
     let id = id.into_inner();
     let page = params.page_request();
     let permissions = state
         .into_inner()
         .blocking(move |s| s.db.role_permissions(&id, page).map_err(|e| ApiError::from_store(e, "role")))
         .await?;
-    Ok(paged(permissions, params.include_totals, "permissions", |p| permission_view(&p)))
+    Ok(paged(permissions, params.include_totals, "permissions", PermissionView::new))
 }
 
-#[derive(Debug, Deserialize)]
-struct PermissionList {
-    permissions: Vec<Permission>,
+/// Permissions, 1 to 100, each a scope of an API.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PermissionList {
+    permissions: Vec<PermissionName>,
+}
+
+/// A permission named by its scope and its API's identifier.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PermissionName {
+    permission_name: String,
+    resource_server_identifier: String,
 }
 
 fn validate_permissions(management_audience: &str, body: PermissionList) -> Result<Vec<Permission>, ApiError> {
     if body.permissions.is_empty() || body.permissions.len() > 100 {
         return Err(ApiError::bad_request("Payload validation error: 'permissions' must hold 1 to 100 items"));
     }
-    for p in &body.permissions {
+    let permissions: Vec<Permission> = body
+        .permissions
+        .into_iter()
+        .map(|p| Permission {
+            permission_name: p.permission_name,
+            resource_server_identifier: p.resource_server_identifier,
+        })
+        .collect();
+    for p in &permissions {
         super::client_grants::validate_scopes(
             management_audience,
             &p.resource_server_identifier,
@@ -206,9 +235,14 @@ fn validate_permissions(management_audience: &str, body: PermissionList) -> Resu
             return Err(ApiError::bad_request(format!("Invalid permission name '{}'", p.permission_name)));
         }
     }
-    Ok(body.permissions)
+    Ok(permissions)
 }
 
+#[utoipa::path(post, path = "/roles/{id}/permissions", tag = "roles", summary = "Add permissions to a role",
+    params(("id" = String, Path, description = "The role id")),
+    request_body = PermissionList,
+    responses((status = 201)),
+    security(("bearer" = ["update:roles"])))]
 async fn add_permissions(
     state: web::Data<AppState>,
     caller: Caller,
@@ -232,6 +266,11 @@ async fn add_permissions(
     Ok(HttpResponse::Created().finish())
 }
 
+#[utoipa::path(delete, path = "/roles/{id}/permissions", tag = "roles", summary = "Remove permissions from a role",
+    params(("id" = String, Path, description = "The role id")),
+    request_body = PermissionList,
+    responses((status = 204)),
+    security(("bearer" = ["update:roles"])))]
 async fn remove_permissions(
     state: web::Data<AppState>,
     caller: Caller,
@@ -254,30 +293,40 @@ async fn remove_permissions(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/roles/{id}/users", tag = "roles", summary = "Users holding a role",
+    params(("id" = String, Path, description = "The role id"), Paging),
+    responses((status = 200, body = Vec<RoleUserView>)),
+    security(("bearer" = ["read:roles", "read:users"])))]
 async fn list_users(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_ROLES)?;
     caller.require(scopes::READ_USERS)?;
-    allow_query(&req, &[PAGING])?;
+    allow_query(&req, &[query_names::<Paging>()])?;
     let id = id.into_inner();
     let page = params.page_request();
     let users = state
         .into_inner()
         .blocking(move |s| s.db.role_users(&id, page).map_err(|e| ApiError::from_store(e, "role")))
         .await?;
-    Ok(paged(users, params.include_totals, "users", role_user_view))
+    Ok(paged(users, params.include_totals, "users", RoleUserView::from))
 }
 
-#[derive(Debug, Deserialize)]
-struct UserIds {
+/// User ids, 1 to 100.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserIds {
     users: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/roles/{id}/users", tag = "roles", summary = "Assign a role to users",
+    params(("id" = String, Path, description = "The role id")),
+    request_body = UserIds,
+    responses((status = 204)),
+    security(("bearer" = ["update:roles", "update:users"])))]
 async fn assign_users(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,8 +1,7 @@
 //! `/api/v2/users`: create, read, search, patch, delete; roles and permissions of a user.
 
-use super::{
-    ListParams, PAGING, PROJECTION, Projection, allow_query, iso, page_of, paged, parse_sort, require_non_empty,
-};
+use super::views::{PermissionView, RoleView, UserView};
+use super::{Fields, Paging, Projection, allow_query, page_of, paged, parse_sort, query_names, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -10,13 +9,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_user_id;
 use guise_core::permission::scopes;
 use guise_core::store::{RoleStore, UserStore};
-use guise_core::user::{
-    NewUser, User, UserPatch, validate_email, validate_external_id, validate_length, validate_username,
-};
+use guise_core::user::{NewUser, UserPatch, validate_email, validate_external_id, validate_length, validate_username};
 use guise_core::user_query::{UserSort, UserSortField, parse_user_query};
 use guise_store::password::{PasswordError, hash_password};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/users").route(web::get().to(list)).route(web::post().to(create)))
@@ -36,53 +34,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/users/{id}/permissions").route(web::get().to(permissions)));
 }
 
-/// The connection every guise user belongs to (Auth0's database connection name).
-pub const CONNECTION: &str = "Username-Password-Authentication";
+pub use super::views::CONNECTION;
 
-pub fn user_view(user: User) -> Value {
-    let mut view = json!({
-        "user_id": user.user_id,
-        "email": user.email,
-        "email_verified": user.email_verified,
-        "blocked": user.blocked,
-        "app_metadata": user.app_metadata,
-        "user_metadata": user.user_metadata,
-        "created_at": iso(user.created_at),
-        "updated_at": iso(user.updated_at),
-        "logins_count": user.logins_count,
-        "identities": [{
-            "connection": CONNECTION,
-            "provider": "guise",
-            "user_id": user.user_id.strip_prefix(guise_core::ids::USER_ID_PREFIX).unwrap_or(&user.user_id),
-            "isSocial": false,
-        }],
-    });
-    let optional = [
-        ("name", user.name),
-        ("given_name", user.given_name),
-        ("family_name", user.family_name),
-        ("nickname", user.nickname),
-        ("picture", user.picture),
-        ("external_id", user.external_id),
-        ("username", user.username),
-        ("created_by", user.created_by),
-        ("modified_by", user.modified_by),
-        ("created_on_behalf_by", user.created_on_behalf_by),
-        ("modified_on_behalf_by", user.modified_on_behalf_by),
-        ("last_ip", user.last_ip),
-        ("last_login", user.last_login.map(iso)),
-    ];
-    for (key, value) in optional {
-        if let Some(value) = value {
-            view[key] = Value::String(value);
-        }
-    }
-    view
-}
-
-#[derive(Debug, Deserialize)]
+/// A new user: an email or a username, and usually a password.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateUser {
+pub struct CreateUser {
     email: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -98,10 +55,14 @@ struct CreateUser {
     picture: Option<String>,
     #[serde(default)]
     blocked: bool,
+    #[schema(value_type = Option<Object>)]
     app_metadata: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     user_metadata: Option<Map<String, Value>>,
     external_id: Option<String>,
+    /// Must be `Username-Password-Authentication` when given.
     connection: Option<String>,
+    /// Accepted for Auth0 compatibility: guise makes its own ids.
     user_id: Option<String>,
 }
 
@@ -128,6 +89,10 @@ fn valid_picture(picture: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/users", tag = "users", summary = "Create a user",
+    request_body = CreateUser,
+    responses((status = 201, body = UserView)),
+    security(("bearer" = ["create:users"])))]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -203,28 +168,36 @@ async fn create(
             s.db.create_user(new, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
         .await?;
-    Ok(HttpResponse::Created().json(user_view(user)))
+    Ok(HttpResponse::Created().json(UserView::from(user)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// A search in Auth0's Lucene-like syntax (docs/api.md).
     q: Option<String>,
     /// `field:1` or `field:-1`.
     sort: Option<String>,
     /// Accepted for Auth0 compatibility (`v3`); there is one search engine.
     #[serde(rename = "search_engine")]
+    #[param(rename = "search_engine")]
     _search_engine: Option<String>,
 }
 
+#[utoipa::path(get, path = "/users", tag = "users", summary = "List or search users",
+    params(Paging, Fields, SearchParams),
+    responses((status = 200, body = Vec<UserView>)),
+    security(("bearer" = ["read:users"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<SearchParams>,
-    list: web::Query<ListParams>,
+    list: web::Query<Paging>,
+    fields: web::Query<Fields>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
-    allow_query(&req, &[PAGING, &["q", "sort", "search_engine"], PROJECTION])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<Fields>(), query_names::<SearchParams>()])?;
     let terms = parse_user_query(params.q.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::invalid_query(format!("Invalid query: {e}")))?;
     let sort = match params.sort.as_deref() {
@@ -235,36 +208,43 @@ async fn list(
             UserSort { field, ascending }
         }
     };
-    let projection = Projection::of(&list)?;
+    let projection = Projection::of(&fields)?;
     let page = list.page_request();
     let with_total = list.include_totals;
     let result = state
         .into_inner()
         .blocking(move |s| Ok::<_, ApiError>(s.db.search_users(&terms, sort, page, with_total)?))
         .await?;
-    Ok(paged(result, with_total, "users", |u| projection.apply(user_view(u))))
+    Ok(paged(result, with_total, "users", |u| projection.apply(UserView::from(u))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ByEmail {
+    /// The email, compared exactly but without regard to case.
+    #[param(required = true)]
     email: Option<String>,
 }
 
 /// `GET /api/v2/users-by-email?email=`: the users with that email, compared exactly but
 /// without regard to case, as an array (at most one: emails are unique in guise).
+#[utoipa::path(get, path = "/users-by-email", tag = "users", summary = "Users with an email (exact, case-insensitive)",
+    params(ByEmail, Fields),
+    responses((status = 200, body = Vec<UserView>)),
+    security(("bearer" = ["read:users"])))]
 async fn by_email(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     params: web::Query<ByEmail>,
-    list: web::Query<ListParams>,
+    fields: web::Query<Fields>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
-    allow_query(&req, &[&["email"], PROJECTION])?;
+    allow_query(&req, &[query_names::<ByEmail>(), query_names::<Fields>()])?;
     let email = params.into_inner().email.filter(|e| !e.trim().is_empty()).ok_or_else(|| {
         ApiError::invalid_query("Query validation error: 'Missing required property: email' on property email")
     })?;
-    let projection = Projection::of(&list)?;
+    let projection = Projection::of(&fields)?;
     let found = state
         .into_inner()
         .blocking(move |s| match s.db.user_by_email(&email) {
@@ -273,112 +253,130 @@ async fn by_email(
             Err(e) => Err(ApiError::from(e)),
         })
         .await?;
-    let body: Vec<Value> = found.into_iter().map(|u| projection.apply(user_view(u))).collect();
+    let body: Vec<Value> = found.into_iter().map(|u| projection.apply(UserView::from(u))).collect();
     Ok(HttpResponse::Ok().json(body))
 }
 
+#[utoipa::path(get, path = "/users/{id}", tag = "users", summary = "Get a user",
+    params(("id" = String, Path, description = "The user id"), Fields),
+    responses((status = 200, body = UserView)),
+    security(("bearer" = ["read:users"])))]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: web::Query<Fields>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
-    allow_query(&req, &[PROJECTION])?;
+    allow_query(&req, &[query_names::<Fields>()])?;
     let projection = Projection::of(&params)?;
     let id = id.into_inner();
     let user =
         state.into_inner().blocking(move |s| s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))).await?;
-    Ok(HttpResponse::Ok().json(projection.apply(user_view(user))))
+    Ok(HttpResponse::Ok().json(projection.apply(UserView::from(user))))
 }
 
-/// A field that may be absent, set, or explicitly `null`.
-fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<Option<String>>, ApiError> {
-    match body.get(key) {
+/// A PATCH body: only the properties given change; `null` removes an optional profile
+/// field, and `{}` clears `user_metadata` or `app_metadata` (Auth0's semantics).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatchBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    username: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    email_verified: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    given_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    family_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    nickname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    picture: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    blocked: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    app_metadata: Option<Option<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    user_metadata: Option<Option<Map<String, Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    external_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    password: Option<Option<String>>,
+    /// Accepted for Auth0 compatibility.
+    #[serde(default, rename = "connection")]
+    #[schema(value_type = Option<String>)]
+    _connection: Option<Value>,
+    /// Accepted for Auth0 compatibility; guise sends no email.
+    #[serde(default, rename = "verify_email")]
+    #[schema(value_type = Option<bool>)]
+    _verify_email: Option<Value>,
+}
+
+/// A property that may be absent (`None`), `null` (`Some(None)`) or set.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `null` where a value must be given.
+fn not_null<T>(field: Option<Option<T>>, name: &str, what: &str) -> Result<Option<T>, ApiError> {
+    match field {
+        Some(None) => Err(ApiError::bad_request(format!("Payload validation error: '{name}' must be {what}"))),
+        Some(Some(v)) => Ok(Some(v)),
         None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(ApiError::bad_request(format!("Payload validation error: '{key}' must be a string"))),
     }
 }
-
-fn optional_bool(body: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
-    match body.get(key) {
-        None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::bad_request(format!("Payload validation error: '{key}' must be a boolean"))),
-    }
-}
-
-fn optional_object(body: &Map<String, Value>, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
-    match body.get(key) {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("Payload validation error: '{key}' must be an object"))),
-    }
-}
-
-const PATCHABLE: &[&str] = &[
-    "email",
-    "username",
-    "email_verified",
-    "name",
-    "given_name",
-    "family_name",
-    "nickname",
-    "picture",
-    "blocked",
-    "app_metadata",
-    "user_metadata",
-    "external_id",
-    "password",
-    "connection",
-    "verify_email",
-];
 
 /// Parse a PATCH body into a `UserPatch` plus the new password, if any.
 pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), ApiError> {
     require_non_empty(body)?;
-    let map = body.as_object().cloned().unwrap_or_default();
-    if let Some(unknown) = map.keys().find(|k| !PATCHABLE.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
-            "Payload validation error: 'Additional properties not allowed: {unknown}'"
-        )));
-    }
-    let email = match optional_string(&map, "email")? {
+    let body: UserPatchBody = serde_json::from_value(body.clone()).map_err(super::payload_error)?;
+    let email = match body.email {
         Some(Some(e)) => Some(validate_email(&e).map_err(|e| ApiError::bad_request(e.to_string()))?),
         Some(None) => return Err(ApiError::bad_request("email cannot be removed")),
         None => None,
     };
-    let username = match optional_string(&map, "username")? {
+    let username = match body.username {
         Some(Some(u)) => Some(Some(validate_username(&u).map_err(|e| ApiError::bad_request(e.to_string()))?)),
         other => other,
     };
-    let external_id = optional_string(&map, "external_id")?;
-    if let Some(Some(id)) = &external_id {
+    if let Some(Some(id)) = &body.external_id {
         validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    let password = match map.get("password") {
-        None => None,
-        Some(Value::String(p)) => Some(p.clone()),
-        Some(_) => return Err(ApiError::bad_request("Payload validation error: 'password' must be a string")),
-    };
     let patch = UserPatch {
         email,
         username,
-        email_verified: optional_bool(&map, "email_verified")?,
-        name: optional_string(&map, "name")?,
-        given_name: optional_string(&map, "given_name")?,
-        family_name: optional_string(&map, "family_name")?,
-        nickname: optional_string(&map, "nickname")?,
-        picture: optional_string(&map, "picture")?,
-        blocked: optional_bool(&map, "blocked")?,
-        app_metadata: optional_object(&map, "app_metadata")?,
-        user_metadata: optional_object(&map, "user_metadata")?,
-        external_id,
+        email_verified: not_null(body.email_verified, "email_verified", "a boolean")?,
+        name: body.name,
+        given_name: body.given_name,
+        family_name: body.family_name,
+        nickname: body.nickname,
+        picture: body.picture,
+        blocked: not_null(body.blocked, "blocked", "a boolean")?,
+        app_metadata: not_null(body.app_metadata, "app_metadata", "an object")?,
+        user_metadata: not_null(body.user_metadata, "user_metadata", "an object")?,
+        external_id: body.external_id,
         password_hash: None,
     };
+    let password = not_null(body.password, "password", "a string")?;
     check_profile_lengths(&[
         ("name", &patch.name.clone().flatten()),
         ("given_name", &patch.given_name.clone().flatten()),
@@ -390,6 +388,11 @@ pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), Api
     Ok((patch, password))
 }
 
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", summary = "Update a user",
+    params(("id" = String, Path, description = "The user id")),
+    request_body = UserPatchBody,
+    responses((status = 200, body = UserView)),
+    security(("bearer" = ["update:users"])))]
 async fn patch(
     state: web::Data<AppState>,
     caller: Caller,
@@ -424,9 +427,13 @@ async fn patch(
             s.db.update_user(&id, patch, by, now, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(user_view(user)))
+    Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", summary = "Delete a user",
+    params(("id" = String, Path, description = "The user id")),
+    responses((status = 204)),
+    security(("bearer" = ["delete:users"])))]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -446,27 +453,32 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/users/{id}/roles", tag = "users", summary = "A user's roles",
+    params(("id" = String, Path, description = "The user id"), Paging),
+    responses((status = 200, body = Vec<RoleView>)),
+    security(("bearer" = ["read:users", "read:roles"])))]
 async fn list_roles(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
     caller.require(scopes::READ_ROLES)?;
-    allow_query(&req, &[PAGING])?;
+    allow_query(&req, &[query_names::<Paging>()])?;
     let id = id.into_inner();
     let page = params.page_request();
     let roles = state
         .into_inner()
         .blocking(move |s| s.db.user_roles(&id, page).map_err(|e| ApiError::from_store(e, "user")))
         .await?;
-    Ok(paged(roles, params.include_totals, "roles", super::roles::role_view))
+    Ok(paged(roles, params.include_totals, "roles", RoleView::from))
 }
 
-#[derive(Debug, Deserialize)]
-struct RoleIds {
+/// Role ids, 1 to 100.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RoleIds {
     roles: Vec<String>,
 }
 
@@ -477,6 +489,11 @@ fn role_ids(body: RoleIds) -> Result<Vec<String>, ApiError> {
     Ok(body.roles)
 }
 
+#[utoipa::path(post, path = "/users/{id}/roles", tag = "users", summary = "Assign roles to a user",
+    params(("id" = String, Path, description = "The user id")),
+    request_body = RoleIds,
+    responses((status = 204)),
+    security(("bearer" = ["update:users", "update:roles"])))]
 async fn assign_roles(
     state: web::Data<AppState>,
     caller: Caller,
@@ -500,6 +517,11 @@ async fn assign_roles(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(delete, path = "/users/{id}/roles", tag = "users", summary = "Remove roles from a user",
+    params(("id" = String, Path, description = "The user id")),
+    request_body = RoleIds,
+    responses((status = 204)),
+    security(("bearer" = ["update:users", "update:roles"])))]
 async fn unassign_roles(
     state: web::Data<AppState>,
     caller: Caller,
@@ -523,15 +545,19 @@ async fn unassign_roles(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/users/{id}/permissions", tag = "users", summary = "A user's effective permissions, with the roles they come from",
+    params(("id" = String, Path, description = "The user id"), Paging),
+    responses((status = 200, body = Vec<PermissionView>)),
+    security(("bearer" = ["read:users"])))]
 async fn permissions(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_USERS)?;
-    allow_query(&req, &[PAGING])?;
+    allow_query(&req, &[query_names::<Paging>()])?;
     let id = id.into_inner();
     let held = state
         .into_inner()
@@ -541,11 +567,6 @@ async fn permissions(
         })
         .await?;
     Ok(paged(page_of(held, params.page_request()), params.include_totals, "permissions", |(permission, roles)| {
-        let mut view = super::roles::permission_view(&permission);
-        view["sources"] = roles
-            .into_iter()
-            .map(|r| json!({ "source_id": r.id, "source_name": r.name, "source_type": "ROLE" }))
-            .collect();
-        view
+        PermissionView::with_sources(permission, roles)
     }))
 }

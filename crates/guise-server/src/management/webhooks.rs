@@ -7,7 +7,7 @@
 //! `read:logs` (the authority ceiling): nobody learns through a webhook what they could
 //! not read through the API.
 
-use super::{ListParams, PAGING, allow_query, iso, paged, require_non_empty};
+use super::{Paging, allow_query, iso, paged, payload_error, query_names, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,8 +19,9 @@ use guise_core::outbox::{
 };
 use guise_core::permission::{PermissionSet, scopes};
 use guise_core::store::{OutboxStore, WebhookStore};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/webhooks").route(web::get().to(list)).route(web::post().to(create)))
@@ -42,37 +43,83 @@ fn require_reader_of_user_data(s: &AppState, caller: &Caller) -> Result<(), ApiE
     caller.require_cover(&PermissionSet::on(&audience, [scopes::READ_USERS, scopes::READ_LOGS]))
 }
 
-pub fn webhook_view(hook: Webhook, secret: bool) -> Value {
-    let mut view = json!({
-        "id": hook.id,
-        "url": hook.url,
-        "event_types": hook.event_types,
-        "description": hook.description,
-        "enabled": hook.enabled,
-        "created_at": iso(hook.created_at),
-        "updated_at": iso(hook.updated_at),
-    });
-    if secret {
-        view["secret"] = Value::String(hook.secret);
-    }
-    view
+/// A webhook subscription. `secret` appears only in the answer to its creation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    /// The event types it receives; empty: all of them.
+    pub event_types: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// `whsec_<base64>`, the Standard Webhooks signing secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
-pub fn delivery_view(d: Delivery) -> Value {
-    json!({
-        "id": d.id,
-        "kind": d.kind.as_str(),
-        "target": d.target,
-        "event_type": d.event_type,
-        "log_id": d.audit_seq.map(guise_core::audit::format_log_id),
-        "status": d.status.as_str(),
-        "attempts": d.attempts,
-        "next_attempt_at": (d.status == DeliveryStatus::Pending).then(|| iso(d.next_attempt_at)),
-        "last_error": d.last_error,
-        "created_at": iso(d.created_at),
-        "delivered_at": d.delivered_at.map(iso),
-        "payload": d.payload,
-    })
+impl WebhookView {
+    pub fn new(hook: Webhook, with_secret: bool) -> Self {
+        Self {
+            id: hook.id,
+            url: hook.url,
+            event_types: hook.event_types,
+            description: hook.description,
+            enabled: hook.enabled,
+            created_at: iso(hook.created_at),
+            updated_at: iso(hook.updated_at),
+            secret: with_secret.then_some(hook.secret),
+        }
+    }
+}
+
+/// One outbox message to one receiver, with its delivery state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// The message id: `webhook-id`, the logout token's `jti`.
+    pub id: String,
+    /// `webhook`, `email`, `backchannel_logout` or `saml_logout`.
+    pub kind: &'static str,
+    /// The webhook id, the client id (logouts) or the user id (email).
+    pub target: String,
+    pub event_type: String,
+    /// The audit event it came from.
+    pub log_id: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: &'static str,
+    pub attempts: i32,
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    /// A short reason (`HTTP 500`, `timed out`), never the receiver's answer.
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub delivered_at: Option<String>,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            next_attempt_at: (d.status == DeliveryStatus::Pending).then(|| iso(d.next_attempt_at)),
+            id: d.id,
+            kind: d.kind.as_str(),
+            target: d.target,
+            event_type: d.event_type,
+            log_id: d.audit_seq.map(guise_core::audit::format_log_id),
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            last_error: d.last_error,
+            created_at: iso(d.created_at),
+            delivered_at: d.delivered_at.map(iso),
+            payload: d.payload,
+        }
+    }
 }
 
 fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), ApiError> {
@@ -97,9 +144,10 @@ fn check_description(description: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+/// A new webhook.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateWebhook {
+pub struct CreateWebhook {
     url: String,
     #[serde(default)]
     event_types: Vec<String>,
@@ -110,6 +158,10 @@ struct CreateWebhook {
     secret: Option<String>,
 }
 
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", summary = "Create a webhook",
+    request_body = CreateWebhook,
+    responses((status = 201, body = WebhookView)),
+    security(("bearer" = ["create:webhooks", "read:users", "read:logs"])))]
 async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -149,30 +201,53 @@ async fn create(
             s.db.create_webhook(hook, audit).map_err(|e| ApiError::from_store(e, "webhook"))
         })
         .await?;
-    Ok(HttpResponse::Created().json(webhook_view(hook, true)))
+    Ok(HttpResponse::Created().json(WebhookView::new(hook, true)))
 }
 
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", summary = "List webhooks",
+    params(Paging),
+    responses((status = 200, body = Vec<WebhookView>)),
+    security(("bearer" = ["read:webhooks"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
-    params: web::Query<ListParams>,
+    params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_WEBHOOKS)?;
-    allow_query(&req, &[PAGING])?;
-    let page = params.page_request();
+    allow_query(&req, &[query_names::<Paging>()])?;
+    let page = guise_core::page::PageRequest::new(params.page, params.per_page);
     let hooks = state.into_inner().blocking(move |s| Ok::<_, ApiError>(s.db.list_webhooks(page)?)).await?;
-    Ok(paged(hooks, params.include_totals, "webhooks", |h| webhook_view(h, false)))
+    Ok(paged(hooks, params.include_totals, "webhooks", |h| WebhookView::new(h, false)))
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", summary = "Get a webhook",
+    params(("id" = String, Path, description = "The webhook id")),
+    responses((status = 200, body = WebhookView)),
+    security(("bearer" = ["read:webhooks"])))]
 async fn get(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_WEBHOOKS)?;
     let id = id.into_inner();
     let hook =
         state.into_inner().blocking(move |s| s.db.webhook(&id).map_err(|e| ApiError::from_store(e, "webhook"))).await?;
-    Ok(HttpResponse::Ok().json(webhook_view(hook, false)))
+    Ok(HttpResponse::Ok().json(WebhookView::new(hook, false)))
 }
 
+/// A PATCH body: only the properties given change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatchBody {
+    url: Option<String>,
+    event_types: Option<Vec<String>>,
+    description: Option<String>,
+    enabled: Option<bool>,
+}
+
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", summary = "Update a webhook",
+    params(("id" = String, Path, description = "The webhook id")),
+    request_body = WebhookPatchBody,
+    responses((status = 200, body = WebhookView)),
+    security(("bearer" = ["update:webhooks", "read:users", "read:logs"])))]
 async fn patch(
     state: web::Data<AppState>,
     caller: Caller,
@@ -182,16 +257,7 @@ async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_WEBHOOKS)?;
     require_non_empty(&body)?;
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Patch {
-        url: Option<String>,
-        event_types: Option<Vec<String>>,
-        description: Option<String>,
-        enabled: Option<bool>,
-    }
-    let p: Patch = serde_json::from_value(body.into_inner())
-        .map_err(|e| ApiError::bad_request(format!("Payload validation error: {e}")))?;
+    let p: WebhookPatchBody = serde_json::from_value(body.into_inner()).map_err(payload_error)?;
     if let Some(url) = &p.url {
         check_url(url, state.config.allow_insecure_http_urls)?;
     }
@@ -213,9 +279,13 @@ async fn patch(
             s.db.update_webhook(&id, patch, now, audit).map_err(|e| ApiError::from_store(e, "webhook"))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(webhook_view(hook, false)))
+    Ok(HttpResponse::Ok().json(WebhookView::new(hook, false)))
 }
 
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", summary = "Delete a webhook",
+    params(("id" = String, Path, description = "The webhook id")),
+    responses((status = 204)),
+    security(("bearer" = ["delete:webhooks"])))]
 async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -235,25 +305,38 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct DeliveryParams {
-    page: Option<u32>,
-    per_page: Option<u32>,
-    #[serde(default)]
-    include_totals: bool,
+/// Which deliveries of a webhook to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WebhookDeliveryFilter {
+    /// `pending`, `delivered` or `failed`.
     status: Option<String>,
+}
+
+/// Which outbox deliveries to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryParams {
+    /// `pending`, `delivered` or `failed`.
+    status: Option<String>,
+    /// `webhook`, `email`, `backchannel_logout` or `saml_logout`.
     kind: Option<String>,
+    /// A webhook id, a client id, or the user id an email went to.
     target: Option<String>,
+}
+
+fn parse_status(status: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError> {
+    match status {
+        None => Ok(None),
+        Some(s) => Ok(Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid_query("Query validation error: 'status' must be pending, delivered or failed")
+        })?)),
+    }
 }
 
 impl DeliveryParams {
     fn status(&self) -> Result<Option<DeliveryStatus>, ApiError> {
-        match self.status.as_deref() {
-            None => Ok(None),
-            Some(s) => Ok(Some(DeliveryStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid_query("Query validation error: 'status' must be pending, delivered or failed")
-            })?)),
-        }
+        parse_status(self.status.as_deref())
     }
 
     fn kind(&self) -> Result<Option<DeliveryKind>, ApiError> {
@@ -268,17 +351,22 @@ impl DeliveryParams {
     }
 }
 
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", summary = "List a webhook's deliveries",
+    params(("id" = String, Path, description = "The webhook id"), Paging, WebhookDeliveryFilter),
+    responses((status = 200, body = Vec<DeliveryView>)),
+    security(("bearer" = ["read:webhooks", "read:users", "read:logs"])))]
 async fn deliveries(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    params: web::Query<DeliveryParams>,
+    paging: web::Query<Paging>,
+    filter: web::Query<WebhookDeliveryFilter>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_WEBHOOKS)?;
-    allow_query(&req, &[PAGING, &["status"]])?;
-    let status = params.status()?;
-    let page = guise_core::page::PageRequest::new(params.page, params.per_page);
+    allow_query(&req, &[query_names::<Paging>(), query_names::<WebhookDeliveryFilter>()])?;
+    let status = parse_status(filter.status.as_deref())?;
+    let page = guise_core::page::PageRequest::new(paging.page, paging.per_page);
     let id = id.into_inner();
     let found = state
         .into_inner()
@@ -288,9 +376,14 @@ async fn deliveries(
             Ok::<_, ApiError>(s.db.deliveries(&DeliveryFilter { target: Some(id), status, kind: None }, page)?)
         })
         .await?;
-    Ok(paged(found, params.include_totals, "deliveries", delivery_view))
+    Ok(paged(found, paging.include_totals, "deliveries", DeliveryView::from))
 }
 
+#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+    summary = "Retry a webhook's delivery",
+    params(("id" = String, Path, description = "The webhook id"), ("delivery_id" = String, Path, description = "The delivery id")),
+    responses((status = 202, body = DeliveryView)),
+    security(("bearer" = ["update:webhooks", "read:users", "read:logs"])))]
 async fn retry(
     state: web::Data<AppState>,
     caller: Caller,
@@ -315,22 +408,27 @@ async fn retry(
             s.db.retry_delivery(&delivery_id, now, audit).map_err(|e| ApiError::from_store(e, "delivery"))
         })
         .await?;
-    Ok(HttpResponse::Accepted().json(delivery_view(delivery)))
+    Ok(HttpResponse::Accepted().json(DeliveryView::from(delivery)))
 }
 
 /// `GET /api/v2/deliveries`: every outbox delivery — webhooks, email notices,
 /// back-channel and SAML logouts — filtered by `kind`, `status` and `target` (a webhook
 /// id, a client id, or the user id an email went to).
+#[utoipa::path(get, path = "/deliveries", tag = "webhooks", summary = "List the outbox's deliveries",
+    params(Paging, DeliveryParams),
+    responses((status = 200, body = Vec<DeliveryView>)),
+    security(("bearer" = ["read:webhooks", "read:users", "read:logs"])))]
 async fn all_deliveries(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
+    paging: web::Query<Paging>,
     params: web::Query<DeliveryParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_WEBHOOKS)?;
-    allow_query(&req, &[PAGING, &["status", "kind", "target"]])?;
+    allow_query(&req, &[query_names::<Paging>(), query_names::<DeliveryParams>()])?;
     let filter = DeliveryFilter { target: params.target.clone(), status: params.status()?, kind: params.kind()? };
-    let page = guise_core::page::PageRequest::new(params.page, params.per_page);
+    let page = guise_core::page::PageRequest::new(paging.page, paging.per_page);
     let found = state
         .into_inner()
         .blocking(move |s| {
@@ -338,10 +436,14 @@ async fn all_deliveries(
             Ok::<_, ApiError>(s.db.deliveries(&filter, page)?)
         })
         .await?;
-    Ok(paged(found, params.include_totals, "deliveries", delivery_view))
+    Ok(paged(found, paging.include_totals, "deliveries", DeliveryView::from))
 }
 
 /// `POST /api/v2/deliveries/{id}/retry`: any delivery due again now.
+#[utoipa::path(post, path = "/deliveries/{delivery_id}/retry", tag = "webhooks", summary = "Retry a delivery",
+    params(("delivery_id" = String, Path, description = "The delivery id")),
+    responses((status = 202, body = DeliveryView)),
+    security(("bearer" = ["update:webhooks", "read:users", "read:logs"])))]
 async fn retry_any(
     state: web::Data<AppState>,
     caller: Caller,
@@ -360,5 +462,5 @@ async fn retry_any(
             s.db.retry_delivery(&delivery_id, now, audit).map_err(|e| ApiError::from_store(e, "delivery"))
         })
         .await?;
-    Ok(HttpResponse::Accepted().json(delivery_view(delivery)))
+    Ok(HttpResponse::Accepted().json(DeliveryView::from(delivery)))
 }

@@ -3,15 +3,15 @@
 //! the URL; `GET /impersonate/redeem` still follows URLs minted before that shape).
 
 use crate::auth::{Caller, RequestMeta};
-use crate::error::ApiError;
+use crate::error::{ApiError, status_of};
 use crate::impersonation::{Delivery, MintError, MintRequest, Minter, mint, redeem};
 use crate::state::AppState;
 use crate::web::cookies;
 use crate::web::pages::{self, Reply};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::permission::scopes;
+use guise_core::refusal::RefusalKind;
 use serde_json::{Map, Value};
 
 const ADDITIONAL: &str = "additionalParameters";
@@ -175,6 +175,11 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
                 .ok_or_else(|| ApiError::bad_request(format!("ttl must be a number of seconds, not {v}")))?,
         ),
     };
+    // SDKs that forward only `additionalParameters` (Auth0's) can carry the reason there.
+    let reason = match (text(body, "reason"), text(&extra, "reason")) {
+        (Some(a), Some(b)) if a != b => return Err(ApiError::bad_request("reason is given twice")),
+        (a, b) => a.or(b),
+    };
     Ok(MintRequest {
         target_user_id: user_id,
         impersonator_id: text(body, "impersonator_id"),
@@ -186,7 +191,7 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         state: text(&extra, "state"),
         nonce: text(&extra, "nonce"),
         callback_url: text(&extra, "callback_url").or_else(|| text(&extra, "redirect_uri")),
-        reason: text(body, "reason"),
+        reason,
         ttl,
     })
 }
@@ -220,13 +225,12 @@ pub async fn impersonate(
             .insert_header(CacheControl(vec![CacheDirective::NoStore]))
             .body(url)),
         Err(MintError::Refused(r)) => {
-            let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let code = match r.status() {
-                403 => "insufficient_permissions",
-                404 => "inexistent_user",
-                _ => "invalid_body",
+            let code = match r.kind() {
+                RefusalKind::Forbidden | RefusalKind::Unauthenticated => "insufficient_permissions",
+                RefusalKind::UnknownUser => "inexistent_user",
+                RefusalKind::Invalid => "invalid_body",
             };
-            Err(ApiError::new(status, code, r.to_string()))
+            Err(ApiError::new(status_of(r.kind()), code, r.to_string()))
         }
         Err(MintError::Server(e)) => Err(ApiError::internal(&e)),
     }
@@ -256,10 +260,7 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
             };
             reply.with_cookie(cookies::session(redeemed.cookie, secure))
         }
-        Ok(Err(refusal)) => {
-            let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNAUTHORIZED);
-            pages::error_page(status, "Impersonation refused", &refusal.message)
-        }
+        Ok(Err(refusal)) => pages::error_page(status_of(refusal.kind), "Impersonation refused", &refusal.message),
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }

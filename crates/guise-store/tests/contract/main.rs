@@ -141,6 +141,9 @@ fn the_audit_log_is_a_hash_chain_that_shows_edits_and_cuts(backend: Backend) {
     assert_eq!(seqs(AuditFilter { user_id: Some(ALICE.into()), ..Default::default() }), [3, 1]);
     assert_eq!(seqs(AuditFilter { user_id: Some(ADMIN.into()), ..Default::default() }), [3], "on behalf of");
     assert_eq!(seqs(AuditFilter { user_id: Some(M2M.into()), ..Default::default() }), [2], "the actor");
+    assert_eq!(seqs(AuditFilter { actor_id: Some(M2M.into()), ..Default::default() }), [2]);
+    assert_eq!(seqs(AuditFilter { on_behalf_of: Some(ADMIN.into()), ..Default::default() }), [3]);
+    assert_eq!(seqs(AuditFilter { on_behalf_of: Some(ALICE.into()), ..Default::default() }), [0i64; 0]);
     assert_eq!(seqs(AuditFilter { client_id: Some(WEB_APP.into()), ..Default::default() }), [1]);
     assert_eq!(seqs(AuditFilter { after_seq: Some(1), ascending: true, ..Default::default() }), [2, 3]);
     assert_eq!(seqs(AuditFilter { from: Some(t0() + Duration::seconds(1)), ..Default::default() }), [0i64; 0]);
