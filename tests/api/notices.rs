@@ -89,21 +89,27 @@ async fn end_impersonation(app: &TestApp, target_id: &str) -> String {
     sid
 }
 
-async fn deliveries(app: &TestApp, hook_id: &str, query: &str) -> Vec<Value> {
-    let (status, list) = app.get(&format!("/api/v2/webhooks/{hook_id}/deliveries{query}")).await;
+async fn listed(app: &TestApp, path: &str) -> Vec<Value> {
+    let (status, list) = app.get(path).await;
     assert_eq!(status, 200, "{list}");
     list.as_array().unwrap().clone()
 }
 
-async fn wait_for_deliveries(app: &TestApp, hook_id: &str, query: &str, count: usize) -> Vec<Value> {
+/// Wait (up to 20 s) until `path` lists `count` deliveries: a receiver may have the
+/// message a moment before the worker records it delivered.
+async fn wait_for_listed(app: &TestApp, path: &str, count: usize) -> Vec<Value> {
     for _ in 0..200 {
-        let found = deliveries(app, hook_id, query).await;
+        let found = listed(app, path).await;
         if found.len() >= count {
             return found;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {count} deliveries{query}: {:#?}", deliveries(app, hook_id, "").await);
+    panic!("timed out waiting for {count} deliveries at {path}: {:#?}", listed(app, path).await);
+}
+
+async fn wait_for_deliveries(app: &TestApp, hook_id: &str, query: &str, count: usize) -> Vec<Value> {
+    wait_for_listed(app, &format!("/api/v2/webhooks/{hook_id}/deliveries{query}"), count).await
 }
 
 async fn webhooks_are_signed_name_both_people_and_are_retried(backend: Backend) {
@@ -292,9 +298,7 @@ async fn the_impersonated_user_is_emailed_when_it_starts_and_ends(backend: Backe
     assert!(started.body().contains("(60 minutes)"), "how long: {}", started.body());
     assert!(ended.header("Subject").unwrap().contains("has ended"), "{ended:?}");
     assert!(ended.body().contains("(ended_by)"), "{}", ended.body());
-    let (status, emails) = app.get("/api/v2/deliveries?kind=email&status=delivered").await;
-    assert_eq!(status, 200, "{emails}");
-    let emails = emails.as_array().unwrap();
+    let emails = wait_for_listed(&app, "/api/v2/deliveries?kind=email&status=delivered", 2).await;
     assert_eq!(emails.len(), 2, "{emails:?}");
     assert!(emails.iter().all(|d| d["target"] == target_id && d["attempts"] == 1));
 
@@ -434,10 +438,8 @@ async fn ending_sessions_logs_the_relying_parties_out_over_the_back_channel(back
     assert_eq!(sids, vec![impersonation_sid, logout_sid, blocked_sid]);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(rp.received().len(), 3, "one token per session; the bystander client was never logged into");
-    let (status, logouts) = app.get(&format!("/api/v2/deliveries?kind=backchannel_logout&target={client_id}")).await;
-    assert_eq!(status, 200, "{logouts}");
-    assert_eq!(logouts.as_array().unwrap().len(), 3);
-    assert!(logouts.as_array().unwrap().iter().all(|d| d["status"] == "delivered"));
+    let logouts = format!("/api/v2/deliveries?kind=backchannel_logout&target={client_id}&status=delivered");
+    assert_eq!(wait_for_listed(&app, &logouts, 3).await.len(), 3);
     let (status, _) = app.get("/api/v2/deliveries?kind=fax").await;
     assert_eq!(status, 400);
     assert!(!bystander.is_empty());

@@ -200,8 +200,8 @@ pub trait SessionStore: Send + Sync {
     fn end_session(&self, sid: &str, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
     fn sessions_of_user(&self, user_id: &str) -> StoreResult<Vec<Session>>;
     /// End up to `limit` sessions that expired by `now` and have someone to tell — an
-    /// impersonation (its user and webhooks) or a client with a back-channel logout
-    /// URI — each at the moment it expired, audited (`guise_impersonation_ended` with
+    /// impersonation (its user and webhooks), a client with a back-channel logout URI,
+    /// or a SAML login — each at the moment it expired, audited (`guise_impersonation_ended` with
     /// reason `expired`, or `guise_session_expired`). Returns how many ended.
     fn end_expired_sessions(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<usize>;
 }

@@ -167,7 +167,11 @@ impl SessionStore for Database {
                 let tell_clients = session_clients::table
                     .inner_join(clients::table.on(clients::client_id.eq(session_clients::client_id)))
                     .filter(session_clients::sid.eq(sessions::sid))
-                    .filter(clients::backchannel_logout_uri.is_not_null());
+                    // A back-channel URI, or a SAML login (whether its client has a
+                    // logout URL is decided by `outbox::sessions_ended`).
+                    .filter(
+                        clients::backchannel_logout_uri.is_not_null().or(session_clients::saml_name_id.is_not_null()),
+                    );
                 let expired: Vec<SessionRow> = sessions::table
                     .filter(sessions::ended_at.is_null())
                     .filter(sessions::idle_expires_at.le(now).or(sessions::absolute_expires_at.le(now)))
