@@ -64,6 +64,7 @@ on_both_backends!(
     one_claim_at_a_time_with_retries_and_giving_up,
     ending_a_session_queues_a_logout_for_each_client_it_logged_into,
     claims_racing_from_several_connections_never_share_a_delivery,
+    expired_sessions_with_someone_to_tell_are_ended_once,
 );
 
 fn event(event_type: &str, at: DateTime<Utc>, actor: Actor) -> AuditEvent {

@@ -188,3 +188,46 @@ pub fn claims_racing_from_several_connections_never_share_a_delivery(backend: Ba
     unique.dedup();
     assert_eq!((claimed.len(), unique.len()), (24, 24), "each delivery claimed exactly once");
 }
+
+pub fn expired_sessions_with_someone_to_tell_are_ended_once(backend: Backend) {
+    use guise_core::client::{AppType, Client};
+    const SP: &str = "samlspclient00000000000000000000E";
+    let w = Tenant::new(backend);
+    let s = &w.db;
+    let mut sp = Client::new(SP, "SAML SP", AppType::RegularWeb, t0());
+    sp.addons = serde_json::json!({ "samlp": { "logout": { "callback": "https://sp.example.com/slo" } } })
+        .as_object()
+        .cloned()
+        .unwrap();
+    s.create_client(sp, audit("sp")).unwrap();
+    // SID logged into the SP by a SAML Response; another session logged in nowhere.
+    let response = AuditEvent::new(event_type::SAML_RESPONSE, t0(), Actor::System, "SAML response issued")
+        .subject(ALICE)
+        .client(SP)
+        .details(serde_json::json!({
+            "sid": SID,
+            "name_id": "alice-name-id",
+            "name_id_format": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+        }));
+    s.append(vec![response]).unwrap();
+    s.create_session(&hash_secret("quiet"), session("sid-quiet", ALICE), audit("login")).unwrap();
+
+    assert_eq!(s.end_expired_sessions(t0(), 100).unwrap(), 0, "nothing has expired yet");
+    let later = t0() + Duration::hours(1);
+    assert_eq!(s.end_expired_sessions(later, 100).unwrap(), 1, "only the session someone must hear about");
+    let ended = s.session_by_sid(SID).unwrap();
+    assert_eq!(ended.ended_at, Some(ended.idle_expires_at), "ended when it expired, not when swept");
+    assert_eq!(s.session_by_sid("sid-quiet").unwrap().ended_at, None);
+    let logouts = all(s, Some(SP));
+    assert_eq!(logouts.len(), 1);
+    assert_eq!(logouts[0].kind, DeliveryKind::SamlLogout);
+    assert_eq!(logouts[0].payload["name_id"], "alice-name-id");
+    assert_eq!(logouts[0].payload["sid"], SID);
+    assert_eq!(logouts[0].payload["uri"], "https://sp.example.com/slo");
+    let last = w.audit_log().pop().unwrap();
+    assert_eq!(last.event.event_type, event_type::SESSION_EXPIRED);
+    assert_eq!((last.event.subject.as_deref(), last.event.details["reason"].as_str()), (Some(ALICE), Some("expired")));
+    assert_eq!(s.end_expired_sessions(later + Duration::hours(1), 100).unwrap(), 0, "ended once");
+    assert_eq!(all(s, Some(SP)).len(), 1);
+    w.assert_chain_verifies();
+}
