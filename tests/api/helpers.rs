@@ -169,6 +169,8 @@ impl TestApp {
             data_dir: self.db.data_dir().to_path_buf(),
             workers: 2,
             db_max_connections: 4,
+            // Its delivery worker races the first node's (tests/api/notices.rs).
+            outbox_poll_ms: 50,
             ..Config::default()
         })
         .await

@@ -43,6 +43,9 @@ pub mod event_type {
     pub const LOGOUT: &str = "slo";
     /// Success revocation.
     pub const REVOCATION: &str = "srrt";
+    /// A session that expired was ended by the sweep, so the applications it logged
+    /// into are logged out (impersonation sessions end with `IMPERSONATION_ENDED`).
+    pub const SESSION_EXPIRED: &str = "guise_session_expired";
     /// An impersonation URL was minted.
     pub const IMPERSONATION_MINTED: &str = "guise_impersonation_minted";
     /// An impersonation URL was redeemed and its session opened.

@@ -135,6 +135,11 @@ pub struct Client {
     pub logo_uri: Option<String>,
     /// Up to 10 string values, as Auth0 allows.
     pub client_metadata: Map<String, Value>,
+    /// OIDC Back-Channel Logout 1.0: where a logout token is POSTed when a session
+    /// this client logged into ends.
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether the logout token must carry `sid` (it always does when a session ends).
+    pub backchannel_logout_session_required: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -166,6 +171,8 @@ impl Client {
             oidc_conformant: true,
             logo_uri: None,
             client_metadata: Map::new(),
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
             created_at: at,
             updated_at: at,
         }
@@ -255,6 +262,8 @@ pub struct ClientPatch {
     pub oidc_conformant: Option<bool>,
     pub logo_uri: Option<Option<String>>,
     pub client_metadata: Option<Map<String, Value>>,
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 impl ClientPatch {
@@ -281,7 +290,9 @@ impl ClientPatch {
             allowed_origins,
             oidc_conformant,
             logo_uri,
-            client_metadata
+            client_metadata,
+            backchannel_logout_uri,
+            backchannel_logout_session_required
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod console;
 pub mod ids;
 pub mod impersonation;
+pub mod outbox;
 pub mod page;
 pub mod permission;
 pub mod refusal;

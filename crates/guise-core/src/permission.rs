@@ -25,6 +25,11 @@ pub mod scopes {
     pub const READ_LOGS: &str = "read:logs";
     /// "Become other users": impersonation logins and acting on behalf of a user.
     pub const IMPERSONATE_USERS: &str = "impersonate:users";
+    /// Webhook subscriptions and their deliveries (guise's own; Auth0 has log streams).
+    pub const READ_WEBHOOKS: &str = "read:webhooks";
+    pub const CREATE_WEBHOOKS: &str = "create:webhooks";
+    pub const UPDATE_WEBHOOKS: &str = "update:webhooks";
+    pub const DELETE_WEBHOOKS: &str = "delete:webhooks";
 
     /// Every Management API scope, in a stable order.
     pub const ALL: &[&str] = &[
@@ -46,6 +51,10 @@ pub mod scopes {
         DELETE_ROLES,
         READ_LOGS,
         IMPERSONATE_USERS,
+        READ_WEBHOOKS,
+        CREATE_WEBHOOKS,
+        UPDATE_WEBHOOKS,
+        DELETE_WEBHOOKS,
     ];
 
     /// A human description of a scope, as Auth0's API settings show them.
@@ -69,6 +78,10 @@ pub mod scopes {
             DELETE_ROLES => "Delete roles",
             READ_LOGS => "Read logs",
             IMPERSONATE_USERS => "Become other users",
+            READ_WEBHOOKS => "Read webhooks and their deliveries",
+            CREATE_WEBHOOKS => "Create webhooks",
+            UPDATE_WEBHOOKS => "Update webhooks and retry their deliveries",
+            DELETE_WEBHOOKS => "Delete webhooks",
             _ => "",
         }
     }

@@ -10,6 +10,7 @@ use crate::authorization::{
 use crate::bewit::BewitKey;
 use crate::client::{Client, ClientFilter, ClientPatch};
 use crate::console::ConsoleSession;
+use crate::outbox::{AttemptOutcome, Delivery, DeliveryFilter, Webhook, WebhookPatch};
 use crate::page::{Page, PageRequest};
 use crate::permission::{Permission, PermissionSet};
 use crate::role::{ClientGrant, Role, RolePatch};
@@ -199,6 +200,11 @@ pub trait SessionStore: Send + Sync {
     /// End a session and revoke every token minted from it.
     fn end_session(&self, sid: &str, at: DateTime<Utc>, audit: AuditEvent) -> StoreResult<()>;
     fn sessions_of_user(&self, user_id: &str) -> StoreResult<Vec<Session>>;
+    /// End up to `limit` sessions that expired by `now` and have someone to tell — an
+    /// impersonation (its user and webhooks), a client with a back-channel logout URI,
+    /// or a SAML login — each at the moment it expired, audited (`guise_impersonation_ended` with
+    /// reason `expired`, or `guise_session_expired`). Returns how many ended.
+    fn end_expired_sessions(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<usize>;
 }
 
 /// Authorization requests waiting for login or consent.
@@ -297,4 +303,43 @@ pub trait Housekeeping: Send + Sync {
     /// and sessions past their end by more than `keep_sessions_for` (offline refresh
     /// tokens still name their session). Returns how many rows went.
     fn purge_expired(&self, now: DateTime<Utc>, keep_sessions_for: chrono::Duration) -> StoreResult<usize>;
+}
+
+/// Webhook subscriptions (the Management API's `/webhooks`).
+pub trait WebhookStore: Send + Sync {
+    fn create_webhook(&self, webhook: Webhook, audit: AuditEvent) -> StoreResult<Webhook>;
+    fn webhook(&self, id: &str) -> StoreResult<Webhook>;
+    fn list_webhooks(&self, page: PageRequest) -> StoreResult<Page<Webhook>>;
+    fn update_webhook(
+        &self,
+        id: &str,
+        patch: WebhookPatch,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> StoreResult<Webhook>;
+    fn delete_webhook(&self, id: &str, audit: AuditEvent) -> StoreResult<()>;
+}
+
+/// The outbox's deliveries. They are written by the store itself, in the transaction of
+/// the audited change that causes them (an impersonation event, a blocked user, an ended
+/// session); these calls deliver, list and retry them.
+pub trait OutboxStore: Send + Sync {
+    /// Claim the oldest due delivery for one attempt: it is leased until `lease_until`
+    /// (no other node attempts it meanwhile) and its attempt counted. `None` when nothing
+    /// is due.
+    fn claim_delivery(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> StoreResult<Option<Delivery>>;
+    /// Record how a claimed attempt went: delivered, retried at `retry_at`, or (no
+    /// `retry_at`) given up.
+    fn record_attempt(
+        &self,
+        id: &str,
+        outcome: &AttemptOutcome,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    fn deliveries(&self, filter: &DeliveryFilter, page: PageRequest) -> StoreResult<Page<Delivery>>;
+    fn delivery(&self, id: &str) -> StoreResult<Delivery>;
+    /// Make a delivery due now again (failed or pending; not one delivered), with a fresh
+    /// count of attempts.
+    fn retry_delivery(&self, id: &str, now: DateTime<Utc>, audit: AuditEvent) -> StoreResult<Delivery>;
 }

@@ -14,6 +14,8 @@ pub fn document(settings: &OidcSettings, grant_types: &[&str]) -> Value {
         "revocation_endpoint": settings.endpoint("/oauth/revoke"),
         "introspection_endpoint": settings.endpoint("/oauth/introspect"),
         "end_session_endpoint": settings.endpoint("/oidc/logout"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "grant_types_supported": grant_types,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],

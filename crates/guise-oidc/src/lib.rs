@@ -4,6 +4,7 @@
 pub mod access_token;
 pub mod api_access;
 pub mod authorize;
+pub mod backchannel;
 pub mod chain;
 pub mod client_auth;
 pub mod discovery;

@@ -152,6 +152,37 @@ pub fn failure(
     response_shell(issuer, destination, in_response_to, now, status(top, second, Some(message))).canonical()
 }
 
+/// Whom an IdP-initiated LogoutRequest logs out: the NameID asserted, and the session.
+#[derive(Debug, Clone)]
+pub struct LogoutSubject<'a> {
+    pub name_id: &'a str,
+    pub name_id_format: &'a str,
+    /// The `SessionIndex` the assertion carried (guise's session id).
+    pub session_index: &'a str,
+}
+
+/// A signed LogoutRequest from the IdP (SAML core §3.7.1), in a SOAP 1.1 envelope for
+/// the SOAP binding (SAML bindings §3.2): the session behind `subject` has ended.
+pub fn logout_request_soap(
+    signer: &SamlSigner,
+    issuer: &str,
+    destination: &str,
+    subject: &LogoutSubject<'_>,
+    now: DateTime<Utc>,
+) -> String {
+    let mut request = Element::new("samlp", "LogoutRequest")
+        .attr("ID", new_id())
+        .attr("Version", "2.0")
+        .attr("IssueInstant", instant(now))
+        .attr("Destination", destination)
+        .attr("NotOnOrAfter", instant(now + Duration::minutes(10)))
+        .child(Element::new("saml", "Issuer").text(issuer))
+        .child(Element::new("saml", "NameID").attr("Format", subject.name_id_format).text(subject.name_id))
+        .child(Element::new("samlp", "SessionIndex").text(subject.session_index));
+    signer.sign(&mut request, 1);
+    Element::new("soap", "Envelope").child(Element::new("soap", "Body").child(request)).canonical()
+}
+
 /// A LogoutResponse for single logout.
 pub fn logout_response(issuer: &str, destination: &str, in_response_to: &str, now: DateTime<Utc>) -> String {
     Element::new("samlp", "LogoutResponse")

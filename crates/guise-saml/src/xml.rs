@@ -25,6 +25,7 @@ fn namespace_of(prefix: &str) -> &'static str {
         "xsi" => "http://www.w3.org/2001/XMLSchema-instance",
         "wsu" => "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd",
         "ec" => "http://www.w3.org/2001/10/xml-exc-c14n#",
+        "soap" => "http://schemas.xmlsoap.org/soap/envelope/",
         _ => "",
     }
 }
@@ -116,7 +117,8 @@ impl Element {
         let mut used: Vec<&'static str> = vec![self.prefix];
         for (name, _) in &self.attributes {
             if let Some((prefix, _)) = name.split_once(':') {
-                let known = ["samlp", "saml", "md", "ds", "saml1", "t", "wsp", "wsa", "fed", "xsi", "wsu", "ec"];
+                let known =
+                    ["samlp", "saml", "md", "ds", "saml1", "t", "wsp", "wsa", "fed", "xsi", "wsu", "ec", "soap"];
                 if let Some(p) = known.iter().find(|k| **k == prefix) {
                     used.push(p);
                 }

@@ -311,6 +311,8 @@ fn create_client(
         oidc_conformant: true,
         logo_uri: None,
         client_metadata: Default::default(),
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
         created_at: now,
         updated_at: now,
     };

@@ -64,6 +64,33 @@ pub struct Config {
     /// The support console asks for the password again before an impersonation when the
     /// agent's last login is older than this (step-up).
     pub console_step_up_secs: i64,
+    /// Tell the impersonated user by email when an impersonation of them starts and
+    /// ends (needs `smtp_host`). Webhooks are told regardless, as subscribed.
+    pub impersonation_notify: bool,
+    /// The SMTP server notices are sent through; unset: no email.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// `starttls` (upgrade, required), `tls` (TLS from the start, port 465) or `none`
+    /// (plain, only for a relay on the same host or network).
+    pub smtp_tls: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The `From` of notices, e.g. `guise <no-reply@example.com>`.
+    pub smtp_from: String,
+    /// A directory holding `impersonation_started.txt` and `impersonation_ended.txt`
+    /// (minijinja; the first line is `Subject: …`) to replace the built-in notices.
+    pub notice_templates: Option<PathBuf>,
+    /// How often the delivery worker looks for due deliveries, in milliseconds.
+    pub outbox_poll_ms: u64,
+    /// Attempts per delivery before it is given up (retriable through the API).
+    pub outbox_max_attempts: i32,
+    /// The wait after the first failed attempt; it doubles with each further failure.
+    pub outbox_backoff_secs: i64,
+    /// How long one attempt (connect, send, answer) may take, in milliseconds.
+    pub outbox_timeout_ms: u64,
+    /// How often expired sessions that someone must hear about (an impersonation, a
+    /// client with a back-channel logout URI) are ended and announced, in seconds.
+    pub session_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -97,6 +124,19 @@ impl Default for Config {
             bewit_key: None,
             allow_insecure_http_urls: false,
             console_step_up_secs: 900,
+            impersonation_notify: true,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: "starttls".to_owned(),
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: "guise <no-reply@localhost>".to_owned(),
+            notice_templates: None,
+            outbox_poll_ms: 1_000,
+            outbox_max_attempts: 8,
+            outbox_backoff_secs: 5,
+            outbox_timeout_ms: 10_000,
+            session_sweep_secs: 30,
         }
     }
 }

@@ -69,6 +69,7 @@ pub fn signed_response(
     if session.impersonator_id.is_some() {
         lifetime = lifetime.min(session.absolute_expires_at - now);
     }
+    let name_id = name_id(&user, &pending.name_id_format);
     let xml = response::success(
         &signer,
         &Assertion {
@@ -77,7 +78,7 @@ pub fn signed_response(
             recipient: &recipient,
             audience: &pending.audience,
             in_response_to: pending.request_id.as_deref(),
-            name_id: &name_id(&user, &pending.name_id_format),
+            name_id: &name_id,
             name_id_format: &pending.name_id_format,
             session_index: &session.sid,
             authn_instant: session.auth_time,
@@ -91,7 +92,14 @@ pub fn signed_response(
         .subject(user.user_id.clone())
         .client(client.client_id.clone())
         .details(
-            serde_json::json!({ "acs": pending.acs_url, "in_response_to": pending.request_id, "sid": session.sid }),
+            // The NameID is what a later LogoutRequest must name (the outbox keeps it).
+            serde_json::json!({
+                "acs": pending.acs_url,
+                "in_response_to": pending.request_id,
+                "sid": session.sid,
+                "name_id": name_id,
+                "name_id_format": pending.name_id_format,
+            }),
         )
         .caused_by(session);
     s.db.append(vec![event])?;

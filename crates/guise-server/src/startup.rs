@@ -105,6 +105,9 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
     let mut settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
     settings.id_token_lifetime = chrono::Duration::seconds(config.id_token_lifetime_secs);
     settings.refresh_token_lifetime = chrono::Duration::seconds(config.refresh_token_lifetime_secs);
+    // A bad sender address or unreadable notice templates stop guise here, not later.
+    crate::outbox::Mailer::from_config(&config).map_err(StartupError::Other)?;
+    db.set_mail_notices(config.impersonation_notify && config.smtp_host.is_some());
     Ok(AppState { db, settings, keys, clock, grant_handlers: guise_oidc::grant::handlers(), config })
 }
 
@@ -172,8 +175,18 @@ impl Application {
                 }
             }
         });
+        let worker = match crate::outbox::Worker::new(Arc::clone(&self.state)) {
+            Ok(worker) => Some(tokio::spawn(worker.run())),
+            Err(e) => {
+                tracing::error!(error = %e, "the outbox delivery worker cannot start; nothing is delivered");
+                None
+            }
+        };
         let result = self.server.await;
         refresher.abort();
+        if let Some(worker) = worker {
+            worker.abort();
+        }
         result
     }
 }

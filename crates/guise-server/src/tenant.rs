@@ -111,6 +111,8 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
                 oidc_conformant: true,
                 logo_uri: None,
                 client_metadata: Default::default(),
+                backchannel_logout_uri: None,
+                backchannel_logout_session_required: false,
                 created_at: now,
                 updated_at: now,
             };

@@ -183,7 +183,10 @@ impl AuthorizationCodeStore for Database {
             consumed_at: None,
         };
         self.run(|| {
-            diesel::insert_into(authorization_codes::table).values(&row).execute(&mut self.conn()?)?;
+            let mut conn = self.conn()?;
+            diesel::insert_into(authorization_codes::table).values(&row).execute(&mut conn)?;
+            // The session logged into this client (its logouts will go there too).
+            crate::outbox::record_session_client(&mut conn, &row.sid, &row.client_id, row.created_at, None)?;
             Ok(())
         })
     }

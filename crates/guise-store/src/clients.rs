@@ -37,6 +37,8 @@ struct ClientRow {
     logo_uri: Option<String>,
     client_metadata: String,
     allow_token_exchange: bool,
+    backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: bool,
 }
 
 impl From<ClientRow> for Client {
@@ -64,6 +66,8 @@ impl From<ClientRow> for Client {
             oidc_conformant: row.oidc_conformant,
             logo_uri: row.logo_uri,
             client_metadata: json_object(&row.client_metadata),
+            backchannel_logout_uri: row.backchannel_logout_uri,
+            backchannel_logout_session_required: row.backchannel_logout_session_required,
             created_at: from_millis(row.created_at),
             updated_at: from_millis(row.updated_at),
         }
@@ -94,6 +98,8 @@ impl From<&Client> for ClientRow {
             oidc_conformant: c.oidc_conformant,
             logo_uri: c.logo_uri.clone(),
             client_metadata: to_json(&c.client_metadata),
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: c.backchannel_logout_session_required,
             created_at: millis(c.created_at),
             updated_at: millis(c.updated_at),
         }

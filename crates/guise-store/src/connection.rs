@@ -125,6 +125,8 @@ pub struct Database {
     sqlite_file: Option<(PathBuf, Option<u64>)>,
     /// When a connection was last found lost (Unix ms; 0: never).
     lost_at: Arc<AtomicI64>,
+    /// Whether impersonation notices are emailed (`outbox.rs`).
+    pub(crate) mail_notices: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Database {
@@ -203,6 +205,7 @@ impl Database {
             pool,
             backend: url.backend(),
             lost_at: Arc::new(AtomicI64::new(0)),
+            mail_notices: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             unavailable_since: Arc::new(AtomicI64::new(0)),
             sqlite_file: match url {
                 DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
@@ -338,6 +341,8 @@ impl Database {
             lock_audit_head(conn)?;
             let (value, events) = change(conn)?;
             let records = append_events(conn, events)?;
+            // The outbox: deliveries these events cause commit or roll back with them.
+            crate::outbox::enqueue_for_records(conn, &records, self.mail_notices())?;
             Ok((value, records))
         })
     }

@@ -3,7 +3,8 @@
 use crate::connection::Database;
 use crate::convert::millis;
 use crate::schema::{
-    access_tokens, authorization_codes, authorization_requests, login_throttle, refresh_tokens, sessions,
+    access_tokens, authorization_codes, authorization_requests, login_throttle, outbox, refresh_tokens,
+    session_clients, sessions,
 };
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -36,6 +37,16 @@ impl Housekeeping for Database {
                 .execute(&mut conn)?;
             removed += diesel::delete(sessions::table.filter(sessions::absolute_expires_at.lt(session_cutoff)))
                 .execute(&mut conn)?;
+            // Which clients a session logged into goes with the session; delivered
+            // outbox messages are kept as long as sessions are.
+            removed += diesel::delete(session_clients::table.filter(diesel::dsl::not(diesel::dsl::exists(
+                sessions::table.filter(sessions::sid.eq(session_clients::sid)),
+            ))))
+            .execute(&mut conn)?;
+            removed += diesel::delete(
+                outbox::table.filter(outbox::status.eq("delivered")).filter(outbox::created_at.lt(session_cutoff)),
+            )
+            .execute(&mut conn)?;
             Ok(removed)
         })
     }

@@ -11,6 +11,7 @@ mod grants;
 mod housekeeping;
 mod impersonation;
 mod keys;
+mod outbox;
 pub mod password;
 mod roles;
 mod schema;

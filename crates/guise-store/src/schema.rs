@@ -55,6 +55,8 @@ diesel::table! {
         logo_uri -> Nullable<Text>,
         client_metadata -> Text,
         allow_token_exchange -> Bool,
+        backchannel_logout_uri -> Nullable<Text>,
+        backchannel_logout_session_required -> Bool,
     }
 }
 
@@ -257,6 +259,47 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> Text,
+        url -> Text,
+        secret -> Text,
+        event_types -> Text,
+        description -> Text,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        target -> Text,
+        event_type -> Text,
+        audit_seq -> Nullable<BigInt>,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        leased_until -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        delivered_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    session_clients (sid, client_id) {
+        sid -> Text,
+        client_id -> Text,
+        first_at -> BigInt,
+        saml_name_id -> Nullable<Text>,
+        saml_name_id_format -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(client_grants -> clients (client_id));
 diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(user_roles -> roles (role_id));
@@ -282,4 +325,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     bewit_keys,
     bewit_redemptions,
     console_sessions,
+    webhooks,
+    outbox,
+    session_clients,
 );

@@ -1,12 +1,12 @@
 //! `SessionStore` on diesel. Sessions are found by the SHA-256 of their cookie value.
 
-use crate::connection::Database;
-use crate::convert::{from_millis, millis};
-use crate::schema::{access_tokens, refresh_tokens, sessions};
+use crate::connection::{AnyConnection, Database};
+use crate::convert::{DbResult, from_millis, millis};
+use crate::schema::{access_tokens, clients, refresh_tokens, session_clients, sessions};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use guise_core::StoreError;
-use guise_core::audit::AuditEvent;
+use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::session::Session;
 use guise_core::store::{SessionStore, StoreResult};
 
@@ -46,6 +46,46 @@ impl From<SessionRow> for Session {
             impersonation_reason: row.impersonation_reason,
             impersonation_minted_by: row.impersonation_minted_by,
         }
+    }
+}
+
+/// What ending a session means besides its `ended_at`: every token minted from it is
+/// revoked, and every client it logged into is told (the outbox).
+fn end_one(conn: &mut AnyConnection, sid: &str, at: i64) -> DbResult<()> {
+    diesel::update(sessions::table.filter(sessions::sid.eq(sid)).filter(sessions::ended_at.is_null()))
+        .set(sessions::ended_at.eq(at))
+        .execute(conn)?;
+    crate::outbox::sessions_ended(conn, &[sid.to_owned()], at)?;
+    diesel::update(
+        refresh_tokens::table.filter(refresh_tokens::sid.eq(sid)).filter(refresh_tokens::revoked_at.is_null()),
+    )
+    .set(refresh_tokens::revoked_at.eq(at))
+    .execute(conn)?;
+    diesel::update(access_tokens::table.filter(access_tokens::sid.eq(sid)).filter(access_tokens::revoked_at.is_null()))
+        .set(access_tokens::revoked_at.eq(at))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The event of a session the sweep ended because it expired.
+fn expiry_event(row: &SessionRow, at: DateTime<Utc>) -> AuditEvent {
+    let details = serde_json::json!({ "sid": row.sid, "reason": "expired" });
+    match &row.impersonator_id {
+        Some(impersonator) => {
+            let mut event = AuditEvent::new(
+                event_type::IMPERSONATION_ENDED,
+                at,
+                Actor::System,
+                "Impersonation session ended: expired",
+            )
+            .subject(row.user_id.clone())
+            .details(details);
+            event.on_behalf_of = Some(impersonator.clone());
+            event
+        }
+        None => AuditEvent::new(event_type::SESSION_EXPIRED, at, Actor::System, "Session expired")
+            .subject(row.user_id.clone())
+            .details(details),
     }
 }
 
@@ -114,21 +154,41 @@ impl SessionStore for Database {
                 if ended == 0 {
                     return Err(StoreError::NotFound.into());
                 }
-                diesel::update(
-                    refresh_tokens::table
-                        .filter(refresh_tokens::sid.eq(sid))
-                        .filter(refresh_tokens::revoked_at.is_null()),
-                )
-                .set(refresh_tokens::revoked_at.eq(at))
-                .execute(conn)?;
-                diesel::update(
-                    access_tokens::table.filter(access_tokens::sid.eq(sid)).filter(access_tokens::revoked_at.is_null()),
-                )
-                .set(access_tokens::revoked_at.eq(at))
-                .execute(conn)?;
-                Ok(())
+                end_one(conn, sid, at)
             })?;
             Ok(())
+        })
+    }
+
+    fn end_expired_sessions(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<usize> {
+        let now = millis(now);
+        self.run(|| {
+            let (ended, _) = self.write_deciding(|conn| {
+                let tell_clients = session_clients::table
+                    .inner_join(clients::table.on(clients::client_id.eq(session_clients::client_id)))
+                    .filter(session_clients::sid.eq(sessions::sid))
+                    // A back-channel URI, or a SAML login (whether its client has a
+                    // logout URL is decided by `outbox::sessions_ended`).
+                    .filter(
+                        clients::backchannel_logout_uri.is_not_null().or(session_clients::saml_name_id.is_not_null()),
+                    );
+                let expired: Vec<SessionRow> = sessions::table
+                    .filter(sessions::ended_at.is_null())
+                    .filter(sessions::idle_expires_at.le(now).or(sessions::absolute_expires_at.le(now)))
+                    .filter(sessions::impersonator_id.is_not_null().or(diesel::dsl::exists(tell_clients)))
+                    .order(sessions::absolute_expires_at.asc())
+                    .limit(limit)
+                    .select(SessionRow::as_select())
+                    .load(conn)?;
+                let mut events = Vec::with_capacity(expired.len());
+                for row in &expired {
+                    let at = row.idle_expires_at.min(row.absolute_expires_at);
+                    end_one(conn, &row.sid, at)?;
+                    events.push(expiry_event(row, from_millis(at)));
+                }
+                Ok((expired.len(), events))
+            })?;
+            Ok(ended)
         })
     }
 

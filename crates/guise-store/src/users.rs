@@ -151,9 +151,15 @@ fn filtered<'a>(terms: &[UserTerm]) -> UserQuery<'a> {
 /// Blocking is the emergency stop: every session of the user ends and every token
 /// minted for them is revoked, in the transaction that blocks them.
 fn end_everything_of(conn: &mut AnyConnection, user_id: &str, at: i64) -> DbResult<()> {
+    let live: Vec<String> = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::ended_at.is_null())
+        .select(sessions::sid)
+        .load(conn)?;
     diesel::update(sessions::table.filter(sessions::user_id.eq(user_id)).filter(sessions::ended_at.is_null()))
         .set(sessions::ended_at.eq(at))
         .execute(conn)?;
+    crate::outbox::sessions_ended(conn, &live, at)?;
     diesel::update(
         refresh_tokens::table.filter(refresh_tokens::user_id.eq(user_id)).filter(refresh_tokens::revoked_at.is_null()),
     )
@@ -165,6 +171,13 @@ fn end_everything_of(conn: &mut AnyConnection, user_id: &str, at: i64) -> DbResu
     .set(access_tokens::revoked_at.eq(at))
     .execute(conn)?;
     Ok(())
+}
+
+/// Add `key: true` to an event's details (an object; anything else is left alone).
+fn mark(event: &mut AuditEvent, key: &str) {
+    if let Some(details) = event.details.as_object_mut() {
+        details.insert(key.to_owned(), serde_json::Value::Bool(true));
+    }
 }
 
 impl UserStore for Database {
@@ -288,7 +301,8 @@ impl UserStore for Database {
         audit: AuditEvent,
     ) -> StoreResult<User> {
         self.run(|| {
-            let (row, _) = self.write(vec![audit.clone()], |conn| {
+            let (row, _) = self.write_deciding(|conn| {
+                let mut audit = audit.clone();
                 let row = load_user(conn, user_id)?;
                 let was_blocked = row.blocked;
                 let password_hash = patch.password_hash.clone().or(row.password_hash.clone());
@@ -324,10 +338,15 @@ impl UserStore for Database {
                     .set(&updated)
                     .execute(conn)
                     .map_err(|e| user_conflict(e.into()))?;
+                // What the update did, said in its event (and so in its webhooks).
                 if updated.blocked && !was_blocked {
                     end_everything_of(conn, user_id, millis(at))?;
+                    mark(&mut audit, guise_core::outbox::DETAIL_USER_BLOCKED);
                 }
-                Ok(updated)
+                if patch.password_hash.is_some() {
+                    mark(&mut audit, guise_core::outbox::DETAIL_PASSWORD_CHANGED);
+                }
+                Ok((updated, vec![audit]))
             })?;
             Ok(row.into())
         })

@@ -68,6 +68,9 @@ pub struct CreateClient {
     #[serde(default)]
     #[schema(value_type = Object)]
     client_metadata: Map<String, Value>,
+    backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    backchannel_logout_session_required: bool,
 }
 
 fn app_type(s: &str) -> Result<AppType, ApiError> {
@@ -104,6 +107,9 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
     validate_origins("allowed_origins", &client.allowed_origins, allow_insecure_http).map_err(bad)?;
     if let Some(uri) = &client.logo_uri {
         validate_url("logo_uri", uri, web).map_err(bad)?;
+    }
+    if let Some(uri) = &client.backchannel_logout_uri {
+        validate_url("backchannel_logout_uri", uri, web).map_err(bad)?;
     }
     validate_client_metadata(&client.client_metadata).map_err(bad)?;
     let saml = guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -181,6 +187,8 @@ async fn create(
         oidc_conformant: body.oidc_conformant.unwrap_or(true),
         logo_uri: body.logo_uri,
         client_metadata: body.client_metadata,
+        backchannel_logout_uri: body.backchannel_logout_uri,
+        backchannel_logout_session_required: body.backchannel_logout_session_required,
         created_at: now,
         updated_at: now,
     };
@@ -284,8 +292,8 @@ async fn get(
     Ok(HttpResponse::Ok().json(projection.apply(ClientView::new(client, None))))
 }
 
-/// A PATCH body: only the properties given change; `null` removes `initiate_login_uri`
-/// or `logo_uri`.
+/// A PATCH body: only the properties given change; `null` removes `initiate_login_uri`,
+/// `logo_uri` or `backchannel_logout_uri`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientPatchBody {
@@ -315,6 +323,11 @@ pub struct ClientPatchBody {
     logo_uri: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
     client_metadata: Option<Map<String, Value>>,
+    /// OIDC Back-Channel Logout: where logout tokens go; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    backchannel_logout_uri: Option<Option<String>>,
+    backchannel_logout_session_required: Option<bool>,
 }
 
 fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -344,6 +357,8 @@ fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {
         oidc_conformant: p.oidc_conformant,
         logo_uri: p.logo_uri,
         client_metadata: p.client_metadata,
+        backchannel_logout_uri: p.backchannel_logout_uri,
+        backchannel_logout_session_required: p.backchannel_logout_session_required,
     })
 }
 

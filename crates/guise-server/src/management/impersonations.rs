@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 struct Filter {
     /// `session` (the default): live impersonation sessions; `act_as`: uses of acting on
     /// behalf of a user, newest first, from the audit log.
+    #[param(example = "act_as")]
     kind: Option<String>,
     /// Who impersonated, or who acted on behalf of the user.
     impersonator_id: Option<String>,

@@ -11,6 +11,7 @@ pub mod openapi;
 mod roles;
 mod users;
 mod views;
+mod webhooks;
 
 pub use clients::create_client;
 pub use views::{ClientView, UserView};
@@ -33,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(logs::configure)
             .configure(impersonations::configure)
             .configure(me::configure)
+            .configure(webhooks::configure)
             .configure(openapi::configure),
     );
 }

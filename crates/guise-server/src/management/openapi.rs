@@ -9,7 +9,7 @@ use super::views::{
     ActAsUseView, ClientGrantView, ClientView, Identity, ImpersonationEntry, ImpersonationView, LogActor, LogView,
     PermissionSource, PermissionView, RoleUserView, RoleView, SessionView, UserView,
 };
-use super::{ActAs, client_grants, clients, impersonations, logs, me, roles, users};
+use super::{ActAs, client_grants, clients, impersonations, logs, me, roles, users, webhooks};
 use crate::error::ErrorBody;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
@@ -35,10 +35,13 @@ use utoipa::{IntoParams, Modify, OpenApi};
         logs::list, logs::get,
         impersonations::list, impersonations::end,
         me::me, me::patch_me, me::sessions, me::activity,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::patch, webhooks::delete,
+        webhooks::deliveries, webhooks::retry, webhooks::all_deliveries, webhooks::retry_any,
     ),
     components(schemas(
         UserView, Identity, ClientView, ClientGrantView, RoleView, PermissionView, PermissionSource, RoleUserView,
-        LogView, LogActor, ImpersonationEntry, ImpersonationView, ActAsUseView, SessionView, ErrorBody
+        LogView, LogActor, ImpersonationEntry, ImpersonationView, ActAsUseView, SessionView, ErrorBody,
+        webhooks::WebhookView, webhooks::DeliveryView
     )),
     modifiers(&BearerScheme)
 )]

@@ -140,6 +140,10 @@ pub struct ClientView {
     pub logo_uri: Option<String>,
     #[schema(value_type = Object)]
     pub client_metadata: Map<String, Value>,
+    /// OIDC Back-Channel Logout: where a logout token is POSTed when a session that
+    /// logged into this client ends.
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -173,6 +177,8 @@ impl ClientView {
             oidc_conformant: client.oidc_conformant,
             logo_uri: client.logo_uri,
             client_metadata: client.client_metadata,
+            backchannel_logout_uri: client.backchannel_logout_uri,
+            backchannel_logout_session_required: client.backchannel_logout_session_required,
             client_secret: secret,
         }
     }

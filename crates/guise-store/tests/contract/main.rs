@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fixture;
+mod outbox;
 
 use chrono::{DateTime, Duration, Utc};
 use fixture::*;
@@ -55,6 +56,15 @@ on_both_backends!(
     users_are_searched_updated_and_counted_like_the_database_does,
     permissions_come_from_roles,
     clients_are_listed_patched_and_given_secrets,
+);
+
+use outbox::*;
+on_both_backends!(
+    events_are_delivered_to_the_webhooks_that_want_them_in_their_transaction,
+    one_claim_at_a_time_with_retries_and_giving_up,
+    ending_a_session_queues_a_logout_for_each_client_it_logged_into,
+    claims_racing_from_several_connections_never_share_a_delivery,
+    expired_sessions_with_someone_to_tell_are_ended_once,
 );
 
 fn event(event_type: &str, at: DateTime<Utc>, actor: Actor) -> AuditEvent {
