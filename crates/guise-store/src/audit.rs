@@ -1,6 +1,6 @@
 //! `AuditStore` on diesel: append, filtered reads, and verification of the hash chain.
 
-use crate::connection::{AnyConnection, Database, append_events};
+use crate::connection::{AnyConnection, Database};
 use crate::convert::{from_millis, millis};
 use crate::schema::{audit_head, audit_log};
 use diesel::prelude::*;
@@ -83,7 +83,7 @@ const VERIFY_BATCH: i64 = 1000;
 
 impl AuditStore for Database {
     fn append(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
-        self.run(|| Ok(self.write(Vec::new(), |conn| append_events(conn, events.clone()))?.0))
+        self.append_grouped(events)
     }
 
     fn audit_records(

@@ -3,6 +3,7 @@
 //! transaction that appends audit events atomically with the change they describe.
 
 use crate::convert::{DbError, DbResult, is_connection_lost};
+use crate::group_commit::{BatchStats, GroupCommit};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -14,7 +15,7 @@ use guise_core::store::StoreResult;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// After a lost connection, how long checkouts are checked (`SELECT 1`) before use: the
 /// other pooled connections most likely went with it (a restart, a failover, a reset).
@@ -125,6 +126,19 @@ pub struct Database {
     sqlite_file: Option<(PathBuf, Option<u64>)>,
     /// When a connection was last found lost (Unix ms; 0: never).
     lost_at: Arc<AtomicI64>,
+    /// Audit appends waiting to share a transaction.
+    group: Arc<GroupCommit>,
+    /// Callers waiting for a pooled connection right now.
+    waiting: Arc<AtomicI64>,
+}
+
+/// The pool's occupancy at one instant (for `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub max: u32,
+    pub open: u32,
+    pub in_use: u32,
+    pub waiting: i64,
 }
 
 impl std::fmt::Debug for Database {
@@ -203,6 +217,8 @@ impl Database {
             pool,
             backend: url.backend(),
             lost_at: Arc::new(AtomicI64::new(0)),
+            group: Arc::new(GroupCommit::default()),
+            waiting: Arc::new(AtomicI64::new(0)),
             unavailable_since: Arc::new(AtomicI64::new(0)),
             sqlite_file: match url {
                 DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
@@ -219,7 +235,10 @@ impl Database {
     }
 
     fn checkout(&self) -> DbResult<Conn> {
-        match self.pool.get() {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let got = self.pool.get();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match got {
             Ok(conn) => {
                 self.unavailable_since.store(0, Ordering::Relaxed);
                 Ok(conn)
@@ -230,6 +249,43 @@ impl Database {
                 Err(DbError(StoreError::Backend(format!("no database connection: {e}"))))
             }
         }
+    }
+
+    /// How many pooled connections are open, in use, and how many callers wait for one.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let state = self.pool.state();
+        PoolUsage {
+            max: self.pool.max_size(),
+            open: state.connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The audit group commit's batches so far: sizes and head-lock hold times.
+    pub fn audit_batch_stats(&self) -> &BatchStats {
+        &self.group.stats
+    }
+
+    /// Append `events` through the group commit: they share one transaction (one take
+    /// of the head lock, one commit) with whatever other appends are waiting, and this
+    /// returns once that transaction has committed.
+    pub(crate) fn append_grouped(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
+        self.group.append(events, |batch| {
+            let mut held = Duration::ZERO;
+            let outcome = self.run(|| {
+                let mut conn = self.conn()?;
+                let mut locked_at = None;
+                let records = conn.transaction(|conn| {
+                    lock_audit_head(conn)?;
+                    locked_at = Some(Instant::now());
+                    append_events(conn, batch.clone())
+                })?;
+                held = locked_at.map(|t| t.elapsed()).unwrap_or_default();
+                Ok(records)
+            });
+            (outcome, held)
+        })
     }
 
     /// Whether the last attempt to get a connection failed (the database is down or

@@ -7,6 +7,7 @@ mod clients;
 mod connection;
 mod convert;
 mod grants;
+mod group_commit;
 mod housekeeping;
 mod impersonation;
 mod keys;
@@ -18,4 +19,5 @@ mod throttle;
 mod tokens;
 mod users;
 
-pub use connection::{Backend, Database, DatabaseUrl, has_schema};
+pub use connection::{Backend, Database, DatabaseUrl, PoolUsage, has_schema};
+pub use group_commit::{BATCH_SIZE_BUCKETS, BatchStats};
