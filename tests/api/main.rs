@@ -16,6 +16,7 @@ mod cli;
 mod clients;
 mod impersonation;
 mod logs;
+mod metrics;
 mod oidc;
 mod oidc_checks;
 mod openapi;

@@ -61,6 +61,9 @@ pub struct Config {
     /// Development only: accept plain `http` client URLs (callbacks, logout URLs,
     /// `initiate_login_uri`, SAML addon URLs) for any host, not just loopback.
     pub allow_insecure_http_urls: bool,
+    /// Serve `/metrics` (Prometheus text) to `Authorization: Bearer <metrics_token>`;
+    /// unset or empty: `/metrics` answers 404 and no request metrics are kept.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             bewit_key_id: None,
             bewit_key: None,
             allow_insecure_http_urls: false,
+            metrics_token: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod impersonation_delivery;
 pub mod keyring;
 pub mod management;
 pub mod management_client;
+pub mod metrics;
 pub mod routes;
 pub mod saml;
 pub mod startup;

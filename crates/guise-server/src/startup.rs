@@ -105,7 +105,15 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
     let mut settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
     settings.id_token_lifetime = chrono::Duration::seconds(config.id_token_lifetime_secs);
     settings.refresh_token_lifetime = chrono::Duration::seconds(config.refresh_token_lifetime_secs);
-    Ok(AppState { db, settings, keys, clock, grant_handlers: guise_oidc::grant::handlers(), config })
+    Ok(AppState {
+        db,
+        settings,
+        keys,
+        clock,
+        grant_handlers: guise_oidc::grant::handlers(),
+        config,
+        metrics: Default::default(),
+    })
 }
 
 pub struct Application {
@@ -278,6 +286,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .wrap(actix_web::middleware::from_fn(crate::edge::unavailable_as_503))
             .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
@@ -288,6 +297,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             }))
             .service(routes::health::healthz)
             .service(routes::health::readyz)
+            .route("/metrics", web::get().to(crate::metrics::metrics))
             .service(routes::oauth::token)
             .route("/oauth/token", web::method(Method::OPTIONS).to(crate::cors::preflight))
             .route("/userinfo", web::method(Method::OPTIONS).to(crate::cors::preflight))

@@ -3,6 +3,7 @@
 //! transaction that appends audit events atomically with the change they describe.
 
 use crate::convert::{DbError, DbResult, is_connection_lost};
+use crate::event_counts::EventCounts;
 use crate::group_commit::{BatchStats, GroupCommit};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
@@ -130,6 +131,8 @@ pub struct Database {
     group: Arc<GroupCommit>,
     /// Callers waiting for a pooled connection right now.
     waiting: Arc<AtomicI64>,
+    /// Audit events committed by this process, per type.
+    event_counts: Arc<EventCounts>,
 }
 
 /// The pool's occupancy at one instant (for `/metrics`).
@@ -219,6 +222,7 @@ impl Database {
             lost_at: Arc::new(AtomicI64::new(0)),
             group: Arc::new(GroupCommit::default()),
             waiting: Arc::new(AtomicI64::new(0)),
+            event_counts: Arc::new(EventCounts::default()),
             unavailable_since: Arc::new(AtomicI64::new(0)),
             sqlite_file: match url {
                 DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
@@ -262,6 +266,11 @@ impl Database {
         }
     }
 
+    /// Audit events this process committed, per event type, sorted by type.
+    pub fn audit_event_counts(&self) -> Vec<(String, u64)> {
+        self.event_counts.snapshot()
+    }
+
     /// The audit group commit's batches so far: sizes and head-lock hold times.
     pub fn audit_batch_stats(&self) -> &BatchStats {
         &self.group.stats
@@ -282,6 +291,7 @@ impl Database {
                     append_events(conn, batch.clone())
                 })?;
                 held = locked_at.map(|t| t.elapsed()).unwrap_or_default();
+                self.event_counts.committed(&records);
                 Ok(records)
             });
             (outcome, held)
@@ -390,12 +400,14 @@ impl Database {
         change: impl FnOnce(&mut AnyConnection) -> DbResult<(T, Vec<AuditEvent>)>,
     ) -> DbResult<(T, Vec<AuditRecord>)> {
         let mut conn = self.conn()?;
-        conn.transaction(|conn| {
+        let (value, records) = conn.transaction(|conn| {
             lock_audit_head(conn)?;
             let (value, events) = change(conn)?;
             let records = append_events(conn, events)?;
-            Ok((value, records))
-        })
+            Ok::<_, DbError>((value, records))
+        })?;
+        self.event_counts.committed(&records);
+        Ok((value, records))
     }
 }
 

@@ -39,8 +39,7 @@ pub struct BatchStats {
     pub batches: AtomicU64,
     /// Events in those batches.
     pub events: AtomicU64,
-    /// Batches per size bucket ([`BATCH_SIZE_BUCKETS`], cumulative as Prometheus wants
-    /// is computed by the reader; these are per bucket).
+    /// Batches per size bucket ([`BATCH_SIZE_BUCKETS`]; per bucket, not cumulative).
     pub size_buckets: [AtomicU64; 8],
     /// Total time the head lock was held, lock to commit, in microseconds.
     pub lock_held_micros: AtomicU64,
@@ -52,9 +51,10 @@ impl BatchStats {
     fn record(&self, events: usize, held: Duration) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.events.fetch_add(events as u64, Ordering::Relaxed);
-        let bucket =
-            BATCH_SIZE_BUCKETS.iter().position(|&b| events as u64 <= b).unwrap_or(BATCH_SIZE_BUCKETS.len() - 1);
-        self.size_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        // A batch above the last bound (one oversized append) is only in `batches`.
+        if let Some(bucket) = BATCH_SIZE_BUCKETS.iter().position(|&b| events as u64 <= b) {
+            self.size_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        }
         let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX);
         self.lock_held_micros.fetch_add(micros, Ordering::Relaxed);
         self.lock_held_max_micros.fetch_max(micros, Ordering::Relaxed);

@@ -6,6 +6,7 @@ mod authorization;
 mod clients;
 mod connection;
 mod convert;
+mod event_counts;
 mod grants;
 mod group_commit;
 mod housekeeping;
