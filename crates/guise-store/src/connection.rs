@@ -432,25 +432,41 @@ pub(crate) fn append_events(conn: &mut AnyConnection, events: Vec<AuditEvent>) -
         seq += 1;
         let details_text = event.details.to_string();
         let hash = chain_hash(seq, &event, &details_text, &prev_hash);
-        diesel::insert_into(audit_log::table)
-            .values((
-                audit_log::seq.eq(seq),
-                audit_log::event_type.eq(&event.event_type),
-                audit_log::occurred_at.eq(event.occurred_at.timestamp_millis()),
-                audit_log::actor_type.eq(event.actor.kind()),
-                audit_log::actor_id.eq(event.actor.id()),
-                audit_log::on_behalf_of.eq(&event.on_behalf_of),
-                audit_log::subject_id.eq(&event.subject),
-                audit_log::client_id.eq(&event.client_id),
-                audit_log::source_ip.eq(&event.source_ip),
-                audit_log::description.eq(&event.description),
-                audit_log::details.eq(&details_text),
-                audit_log::prev_hash.eq(&prev_hash),
-                audit_log::hash.eq(&hash),
-            ))
-            .execute(conn)?;
         let prev_hash = std::mem::replace(&mut prev_hash, hash.clone());
         records.push(AuditRecord { seq, event, details_text, prev_hash, hash });
+    }
+    // On PostgreSQL one multi-row INSERT per batch: under the head lock every statement
+    // is a round trip, so the rows go in one. (SQLite runs in-process: a row at a time
+    // costs no round trip; diesel's multi-backend connection has no batch insert.)
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                audit_log::seq.eq(r.seq),
+                audit_log::event_type.eq(&r.event.event_type),
+                audit_log::occurred_at.eq(r.event.occurred_at.timestamp_millis()),
+                audit_log::actor_type.eq(r.event.actor.kind()),
+                audit_log::actor_id.eq(r.event.actor.id()),
+                audit_log::on_behalf_of.eq(&r.event.on_behalf_of),
+                audit_log::subject_id.eq(&r.event.subject),
+                audit_log::client_id.eq(&r.event.client_id),
+                audit_log::source_ip.eq(&r.event.source_ip),
+                audit_log::description.eq(&r.event.description),
+                audit_log::details.eq(&r.details_text),
+                audit_log::prev_hash.eq(&r.prev_hash),
+                audit_log::hash.eq(&r.hash),
+            )
+        })
+        .collect();
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            diesel::insert_into(audit_log::table).values(rows).execute(pg)?;
+        }
+        AnyConnection::Sqlite(lite) => {
+            for row in rows {
+                diesel::insert_into(audit_log::table).values(row).execute(lite)?;
+            }
+        }
     }
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set((audit_head::last_seq.eq(seq), audit_head::last_hash.eq(&prev_hash)))
