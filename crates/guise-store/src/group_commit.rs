@@ -85,10 +85,6 @@ fn copy_error(e: &StoreError) -> StoreError {
     }
 }
 
-fn poisoned() -> StoreError {
-    StoreError::Backend("audit batch queue poisoned".into())
-}
-
 impl GroupCommit {
     /// Append `events` in whichever batch takes them. `write_batch` writes one batch (all
     /// events, in order, in one transaction) and returns the records with the time the
@@ -101,7 +97,7 @@ impl GroupCommit {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let mut queue = self.queue.lock().map_err(|_| poisoned())?;
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
         queue.pending.push((ticket, events));
@@ -110,7 +106,7 @@ impl GroupCommit {
                 return result;
             }
             if queue.leading {
-                queue = self.turn.wait(queue).map_err(|_| poisoned())?;
+                queue = self.turn.wait(queue).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
             queue.leading = true;
@@ -119,9 +115,12 @@ impl GroupCommit {
             let sizes: Vec<(u64, usize)> = batch.iter().map(|(t, e)| (*t, e.len())).collect();
             let all: Vec<AuditEvent> = batch.into_iter().flat_map(|(_, e)| e).collect();
             let count = all.len();
-            let (outcome, held) = write_batch(all);
+            // A panic while writing must not leave `leading` set (every later append
+            // would wait for ever): it fails this batch's callers instead.
+            let (outcome, held) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_batch(all)))
+                .unwrap_or_else(|_| (Err(StoreError::Backend("audit batch write panicked".into())), Duration::ZERO));
             self.stats.record(count, held);
-            queue = self.queue.lock().map_err(|_| poisoned())?;
+            queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             match outcome {
                 Ok(records) => {
                     let mut records = records.into_iter();
@@ -193,7 +192,9 @@ mod tests {
                     group.append(vec![event(n), event(n)], |events| {
                         // A slow "transaction": later callers queue up meanwhile.
                         std::thread::sleep(Duration::from_millis(5));
-                        let Ok(mut seq) = seq.lock() else { return (Err(poisoned()), Duration::ZERO) };
+                        let Ok(mut seq) = seq.lock() else {
+                            return (Err(StoreError::Backend("poisoned".into())), Duration::ZERO);
+                        };
                         let first = *seq + 1;
                         *seq += events.len() as i64;
                         (Ok(fake_records(events, first)), Duration::from_millis(5))
@@ -221,6 +222,15 @@ mod tests {
         let group = GroupCommit::default();
         let outcome = group.append(vec![event(0)], |_| (Err(StoreError::Backend("down".into())), Duration::ZERO));
         assert!(matches!(outcome, Err(StoreError::Backend(m)) if m == "down"));
+    }
+
+    #[test]
+    fn a_panicking_batch_fails_its_callers_and_the_next_append_still_leads() {
+        let group = GroupCommit::default();
+        let outcome = group.append(vec![event(0)], |_| panic!("the database driver fell over"));
+        assert!(matches!(outcome, Err(StoreError::Backend(_))));
+        let records = group.append(vec![event(1)], |events| (Ok(fake_records(events, 1)), Duration::ZERO));
+        assert_eq!(records.map(|r| r.len()).ok(), Some(1));
     }
 
     #[test]
