@@ -18,6 +18,7 @@ mod console;
 mod console_browser;
 mod impersonation;
 mod logs;
+mod metrics;
 mod notices;
 mod oidc;
 mod oidc_checks;

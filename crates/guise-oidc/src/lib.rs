@@ -12,6 +12,7 @@ pub mod error;
 pub mod grant;
 pub mod id_token;
 pub mod impersonation_claims;
+mod jws;
 pub mod keys;
 pub mod logout;
 pub mod pkce;

@@ -2,22 +2,29 @@
 //! SHA-256 digests and exclusive c14n, the profile SAML 2.0 and WS-Federation SPs expect.
 
 use crate::xml::Element;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rsa::RsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::signature::{SignatureEncoding, Signer};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 pub const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 pub const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 
-/// A signing key with the certificate SPs verify it by.
+/// The RSA signature could not be made (an internal fault of the crypto library).
+#[derive(Debug, thiserror::Error)]
+#[error("XML signature failed")]
+pub struct SignError;
+
+/// A signing key (parsed once, signing through aws-lc) with the certificate SPs verify
+/// it by.
 #[derive(Clone)]
 pub struct SamlSigner {
-    key: SigningKey<Sha256>,
+    key: Arc<RsaKeyPair>,
     /// DER of the X.509 certificate, base64 (as it appears in KeyInfo and metadata).
     pub certificate_b64: String,
 }
@@ -29,24 +36,35 @@ impl std::fmt::Debug for SamlSigner {
 }
 
 impl SamlSigner {
-    pub fn new(private_key: RsaPrivateKey, certificate_der: &[u8]) -> Self {
-        Self { key: SigningKey::<Sha256>::new(private_key), certificate_b64: STANDARD.encode(certificate_der) }
+    pub fn new(private_key: &RsaPrivateKey, certificate_der: &[u8]) -> Result<Self, crate::cert::CertError> {
+        use rsa::pkcs8::EncodePrivateKey;
+        let pkcs8 = private_key.to_pkcs8_der().map_err(|e| crate::cert::CertError(e.to_string()))?;
+        let key = RsaKeyPair::from_pkcs8(pkcs8.as_bytes()).map_err(|e| crate::cert::CertError(e.to_string()))?;
+        Ok(Self { key: Arc::new(key), certificate_b64: STANDARD.encode(certificate_der) })
     }
 
     /// From a PKCS#8 PEM private key and its PEM certificate.
     pub fn from_pem(private_key_pem: &str, certificate_pem: &str) -> Result<Self, crate::cert::CertError> {
-        use rsa::pkcs8::DecodePrivateKey;
+        use rsa::pkcs8::der::Document;
         use x509_cert::der::{DecodePem, Encode};
-        let key = RsaPrivateKey::from_pkcs8_pem(private_key_pem).map_err(|e| crate::cert::CertError(e.to_string()))?;
+        let (_, pkcs8) = Document::from_pem(private_key_pem).map_err(|e| crate::cert::CertError(e.to_string()))?;
+        let key = RsaKeyPair::from_pkcs8(pkcs8.as_bytes()).map_err(|e| crate::cert::CertError(e.to_string()))?;
         let certificate = x509_cert::Certificate::from_pem(certificate_pem.as_bytes())
             .map_err(|e| crate::cert::CertError(e.to_string()))?;
         let der = certificate.to_der().map_err(|e| crate::cert::CertError(e.to_string()))?;
-        Ok(Self::new(key, &der))
+        Ok(Self { key: Arc::new(key), certificate_b64: STANDARD.encode(der) })
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `data`.
+    fn rsa_sha256(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), data, &mut signature).map_err(|_| SignError)?;
+        Ok(signature)
     }
 
     /// Sign `element` (whose `ID` attribute the reference names) with an enveloped
     /// signature inserted as its child at `position` (after the Issuer, per SAML's schema).
-    pub fn sign(&self, element: &mut Element, position: usize) {
+    pub fn sign(&self, element: &mut Element, position: usize) -> Result<(), SignError> {
         let id = element.get_attr("ID").or_else(|| element.get_attr("AssertionID")).unwrap_or_default().to_owned();
         // The enveloped-signature transform removes the Signature: digest the element as
         // it is before the signature goes in.
@@ -71,7 +89,7 @@ impl SamlSigner {
                     .child(Element::new("ds", "DigestMethod").attr("Algorithm", SHA256))
                     .child(Element::new("ds", "DigestValue").text(digest)),
             );
-        let signature_value = STANDARD.encode(self.key.sign(signed_info.canonical().as_bytes()).to_bytes());
+        let signature_value = STANDARD.encode(self.rsa_sha256(signed_info.canonical().as_bytes())?);
         let signature = Element::new("ds", "Signature")
             .child(signed_info)
             .child(Element::new("ds", "SignatureValue").text(signature_value))
@@ -82,11 +100,12 @@ impl SamlSigner {
                 ),
             );
         element.insert_child(position, signature);
+        Ok(())
     }
 
     /// Sign raw bytes (the HTTP-Redirect binding's query-string signature).
-    pub fn sign_bytes(&self, data: &[u8]) -> String {
-        STANDARD.encode(self.key.sign(data).to_bytes())
+    pub fn sign_bytes(&self, data: &[u8]) -> Result<String, SignError> {
+        Ok(STANDARD.encode(self.rsa_sha256(data)?))
     }
 }
 
@@ -120,14 +139,14 @@ mod tests {
     {
         let key = RsaPrivateKey::new(&mut rand_core::OsRng, 2048)?;
         let (der, pem) = crate::cert::self_signed(&key, "idp.example", 1)?;
-        let signer = SamlSigner::new(key, &der);
+        let signer = SamlSigner::new(&key, &der)?;
         let mut assertion = Element::new("saml", "Assertion")
             .attr("ID", "_abc")
             .attr("Version", "2.0")
             .attr("IssueInstant", "2026-01-01T00:00:00Z")
             .child(Element::new("saml", "Issuer").text("https://idp.example/"))
             .child(Element::new("saml", "Subject").child(Element::new("saml", "NameID").text("ada & <co>")));
-        signer.sign(&mut assertion, 1);
+        signer.sign(&mut assertion, 1)?;
         let xml = assertion.canonical();
         let id_attr = "ID urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
         assert!(xmlsec1_verifies(&xml, &pem, id_attr)?, "xmlsec1 must accept: {xml}");

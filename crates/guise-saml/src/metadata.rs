@@ -1,7 +1,7 @@
 //! IdP metadata (SAML 2.0 metadata), signed: the signing certificate and the single
 //! sign-on and logout endpoints for one client.
 
-use crate::dsig::SamlSigner;
+use crate::dsig::{SamlSigner, SignError};
 use crate::settings::NAMEID_FORMATS;
 use crate::xml::Element;
 
@@ -16,7 +16,7 @@ pub struct Endpoints<'a> {
     pub want_authn_requests_signed: bool,
 }
 
-pub fn idp_metadata(signer: &SamlSigner, endpoints: &Endpoints<'_>) -> String {
+pub fn idp_metadata(signer: &SamlSigner, endpoints: &Endpoints<'_>) -> Result<String, SignError> {
     let key_info = Element::new("ds", "KeyInfo").child(
         Element::new("ds", "X509Data")
             .child(Element::new("ds", "X509Certificate").text(signer.certificate_b64.clone())),
@@ -33,6 +33,6 @@ pub fn idp_metadata(signer: &SamlSigner, endpoints: &Endpoints<'_>) -> String {
         .attr("ID", crate::response::new_id())
         .attr("entityID", endpoints.entity_id)
         .child(descriptor);
-    signer.sign(&mut entity, 0);
-    entity.canonical()
+    signer.sign(&mut entity, 0)?;
+    Ok(entity.canonical())
 }

@@ -1,7 +1,7 @@
 //! Building SAML 2.0 Responses: a signed Assertion (and optionally a signed Response),
 //! or an error Response carrying a SAML status code.
 
-use crate::dsig::SamlSigner;
+use crate::dsig::{SamlSigner, SignError};
 use crate::xml::Element;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use guise_core::ids::new_token_id;
@@ -79,19 +79,19 @@ fn status(code: &str, second_level: Option<&str>, message: Option<&str>) -> Elem
 }
 
 /// A signed Response for a successful login. Returns the XML.
-pub fn success(signer: &SamlSigner, a: &Assertion<'_>) -> String {
-    let assertion = signed_assertion(signer, a);
+pub fn success(signer: &SamlSigner, a: &Assertion<'_>) -> Result<String, SignError> {
+    let assertion = signed_assertion(signer, a)?;
     let mut response =
         response_shell(a.issuer, a.destination, a.in_response_to, a.now, status(STATUS_SUCCESS, None, None))
             .child(assertion);
     if a.sign_response {
-        signer.sign(&mut response, 1);
+        signer.sign(&mut response, 1)?;
     }
-    response.canonical()
+    Ok(response.canonical())
 }
 
 /// The signed SAML 2.0 Assertion alone (WS-Federation carries it in an RSTR).
-pub fn signed_assertion(signer: &SamlSigner, a: &Assertion<'_>) -> Element {
+pub fn signed_assertion(signer: &SamlSigner, a: &Assertion<'_>) -> Result<Element, SignError> {
     let not_on_or_after = instant(a.now + a.lifetime);
     let mut confirmation_data = Element::new("saml", "SubjectConfirmationData")
         .attr("NotOnOrAfter", not_on_or_after.clone())
@@ -135,8 +135,8 @@ pub fn signed_assertion(signer: &SamlSigner, a: &Assertion<'_>) -> Element {
     if !attributes.is_empty() {
         assertion = assertion.child(Element::new("saml", "AttributeStatement").children(attributes));
     }
-    signer.sign(&mut assertion, 1);
-    assertion
+    signer.sign(&mut assertion, 1)?;
+    Ok(assertion)
 }
 
 /// An unsigned error Response (`Requester`, `Responder`, with a second-level code).
@@ -169,7 +169,7 @@ pub fn logout_request_soap(
     destination: &str,
     subject: &LogoutSubject<'_>,
     now: DateTime<Utc>,
-) -> String {
+) -> Result<String, SignError> {
     let mut request = Element::new("samlp", "LogoutRequest")
         .attr("ID", new_id())
         .attr("Version", "2.0")
@@ -179,8 +179,8 @@ pub fn logout_request_soap(
         .child(Element::new("saml", "Issuer").text(issuer))
         .child(Element::new("saml", "NameID").attr("Format", subject.name_id_format).text(subject.name_id))
         .child(Element::new("samlp", "SessionIndex").text(subject.session_index));
-    signer.sign(&mut request, 1);
-    Element::new("soap", "Envelope").child(Element::new("soap", "Body").child(request)).canonical()
+    signer.sign(&mut request, 1)?;
+    Ok(Element::new("soap", "Envelope").child(Element::new("soap", "Body").child(request)).canonical())
 }
 
 /// A LogoutResponse for single logout.

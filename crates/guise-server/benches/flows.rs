@@ -436,7 +436,7 @@ fn raw_saml_sign(seconds: f64) -> Result<Row> {
                 sign_response: settings.sign_response,
             },
         );
-        if xml.contains("<ds:SignatureValue>") {
+        if xml.is_ok_and(|xml| xml.contains("<ds:SignatureValue>")) {
             latencies.push(t.elapsed());
         } else {
             errors += 1;

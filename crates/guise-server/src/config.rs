@@ -91,6 +91,9 @@ pub struct Config {
     /// How often expired sessions that someone must hear about (an impersonation, a
     /// client with a back-channel logout URI) are ended and announced, in seconds.
     pub session_sweep_secs: u64,
+    /// Serve `/metrics` (Prometheus text) to `Authorization: Bearer <metrics_token>`;
+    /// unset or empty: `/metrics` answers 404 and no request metrics are kept.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -137,6 +140,7 @@ impl Default for Config {
             outbox_backoff_secs: 5,
             outbox_timeout_ms: 10_000,
             session_sweep_secs: 30,
+            metrics_token: None,
         }
     }
 }

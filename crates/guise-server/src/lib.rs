@@ -15,6 +15,7 @@ pub mod impersonation_delivery;
 pub mod keyring;
 pub mod management;
 pub mod management_client;
+pub mod metrics;
 pub mod outbox;
 pub mod readiness_probe;
 pub mod routes;

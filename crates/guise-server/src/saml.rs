@@ -87,7 +87,8 @@ pub fn signed_response(
             lifetime,
             sign_response: settings.sign_response,
         },
-    );
+    )
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
     let event = AuditEvent::new(event_type::SAML_RESPONSE, now, Actor::System, "SAML response issued")
         .subject(user.user_id.clone())
         .client(client.client_id.clone())

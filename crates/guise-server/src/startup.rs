@@ -108,7 +108,15 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
     // A bad sender address or unreadable notice templates stop guise here, not later.
     crate::outbox::Mailer::from_config(&config).map_err(StartupError::Other)?;
     db.set_mail_notices(config.impersonation_notify && config.smtp_host.is_some());
-    Ok(AppState { db, settings, keys, clock, grant_handlers: guise_oidc::grant::handlers(), config })
+    Ok(AppState {
+        db,
+        settings,
+        keys,
+        clock,
+        grant_handlers: guise_oidc::grant::handlers(),
+        config,
+        metrics: Default::default(),
+    })
 }
 
 pub struct Application {
@@ -294,6 +302,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             .wrap(actix_web::middleware::from_fn(crate::edge::unavailable_as_503))
             .wrap(actix_web::middleware::from_fn(caller_effects))
             .wrap(actix_web::middleware::from_fn(access_log))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::observe))
             .app_data(data.clone())
             .app_data(web::JsonConfig::default().limit(max_body).error_handler(move |e, _| json_error(e, max_body)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
@@ -304,6 +313,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> Result<Server, StartupE
             }))
             .service(routes::health::healthz)
             .service(routes::health::readyz)
+            .route("/metrics", web::get().to(crate::metrics::metrics))
             .service(routes::oauth::token)
             .route("/oauth/token", web::method(Method::OPTIONS).to(crate::cors::preflight))
             .route("/userinfo", web::method(Method::OPTIONS).to(crate::cors::preflight))

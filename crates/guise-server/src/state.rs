@@ -16,6 +16,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub grant_handlers: Vec<Box<dyn GrantHandler>>,
     pub config: Config,
+    /// Request counts and latencies for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {

@@ -56,7 +56,8 @@ pub fn sign_in_fields(
             session_index: &session.sid,
             token_type: settings.token_type,
         },
-    );
+    )
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
     let event = AuditEvent::new(
         event_type::WSFED_SIGN_IN,
         now,

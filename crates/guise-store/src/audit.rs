@@ -89,8 +89,7 @@ const VERIFY_BATCH: i64 = 1000;
 
 impl AuditStore for Database {
     fn append(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
-        // Through write_deciding, so the outbox hears of them like of any other event.
-        self.run(|| Ok(self.write_deciding(|_| Ok(((), events.clone())))?.1))
+        self.append_grouped(events)
     }
 
     fn audit_records(

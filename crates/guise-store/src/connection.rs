@@ -3,6 +3,8 @@
 //! transaction that appends audit events atomically with the change they describe.
 
 use crate::convert::{DbError, DbResult, is_connection_lost};
+use crate::event_counts::EventCounts;
+use crate::group_commit::{BatchStats, GroupCommit};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -14,7 +16,7 @@ use guise_core::store::StoreResult;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// After a lost connection, how long checkouts are checked (`SELECT 1`) before use: the
 /// other pooled connections most likely went with it (a restart, a failover, a reset).
@@ -127,6 +129,21 @@ pub struct Database {
     lost_at: Arc<AtomicI64>,
     /// Whether impersonation notices are emailed (`outbox.rs`).
     pub(crate) mail_notices: Arc<std::sync::atomic::AtomicBool>,
+    /// Audit appends waiting to share a transaction.
+    group: Arc<GroupCommit>,
+    /// Callers waiting for a pooled connection right now.
+    waiting: Arc<AtomicI64>,
+    /// Audit events committed by this process, per type.
+    event_counts: Arc<EventCounts>,
+}
+
+/// The pool's occupancy at one instant (for `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub max: u32,
+    pub open: u32,
+    pub in_use: u32,
+    pub waiting: i64,
 }
 
 impl std::fmt::Debug for Database {
@@ -206,6 +223,9 @@ impl Database {
             backend: url.backend(),
             lost_at: Arc::new(AtomicI64::new(0)),
             mail_notices: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            group: Arc::new(GroupCommit::default()),
+            waiting: Arc::new(AtomicI64::new(0)),
+            event_counts: Arc::new(EventCounts::default()),
             unavailable_since: Arc::new(AtomicI64::new(0)),
             sqlite_file: match url {
                 DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
@@ -222,7 +242,10 @@ impl Database {
     }
 
     fn checkout(&self) -> DbResult<Conn> {
-        match self.pool.get() {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let got = self.pool.get();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match got {
             Ok(conn) => {
                 self.unavailable_since.store(0, Ordering::Relaxed);
                 Ok(conn)
@@ -233,6 +256,52 @@ impl Database {
                 Err(DbError(StoreError::Backend(format!("no database connection: {e}"))))
             }
         }
+    }
+
+    /// How many pooled connections are open, in use, and how many callers wait for one.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let state = self.pool.state();
+        PoolUsage {
+            max: self.pool.max_size(),
+            open: state.connections,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Audit events this process committed, per event type, sorted by type.
+    pub fn audit_event_counts(&self) -> Vec<(String, u64)> {
+        self.event_counts.snapshot()
+    }
+
+    /// The audit group commit's batches so far: sizes and head-lock hold times.
+    pub fn audit_batch_stats(&self) -> &BatchStats {
+        &self.group.stats
+    }
+
+    /// Append `events` through the group commit: they share one transaction (one take
+    /// of the head lock, one commit) with whatever other appends are waiting, and this
+    /// returns once that transaction has committed.
+    pub(crate) fn append_grouped(&self, events: Vec<AuditEvent>) -> StoreResult<Vec<AuditRecord>> {
+        self.group.append(events, |batch| {
+            let mut held = Duration::ZERO;
+            let outcome = self.run(|| {
+                let mut conn = self.conn()?;
+                let mut locked_at = None;
+                let records = conn.transaction(|conn| {
+                    lock_audit_head(conn)?;
+                    locked_at = Some(Instant::now());
+                    let records = append_events(conn, batch.clone())?;
+                    // The outbox hears of appended events as of any other.
+                    crate::outbox::enqueue_for_records(conn, &records, self.mail_notices())?;
+                    Ok::<_, DbError>(records)
+                })?;
+                held = locked_at.map(|t| t.elapsed()).unwrap_or_default();
+                self.event_counts.committed(&records);
+                Ok(records)
+            });
+            (outcome, held)
+        })
     }
 
     /// Whether the last attempt to get a connection failed (the database is down or
@@ -337,14 +406,16 @@ impl Database {
         change: impl FnOnce(&mut AnyConnection) -> DbResult<(T, Vec<AuditEvent>)>,
     ) -> DbResult<(T, Vec<AuditRecord>)> {
         let mut conn = self.conn()?;
-        conn.transaction(|conn| {
+        let (value, records) = conn.transaction(|conn| {
             lock_audit_head(conn)?;
             let (value, events) = change(conn)?;
             let records = append_events(conn, events)?;
             // The outbox: deliveries these events cause commit or roll back with them.
             crate::outbox::enqueue_for_records(conn, &records, self.mail_notices())?;
-            Ok((value, records))
-        })
+            Ok::<_, DbError>((value, records))
+        })?;
+        self.event_counts.committed(&records);
+        Ok((value, records))
     }
 }
 
@@ -369,25 +440,41 @@ pub(crate) fn append_events(conn: &mut AnyConnection, events: Vec<AuditEvent>) -
         seq += 1;
         let details_text = event.details.to_string();
         let hash = chain_hash(seq, &event, &details_text, &prev_hash);
-        diesel::insert_into(audit_log::table)
-            .values((
-                audit_log::seq.eq(seq),
-                audit_log::event_type.eq(&event.event_type),
-                audit_log::occurred_at.eq(event.occurred_at.timestamp_millis()),
-                audit_log::actor_type.eq(event.actor.kind()),
-                audit_log::actor_id.eq(event.actor.id()),
-                audit_log::on_behalf_of.eq(&event.on_behalf_of),
-                audit_log::subject_id.eq(&event.subject),
-                audit_log::client_id.eq(&event.client_id),
-                audit_log::source_ip.eq(&event.source_ip),
-                audit_log::description.eq(&event.description),
-                audit_log::details.eq(&details_text),
-                audit_log::prev_hash.eq(&prev_hash),
-                audit_log::hash.eq(&hash),
-            ))
-            .execute(conn)?;
         let prev_hash = std::mem::replace(&mut prev_hash, hash.clone());
         records.push(AuditRecord { seq, event, details_text, prev_hash, hash });
+    }
+    // On PostgreSQL one multi-row INSERT per batch: under the head lock every statement
+    // is a round trip, so the rows go in one. (SQLite runs in-process: a row at a time
+    // costs no round trip; diesel's multi-backend connection has no batch insert.)
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                audit_log::seq.eq(r.seq),
+                audit_log::event_type.eq(&r.event.event_type),
+                audit_log::occurred_at.eq(r.event.occurred_at.timestamp_millis()),
+                audit_log::actor_type.eq(r.event.actor.kind()),
+                audit_log::actor_id.eq(r.event.actor.id()),
+                audit_log::on_behalf_of.eq(&r.event.on_behalf_of),
+                audit_log::subject_id.eq(&r.event.subject),
+                audit_log::client_id.eq(&r.event.client_id),
+                audit_log::source_ip.eq(&r.event.source_ip),
+                audit_log::description.eq(&r.event.description),
+                audit_log::details.eq(&r.details_text),
+                audit_log::prev_hash.eq(&r.prev_hash),
+                audit_log::hash.eq(&r.hash),
+            )
+        })
+        .collect();
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            diesel::insert_into(audit_log::table).values(rows).execute(pg)?;
+        }
+        AnyConnection::Sqlite(lite) => {
+            for row in rows {
+                diesel::insert_into(audit_log::table).values(row).execute(lite)?;
+            }
+        }
     }
     diesel::update(audit_head::table.filter(audit_head::id.eq(1)))
         .set((audit_head::last_seq.eq(seq), audit_head::last_hash.eq(&prev_hash)))

@@ -7,7 +7,9 @@ mod clients;
 mod connection;
 mod console;
 mod convert;
+mod event_counts;
 mod grants;
+mod group_commit;
 mod housekeeping;
 mod impersonation;
 mod keys;
@@ -20,4 +22,5 @@ mod throttle;
 mod tokens;
 mod users;
 
-pub use connection::{Backend, Database, DatabaseUrl, has_schema};
+pub use connection::{Backend, Database, DatabaseUrl, PoolUsage, has_schema};
+pub use group_commit::{BATCH_SIZE_BUCKETS, BatchStats};

@@ -2,6 +2,7 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::{Condvar, LazyLock, Mutex};
 
 /// OWASP Password Storage Cheat Sheet: argon2id, 19 MiB, 2 iterations, 1 lane.
 pub const MEMORY_KIB: u32 = 19_456;
@@ -22,6 +23,39 @@ pub enum PasswordError {
     Hashing,
 }
 
+/// At most one argon2 computation per core at a time. Requests run on a blocking pool
+/// with many more threads than cores; unbounded, N concurrent logins each took 19 MiB
+/// and fought over the caches, so logins/s fell well short of the raw verify rate.
+/// Callers past the limit wait here, in order of arrival as the OS wakes them.
+struct CoreGate {
+    busy: Mutex<usize>,
+    freed: Condvar,
+    cores: usize,
+}
+
+static GATE: LazyLock<CoreGate> = LazyLock::new(|| CoreGate {
+    busy: Mutex::new(0),
+    freed: Condvar::new(),
+    cores: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+});
+
+impl CoreGate {
+    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        {
+            let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+            while *busy >= self.cores {
+                busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+            }
+            *busy += 1;
+        }
+        let result = work();
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        *busy -= 1;
+        self.freed.notify_one();
+        result
+    }
+}
+
 fn argon2() -> Argon2<'static> {
     // The parameters are constants within argon2's accepted ranges.
     let params = Params::new(MEMORY_KIB, ITERATIONS, LANES, None).unwrap_or_default();
@@ -38,7 +72,9 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
         return Err(PasswordError::TooLong);
     }
     let salt = SaltString::generate(&mut OsRng);
-    argon2().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|_| PasswordError::Hashing)
+    GATE.run(|| argon2().hash_password(password.as_bytes(), &salt))
+        .map(|hash| hash.to_string())
+        .map_err(|_| PasswordError::Hashing)
 }
 
 /// Verify a password against a stored PHC string. Unparseable hashes never match.
@@ -47,7 +83,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         return false;
     }
     match PasswordHash::new(phc) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => GATE.run(|| argon2().verify_password(password.as_bytes(), &parsed).is_ok()),
         Err(_) => false,
     }
 }
@@ -63,6 +99,32 @@ mod tests {
         assert!(verify_password("correct horse battery", &hash));
         assert!(!verify_password("wrong horse battery", &hash));
         assert!(!verify_password("anything", "not a phc string"));
+    }
+
+    #[test]
+    fn concurrent_verifications_never_exceed_the_cores() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4 * GATE.cores)
+            .map(|_| {
+                let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
+                std::thread::spawn(move || {
+                    GATE.run(|| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert!(thread.join().is_ok());
+        }
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(peak >= 1 && peak <= GATE.cores, "peak {peak} with {} cores", GATE.cores);
     }
 
     #[test]

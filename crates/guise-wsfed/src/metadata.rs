@@ -3,10 +3,10 @@
 //! offered and the passive requestor endpoint.
 
 use crate::settings::{TOKEN_SAML11, TOKEN_SAML20};
-use guise_saml::dsig::SamlSigner;
+use guise_saml::dsig::{SamlSigner, SignError};
 use guise_saml::xml::Element;
 
-pub fn federation_metadata(signer: &SamlSigner, entity_id: &str, passive_endpoint: &str) -> String {
+pub fn federation_metadata(signer: &SamlSigner, entity_id: &str, passive_endpoint: &str) -> Result<String, SignError> {
     let key_info = Element::new("ds", "KeyInfo").child(
         Element::new("ds", "X509Data")
             .child(Element::new("ds", "X509Certificate").text(signer.certificate_b64.clone())),
@@ -29,6 +29,6 @@ pub fn federation_metadata(signer: &SamlSigner, entity_id: &str, passive_endpoin
         .attr("ID", guise_saml::response::new_id())
         .attr("entityID", entity_id)
         .child(role);
-    signer.sign(&mut entity, 0);
-    entity.canonical()
+    signer.sign(&mut entity, 0)?;
+    Ok(entity.canonical())
 }

@@ -9,7 +9,7 @@ use guise_saml::dsig::SamlSigner;
 fn signer() -> Result<(SamlSigner, String), Box<dyn std::error::Error>> {
     let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)?;
     let (der, pem) = guise_saml::cert::self_signed(&key, "idp.example", 7)?;
-    Ok((SamlSigner::new(key, &der), pem))
+    Ok((SamlSigner::new(&key, &der)?, pem))
 }
 
 fn xmlsec1(xml: &str, pem: &str, id_attr: &str, node: &str) -> Result<bool, std::io::Error> {
@@ -54,7 +54,7 @@ fn assertion(xml: &str, open: &str, close: &str) -> String {
 #[test]
 fn saml11_and_saml20_tokens_and_metadata_verify() -> Result<(), Box<dyn std::error::Error>> {
     let (signer, pem) = signer()?;
-    let rstr = request_security_token_response(&signer, &sign_in(TOKEN_SAML11));
+    let rstr = request_security_token_response(&signer, &sign_in(TOKEN_SAML11))?;
     let token = assertion(&rstr, "<saml1:Assertion", "</saml1:Assertion>");
     assert!(xmlsec1(&token, &pem, "AssertionID", "urn:oasis:names:tc:SAML:1.0:assertion:Assertion")?, "{token}");
     assert!(!xmlsec1(
@@ -68,11 +68,11 @@ fn saml11_and_saml20_tokens_and_metadata_verify() -> Result<(), Box<dyn std::err
             && rstr.contains("<saml1:Audience>urn:app</saml1:Audience>")
     );
 
-    let rstr = request_security_token_response(&signer, &sign_in(TOKEN_SAML20));
+    let rstr = request_security_token_response(&signer, &sign_in(TOKEN_SAML20))?;
     let token = assertion(&rstr, "<saml:Assertion", "</saml:Assertion>");
     assert!(xmlsec1(&token, &pem, "ID", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion")?, "{token}");
 
-    let metadata = federation_metadata(&signer, "https://idp.example/", "https://idp.example/wsfed");
+    let metadata = federation_metadata(&signer, "https://idp.example/", "https://idp.example/wsfed")?;
     assert!(metadata.contains(r#"xsi:type="fed:SecurityTokenServiceType""#));
     assert!(xmlsec1(&metadata, &pem, "ID", "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor")?, "{metadata}");
     Ok(())

@@ -4,7 +4,7 @@
 
 use crate::settings::{TOKEN_SAML11, TOKEN_SAML20};
 use chrono::{DateTime, Duration, Utc};
-use guise_saml::dsig::SamlSigner;
+use guise_saml::dsig::{SamlSigner, SignError};
 use guise_saml::response::{self, instant, new_id};
 use guise_saml::xml::Element;
 
@@ -45,7 +45,7 @@ fn split_claim(claim: &str) -> (&str, &str) {
     claim.rsplit_once('/').unwrap_or(("", claim))
 }
 
-fn saml11_assertion(signer: &SamlSigner, s: &SignIn<'_>) -> Element {
+fn saml11_assertion(signer: &SamlSigner, s: &SignIn<'_>) -> Result<Element, SignError> {
     let subject = || {
         Element::new("saml1", "Subject")
             .child(
@@ -94,11 +94,11 @@ fn saml11_assertion(signer: &SamlSigner, s: &SignIn<'_>) -> Element {
         );
     // SAML 1.1 puts the signature last.
     let last = assertion.children.len();
-    signer.sign(&mut assertion, last);
-    assertion
+    signer.sign(&mut assertion, last)?;
+    Ok(assertion)
 }
 
-fn saml20_assertion(signer: &SamlSigner, s: &SignIn<'_>) -> Element {
+fn saml20_assertion(signer: &SamlSigner, s: &SignIn<'_>) -> Result<Element, SignError> {
     response::signed_assertion(
         signer,
         &response::Assertion {
@@ -120,9 +120,9 @@ fn saml20_assertion(signer: &SamlSigner, s: &SignIn<'_>) -> Element {
 }
 
 /// The `wresult` of a sign-in response.
-pub fn request_security_token_response(signer: &SamlSigner, s: &SignIn<'_>) -> String {
-    let token = if s.token_type == TOKEN_SAML20 { saml20_assertion(signer, s) } else { saml11_assertion(signer, s) };
-    Element::new("t", "RequestSecurityTokenResponse")
+pub fn request_security_token_response(signer: &SamlSigner, s: &SignIn<'_>) -> Result<String, SignError> {
+    let token = if s.token_type == TOKEN_SAML20 { saml20_assertion(signer, s)? } else { saml11_assertion(signer, s)? };
+    Ok(Element::new("t", "RequestSecurityTokenResponse")
         .child(
             Element::new("t", "Lifetime")
                 .child(Element::new("wsu", "Created").text(instant(s.now)))
@@ -140,5 +140,5 @@ pub fn request_security_token_response(signer: &SamlSigner, s: &SignIn<'_>) -> S
         }))
         .child(Element::new("t", "RequestType").text("http://schemas.xmlsoap.org/ws/2005/02/trust/Issue"))
         .child(Element::new("t", "KeyType").text("http://schemas.xmlsoap.org/ws/2005/05/identity/NoProofKey"))
-        .canonical()
+        .canonical())
 }

@@ -51,15 +51,18 @@ pub async fn metadata(state: web::Data<AppState>, client_id: web::Path<String>) 
                     let sso = s.settings.endpoint(&format!("/samlp/{client_id}"));
                     let slo = s.settings.endpoint(&format!("/samlp/{client_id}/logout"));
                     let entity = crate::saml::entity_id(s);
-                    Some(guise_saml::metadata::idp_metadata(
-                        &signer,
-                        &guise_saml::metadata::Endpoints {
-                            entity_id: &entity,
-                            sso_url: &sso,
-                            slo_url: &slo,
-                            want_authn_requests_signed: wants_signed,
-                        },
-                    ))
+                    Some(
+                        guise_saml::metadata::idp_metadata(
+                            &signer,
+                            &guise_saml::metadata::Endpoints {
+                                entity_id: &entity,
+                                sso_url: &sso,
+                                slo_url: &slo,
+                                want_authn_requests_signed: wants_signed,
+                            },
+                        )
+                        .map_err(|e| ApiError::internal(&e))?,
+                    )
                 }
                 _ => None,
             })

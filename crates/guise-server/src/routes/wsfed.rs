@@ -195,9 +195,13 @@ async fn metadata_for(state: web::Data<AppState>, client_id: Option<String>) -> 
                 Some(id) => s.settings.endpoint(&format!("/wsfed/{id}")),
                 None => s.settings.endpoint("/wsfed"),
             };
-            Ok(s.keys.saml_signer().map(|signer| {
-                guise_wsfed::metadata::federation_metadata(&signer, &crate::saml::entity_id(s), &passive)
-            }))
+            s.keys
+                .saml_signer()
+                .map(|signer| {
+                    guise_wsfed::metadata::federation_metadata(&signer, &crate::saml::entity_id(s), &passive)
+                        .map_err(|e| ApiError::internal(&e))
+                })
+                .transpose()
         })
         .await;
     match result {

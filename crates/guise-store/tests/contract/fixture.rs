@@ -151,6 +151,16 @@ impl Tenant {
         Tenant { db, place }
     }
 
+    /// A second pool on the same database, as another node would open it (its own
+    /// connections, its own audit group commit).
+    pub fn second_node(&self) -> Database {
+        let url = match &self.place {
+            Place::Sqlite { path, .. } => DatabaseUrl::Sqlite(path.clone()),
+            Place::Postgres { url, .. } => DatabaseUrl::Postgres(url.clone()),
+        };
+        Database::connect(&url, 4, std::time::Duration::from_secs(10)).expect("a second node opens the database")
+    }
+
     /// - `WEB_APP`, `OTHER_APP`: confidential web apps; `M2M`: a machine client with a
     ///   grant on `API` for `read:things write:things`; `SPA`: a public app;
     /// - `ALICE` holds `read:things` on `API` through the role `Reader` and has session
