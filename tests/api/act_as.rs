@@ -231,6 +231,22 @@ async fn records_say_who_really_acted(app: TestApp) {
     assert_eq!((status, sessions), (200, json!([])), "no impersonation sessions");
     let (status, refused) = app.get("/api/v2/impersonations?kind=everything").await;
     assert_eq!(status, 400, "{refused}");
+
+    // Everyone's needs read:users or read:impersonations; an impersonator sees their own.
+    let (id, secret) = app.machine_client("auditor", &["read:impersonations"]).await;
+    let auditor = app.client_token(&id, &secret, None).await;
+    let (status, all) = app.send_as(&auditor, Method::GET, "/api/v2/impersonations?kind=act_as", None).await;
+    assert_eq!((status, all.as_array().map(Vec::len)), (200, Some(2)), "{all}");
+    let (id, secret) = app.machine_client("impersonator", &["impersonate:users"]).await;
+    let impersonator = app.client_token(&id, &secret, None).await;
+    let (status, own) = app.send_as(&impersonator, Method::GET, "/api/v2/impersonations?kind=act_as", None).await;
+    assert_eq!((status, own), (200, json!([])), "only its own, of which there are none");
+    let others = format!("/api/v2/impersonations?impersonator_id={}", app.management_client_id);
+    let (status, refused) = app.send_as(&impersonator, Method::GET, &others, None).await;
+    assert_eq!((status, &refused["errorCode"]), (403, &json!("insufficient_scope")), "{refused}");
+    let (id, secret) = app.machine_client("reader", &["read:logs"]).await;
+    let reader = app.client_token(&id, &secret, None).await;
+    assert_eq!(app.send_as(&reader, Method::GET, "/api/v2/impersonations", None).await.0, 403);
 }
 
 async fn refusals_are_audited_and_grant_nothing(app: TestApp) {

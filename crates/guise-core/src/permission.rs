@@ -25,6 +25,8 @@ pub mod scopes {
     pub const READ_LOGS: &str = "read:logs";
     /// "Become other users": impersonation logins and acting on behalf of a user.
     pub const IMPERSONATE_USERS: &str = "impersonate:users";
+    /// Everyone's impersonations (without it, an impersonator sees only their own).
+    pub const READ_IMPERSONATIONS: &str = "read:impersonations";
     /// Webhook subscriptions and their deliveries (guise's own; Auth0 has log streams).
     pub const READ_WEBHOOKS: &str = "read:webhooks";
     pub const CREATE_WEBHOOKS: &str = "create:webhooks";
@@ -51,6 +53,7 @@ pub mod scopes {
         DELETE_ROLES,
         READ_LOGS,
         IMPERSONATE_USERS,
+        READ_IMPERSONATIONS,
         READ_WEBHOOKS,
         CREATE_WEBHOOKS,
         UPDATE_WEBHOOKS,
@@ -78,6 +81,7 @@ pub mod scopes {
             DELETE_ROLES => "Delete roles",
             READ_LOGS => "Read logs",
             IMPERSONATE_USERS => "Become other users",
+            READ_IMPERSONATIONS => "Read everyone's impersonations",
             READ_WEBHOOKS => "Read webhooks and their deliveries",
             CREATE_WEBHOOKS => "Create webhooks",
             UPDATE_WEBHOOKS => "Update webhooks and retry their deliveries",

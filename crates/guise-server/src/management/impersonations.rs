@@ -38,7 +38,7 @@ struct Filter {
     summary = "Live impersonation sessions, or (kind=act_as) uses of acting on behalf of a user",
     params(Paging, Filter),
     responses((status = 200, body = Vec<ImpersonationEntry>)),
-    security(("bearer" = ["read:users"])))]
+    security(("bearer" = ["read:users"]), ("bearer" = ["read:impersonations"]), ("bearer" = ["impersonate:users"])))]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -46,9 +46,20 @@ async fn list(
     filter: web::Query<Filter>,
     params: web::Query<Paging>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(scopes::READ_USERS)?;
+    // Everyone's with read:users or read:impersonations; an impersonator's own otherwise.
+    let sees_all = caller.claims.has_scope(scopes::READ_USERS) || caller.claims.has_scope(scopes::READ_IMPERSONATIONS);
+    if !sees_all {
+        caller.require(scopes::IMPERSONATE_USERS)?;
+    }
     allow_query(&req, &[query_names::<Paging>(), query_names::<Filter>()])?;
-    let filter = filter.into_inner();
+    let mut filter = filter.into_inner();
+    if !sees_all {
+        let own = caller.claims.sub.clone();
+        if filter.impersonator_id.as_ref().is_some_and(|named| *named != own) {
+            return Err(ApiError::insufficient_scope(&[scopes::READ_IMPERSONATIONS]));
+        }
+        filter.impersonator_id = Some(own);
+    }
     let page = params.page_request();
     let with_total = params.include_totals;
     let entries = match filter.kind.as_deref() {
