@@ -468,7 +468,17 @@ async fn ending_an_impersonation_revokes_its_tokens(app: TestApp) {
     assert_eq!(sessions[0]["impersonator_id"], app.admin_user_id.as_str());
     assert_eq!(sessions[0]["reason"], "SUPPORT-42");
     let sid = sessions[0]["id"].as_str().unwrap();
+    // The user's sessions show it, marked with who and why.
+    let of_user = format!("/api/v2/users/{}/sessions", crate::users::urlencode(target_id));
+    let (status, live) = app.get(&of_user).await;
+    assert_eq!(status, 200, "{live}");
+    assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
+    assert_eq!(live[0]["id"], sid);
+    assert_eq!((&live[0]["impersonated"], &live[0]["reason"]), (&json!(true), &json!("SUPPORT-42")));
+    assert_eq!(live[0]["impersonator_id"], app.admin_user_id.as_str());
+    assert_eq!(app.get("/api/v2/users/guise%7Cnobody/sessions").await.0, 404);
     assert_eq!(app.delete(&format!("/api/v2/impersonations/{sid}")).await.0, 204);
+    assert_eq!(app.get(&of_user).await.1, json!([]), "ended: no longer live");
 
     let introspect = |token: String| {
         let request =

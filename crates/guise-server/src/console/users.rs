@@ -150,11 +150,12 @@ async fn user_page(
     let logs_query = vec![("q", format!("user_id:\"{user_id}\"")), ("per_page", "15".to_owned())];
     let roles_path = format!("/api/v2/users/{id}/roles");
     let permissions_path = format!("/api/v2/users/{id}/permissions");
-    let ((roles, permissions, as_target), (as_agent, logs, clients)) = futures_util::future::join(
+    let sessions_path = format!("/api/v2/users/{id}/sessions");
+    let ((roles, permissions, sessions), (as_agent, logs, clients)) = futures_util::future::join(
         futures_util::future::join3(
             needing(agent, scopes::READ_ROLES, api.get(&roles_path, &[])),
             api.get(&permissions_path, &[("per_page", "100".to_owned())]),
-            api.get("/api/v2/impersonations", &[("user_id", user_id.to_owned())]),
+            api.get(&sessions_path, &[("per_page", "100".to_owned())]),
         ),
         futures_util::future::join3(
             api.get("/api/v2/impersonations", &[("impersonator_id", user_id.to_owned())]),
@@ -186,7 +187,7 @@ async fn user_page(
             user => view::data(&user),
             roles => view::data(&section(roles)),
             permissions => view::data(&section(permissions)),
-            impersonated => view::data(&section(as_target)),
+            sessions => view::data(&section(sessions)),
             impersonating => view::data(&section(as_agent)),
             logs => view::data(&section(logs)),
             clients_error => clients.err().map(|f| f.message),

@@ -26,7 +26,7 @@ use utoipa::{IntoParams, Modify, OpenApi};
     ),
     paths(
         users::list, users::create, users::by_email, users::get, users::patch, users::delete,
-        users::list_roles, users::assign_roles, users::unassign_roles, users::permissions,
+        users::list_roles, users::assign_roles, users::unassign_roles, users::permissions, users::sessions,
         clients::list, clients::create, clients::get, clients::patch, clients::delete, clients::rotate_secret,
         client_grants::list, client_grants::create, client_grants::patch, client_grants::delete,
         roles::list, roles::create, roles::get, roles::patch, roles::delete,

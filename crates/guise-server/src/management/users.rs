@@ -1,6 +1,6 @@
 //! `/api/v2/users`: create, read, search, patch, delete; roles and permissions of a user.
 
-use super::views::{PermissionView, RoleView, UserView};
+use super::views::{PermissionView, RoleView, SessionView, UserView};
 use super::{Fields, Paging, Projection, allow_query, page_of, paged, parse_sort, query_names, require_non_empty};
 use crate::auth::{Caller, RequestMeta};
 use crate::error::ApiError;
@@ -8,7 +8,7 @@ use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_user_id;
 use guise_core::permission::scopes;
-use guise_core::store::{RoleStore, UserStore};
+use guise_core::store::{RoleStore, SessionStore, UserStore};
 use guise_core::user::{NewUser, UserPatch, validate_email, validate_external_id, validate_length, validate_username};
 use guise_core::user_query::{UserSort, UserSortField, parse_user_query};
 use guise_store::password::{PasswordError, hash_password};
@@ -31,7 +31,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(assign_roles))
                 .route(web::delete().to(unassign_roles)),
         )
-        .service(web::resource("/users/{id}/permissions").route(web::get().to(permissions)));
+        .service(web::resource("/users/{id}/permissions").route(web::get().to(permissions)))
+        .service(web::resource("/users/{id}/sessions").route(web::get().to(sessions)));
 }
 
 pub use super::views::CONNECTION;
@@ -569,4 +570,30 @@ async fn permissions(
     Ok(paged(page_of(held, params.page_request()), params.include_totals, "permissions", |(permission, roles)| {
         PermissionView::with_sources(permission, roles)
     }))
+}
+
+#[utoipa::path(get, path = "/users/{id}/sessions", tag = "users",
+    summary = "A user's live sessions at guise, impersonation sessions marked with who and why",
+    params(("id" = String, Path, description = "The user id"), Paging),
+    responses((status = 200, body = Vec<SessionView>)),
+    security(("bearer" = ["read:users"])))]
+async fn sessions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<Paging>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(scopes::READ_USERS)?;
+    allow_query(&req, &[query_names::<Paging>()])?;
+    let id = id.into_inner();
+    let live = state
+        .into_inner()
+        .blocking(move |s| {
+            s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))?;
+            let now = s.clock.now();
+            Ok::<_, ApiError>(s.db.sessions_of_user(&id)?.into_iter().filter(|x| x.is_live(now)).collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(paged(page_of(live, params.page_request()), params.include_totals, "sessions", SessionView::from))
 }

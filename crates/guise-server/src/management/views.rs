@@ -415,6 +415,8 @@ pub struct SessionView {
     pub user_agent: Option<String>,
     pub impersonated: bool,
     pub impersonator_id: Option<String>,
+    /// Why, for an impersonation session.
+    pub reason: Option<String>,
 }
 
 impl From<Session> for SessionView {
@@ -428,6 +430,7 @@ impl From<Session> for SessionView {
             user_agent: s.user_agent,
             impersonated: s.impersonator_id.is_some(),
             impersonator_id: s.impersonator_id,
+            reason: s.impersonation_reason,
         }
     }
 }
