@@ -6,7 +6,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Config {
     /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://{data_dir}/guise.db`.
     pub database_url: Option<String>,
@@ -94,6 +94,36 @@ pub struct Config {
     /// Serve `/metrics` (Prometheus text) to `Authorization: Bearer <metrics_token>`;
     /// unset or empty: `/metrics` answers 404 and no request metrics are kept.
     pub metrics_token: Option<String>,
+}
+
+/// Settings whose values are credentials: never printed.
+const SECRET_SETTINGS: &[&str] = &["bewit_key", "smtp_password", "metrics_token"];
+
+/// Every setting, with the credentials replaced and the database URL's password and
+/// query removed, so a `{:?}` of the configuration (or of a state holding it) can never
+/// put a secret in a log.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = serde_json::to_value(self).unwrap_or_default();
+        if let Some(settings) = shown.as_object_mut() {
+            for key in SECRET_SETTINGS {
+                if settings.get(*key).is_some_and(|v| !v.is_null()) {
+                    settings.insert((*key).to_owned(), serde_json::json!("[redacted]"));
+                }
+            }
+            if let Some(serde_json::Value::String(url)) = settings.get_mut("database_url") {
+                *url = match url::Url::parse(url) {
+                    Ok(mut parsed) => {
+                        let _ = parsed.set_password(None);
+                        parsed.set_query(None);
+                        parsed.to_string()
+                    }
+                    Err(_) => "[unparsable]".to_owned(),
+                };
+            }
+        }
+        write!(f, "Config {shown}")
+    }
 }
 
 impl Default for Config {
@@ -204,6 +234,22 @@ mod tests {
             assert_eq!(config.database_url(), "postgres://db/guise");
             Ok(())
         });
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let config = Config {
+            database_url: Some("postgres://guise:db-pass-1@db/guise?password=db-pass-2".into()),
+            bewit_key: Some("bewit-key-3".into()),
+            smtp_password: Some("smtp-pass-4".into()),
+            metrics_token: Some("metrics-5".into()),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        for secret in ["db-pass-1", "db-pass-2", "bewit-key-3", "smtp-pass-4", "metrics-5"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://guise@db/guise") && shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]
