@@ -151,8 +151,8 @@ impl AuditEvent {
     }
 
     /// Name who really acted in an event an impersonation session caused: the
-    /// impersonator (`on_behalf_of`) and the machine client that minted the
-    /// impersonation, if one did. Ordinary sessions leave the event as it is.
+    /// impersonator (`on_behalf_of`), the machine client that minted the impersonation
+    /// if one did, and why it was opened. Ordinary sessions leave the event as it is.
     pub fn caused_by(mut self, session: &crate::session::Session) -> Self {
         if let Some(impersonator) = &session.impersonator_id {
             self.on_behalf_of = Some(impersonator.clone());
@@ -161,6 +161,7 @@ impl AuditEvent {
             }
             self.details["impersonated"] = serde_json::json!(true);
             self.details["impersonation_minted_by"] = serde_json::json!(session.impersonation_minted_by);
+            self.details["impersonation_reason"] = serde_json::json!(session.impersonation_reason);
         }
         self
     }

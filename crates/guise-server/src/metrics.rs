@@ -74,7 +74,12 @@ pub async fn observe(
         && state.config.metrics_token.as_deref().is_some_and(|t| !t.is_empty())
     {
         let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-        let method = response.request().method().as_str().to_owned();
+        // A fixed set: a client-invented method must not add label values.
+        let method = match response.request().method().as_str() {
+            m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+            _ => "OTHER",
+        }
+        .to_owned();
         state.metrics.observe(route, method, response.status().as_u16(), started.elapsed());
     }
     Ok(response)

@@ -48,11 +48,20 @@ impl CoreGate {
             }
             *busy += 1;
         }
-        let result = work();
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        // Released on every way out, a panicking computation included.
+        let _slot = Slot(self);
+        work()
+    }
+}
+
+/// One taken place in the gate, given back when dropped.
+struct Slot<'a>(&'a CoreGate);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|p| p.into_inner());
         *busy -= 1;
-        self.freed.notify_one();
-        result
+        self.0.freed.notify_one();
     }
 }
 

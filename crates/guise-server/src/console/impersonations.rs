@@ -117,16 +117,16 @@ pub async fn end_current(req: HttpRequest, state: web::Data<AppState>, form: web
             let now = s.clock.now();
             let Some(session) = current_session(s, Some(&cookie), now)? else { return Ok::<_, ApiError>(false) };
             let Some(impersonator) = session.impersonator_id.clone() else { return Ok(false) };
-            let mut event = AuditEvent::new(
+            let event = AuditEvent::new(
                 event_type::IMPERSONATION_ENDED,
                 now,
                 Actor::User(impersonator.clone()),
                 "Impersonation session ended from inside it",
             )
             .source_ip(meta.source_ip.clone())
-            .subject(session.user_id.clone());
-            event.on_behalf_of = Some(impersonator);
-            event.details = json!({ "sid": session.sid, "reason": "ended_by_impersonator" });
+            .subject(session.user_id.clone())
+            .details(json!({ "sid": session.sid, "reason": "ended_by_impersonator" }))
+            .caused_by(&session);
             s.db.end_session(&session.sid, now, event)?;
             Ok(true)
         })

@@ -53,7 +53,7 @@ pub fn well_formed(value: &str) -> bool {
 
 /// The database key of a session cookie.
 pub fn id_hash(cookie: &str) -> String {
-    Sha256::digest(cookie.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    guise_oidc::grant::hash_secret(cookie)
 }
 
 fn sealing_key(cookie: &str) -> Key {

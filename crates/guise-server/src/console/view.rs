@@ -28,15 +28,7 @@ pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src '
 
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
-            if let Err(e) = env.add_template(name, source) {
-                tracing::error!(template = name, error = %e, "console template does not compile");
-            }
-        }
-        env
-    })
+    ENV.get_or_init(|| crate::web::pages::compile(TEMPLATES))
 }
 
 fn secured(status: StatusCode) -> actix_web::HttpResponseBuilder {

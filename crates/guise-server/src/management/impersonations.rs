@@ -137,8 +137,8 @@ async fn end(
             let mut event = meta.api_event(&caller, s.clock.now(), "Impersonation session ended");
             event.event_type = event_type::IMPERSONATION_ENDED.to_owned();
             event.subject = Some(session.user_id.clone());
-            event.on_behalf_of = session.impersonator_id.clone();
             event.details["sid"] = json!(session.sid);
+            let mut event = event.caused_by(&session);
             event.details["reason"] = json!("ended_by");
             s.db.end_session(&session.sid, s.clock.now(), event)
                 .map_err(|e| ApiError::from_store(e, "impersonation session"))

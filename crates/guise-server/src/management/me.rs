@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use guise_core::store::{AuditFilter, AuditStore, SessionStore, UserStore};
+use guise_core::store::{AuditFilter, AuditStore, UserStore};
 use serde_json::{Value, json};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -85,13 +85,7 @@ async fn sessions(
 ) -> Result<HttpResponse, ApiError> {
     let id = me_id(&caller)?;
     allow_query(&req, &[query_names::<Paging>()])?;
-    let sessions = state
-        .into_inner()
-        .blocking(move |s| {
-            let now = s.clock.now();
-            Ok::<_, ApiError>(s.db.sessions_of_user(&id)?.into_iter().filter(|x| x.is_live(now)).collect::<Vec<_>>())
-        })
-        .await?;
+    let sessions = state.into_inner().blocking(move |s| super::users::live_sessions(s, &id)).await?;
     Ok(paged(page_of(sessions, params.page_request()), params.include_totals, "sessions", SessionView::from))
 }
 

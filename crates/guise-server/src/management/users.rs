@@ -591,9 +591,14 @@ async fn sessions(
         .into_inner()
         .blocking(move |s| {
             s.db.user_by_id(&id).map_err(|e| ApiError::from_store(e, "user"))?;
-            let now = s.clock.now();
-            Ok::<_, ApiError>(s.db.sessions_of_user(&id)?.into_iter().filter(|x| x.is_live(now)).collect::<Vec<_>>())
+            live_sessions(s, &id)
         })
         .await?;
     Ok(paged(page_of(live, params.page_request()), params.include_totals, "sessions", SessionView::from))
+}
+
+/// A user's sessions that are live now (for `/users/{id}/sessions` and `/me/sessions`).
+pub fn live_sessions(s: &AppState, user_id: &str) -> Result<Vec<guise_core::session::Session>, ApiError> {
+    let now = s.clock.now();
+    Ok(s.db.sessions_of_user(user_id)?.into_iter().filter(|x| x.is_live(now)).collect())
 }

@@ -21,16 +21,19 @@ const TEMPLATES: &[(&str, &str)] = &[
 
 fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in TEMPLATES {
-            // The templates are compiled in; a syntax error is caught by the tests.
-            if let Err(e) = env.add_template(name, source) {
-                tracing::error!(template = name, error = %e, "template does not compile");
-            }
+    ENV.get_or_init(|| compile(TEMPLATES))
+}
+
+/// An auto-escaping environment holding `templates` (name, source), compiled into the
+/// binary; a syntax error is logged here and caught by the tests.
+pub fn compile(templates: &'static [(&'static str, &'static str)]) -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, source) in templates {
+        if let Err(e) = env.add_template(name, source) {
+            tracing::error!(template = name, error = %e, "template does not compile");
         }
-        env
-    })
+    }
+    env
 }
 
 /// A browser reply built off the async workers (it is `Send`, unlike `HttpResponse`).
