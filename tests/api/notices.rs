@@ -38,6 +38,7 @@ on_both_backends!(
     ending_sessions_logs_the_relying_parties_out_over_the_back_channel,
     an_expired_impersonation_is_ended_announced_and_logged_out,
     a_saml_application_is_sent_a_signed_logout_request,
+    a_logout_request_is_not_sent_once_single_logout_is_off,
     two_nodes_deliver_each_message_once,
 );
 
@@ -491,8 +492,28 @@ async fn an_expired_impersonation_is_ended_announced_and_logged_out(backend: Bac
     assert_eq!((rp.received().len(), hooks.received().len()), (1, 1), "ended once, told once");
 }
 
+/// An impersonation login of `target_id` to the SAML client `client_id`: the NameID
+/// (` Format="…">value`) and SessionIndex its assertion carried.
+async fn saml_impersonation(app: &TestApp, target_id: &str, client_id: &str) -> (String, String) {
+    use crate::saml::{between, posted_response};
+    let body = json!({
+        "protocol": "samlp",
+        "impersonator_id": app.admin_user_id,
+        "client_id": client_id,
+        "reason": "SUPPORT-9",
+    });
+    let (status, url) = mint_with(app, &app.token, target_id, &body).await;
+    assert_eq!(status, 200, "{url}");
+    let page = Browser::new().get(&url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let (response, _) = posted_response(&page.body);
+    let name_id = between(&response, "<saml:NameID", "</saml:NameID>").to_owned();
+    let session_index = between(&response, "SessionIndex=\"", "\"").to_owned();
+    (name_id, session_index)
+}
+
 async fn a_saml_application_is_sent_a_signed_logout_request(backend: Backend) {
-    use crate::saml::{between, idp_certificate, posted_response, saml_client, xmlsec1_verify};
+    use crate::saml::{idp_certificate, saml_client, xmlsec1_verify};
     let app = spawn_app_with(backend, fast_outbox).await;
     let sp = HttpReceiver::start(0).await;
     let slo = format!("{}/saml/slo", sp.url);
@@ -500,19 +521,7 @@ async fn a_saml_application_is_sent_a_signed_logout_request(backend: Backend) {
     let (cert, _) = idp_certificate(&app, &client_id).await;
     let target = user(&app).await;
     let target_id = target["user_id"].as_str().unwrap();
-    let body = json!({
-        "protocol": "samlp",
-        "impersonator_id": app.admin_user_id,
-        "client_id": client_id,
-        "reason": "SUPPORT-9",
-    });
-    let (status, url) = mint_with(&app, &app.token, target_id, &body).await;
-    assert_eq!(status, 200, "{url}");
-    let page = Browser::new().get(&url).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let (response, _) = posted_response(&page.body);
-    let name_id = between(&response, "<saml:NameID", "</saml:NameID>").to_owned();
-    let session_index = between(&response, "SessionIndex=\"", "\"").to_owned();
+    let (name_id, session_index) = saml_impersonation(&app, target_id, &client_id).await;
     let sid = end_impersonation(&app, target_id).await;
     assert_eq!(session_index, sid);
 
@@ -537,6 +546,34 @@ async fn a_saml_application_is_sent_a_signed_logout_request(backend: Backend) {
     assert!(name_id.contains(target_id), "{name_id}");
     assert!(envelope.contains(&format!("{name_id}</saml:NameID>")), "the NameID asserted: {envelope}");
     assert!(envelope.contains(&format!("<samlp:SessionIndex>{sid}</samlp:SessionIndex>")), "{envelope}");
+}
+
+/// `slo_enabled: false` is honoured when the LogoutRequest is sent, not only when it is
+/// queued: one queued before single logout was turned off (here: waiting to be retried
+/// after the SP failed) is never sent again.
+async fn a_logout_request_is_not_sent_once_single_logout_is_off(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        fast_outbox(c);
+        c.outbox_backoff_secs = 3;
+    })
+    .await;
+    let sp = HttpReceiver::start(1).await;
+    let slo = format!("{}/saml/slo", sp.url);
+    let client_id = crate::saml::saml_client(&app, json!({ "logout": { "callback": slo } })).await;
+    let target = user(&app).await;
+    let target_id = target["user_id"].as_str().unwrap();
+    saml_impersonation(&app, target_id, &client_id).await;
+    end_impersonation(&app, target_id).await;
+    sp.wait_for("the first LogoutRequest (answered 500)", |r| !r.is_empty()).await;
+
+    let off = json!({ "addons": { "samlp": { "logout": { "callback": slo, "slo_enabled": false } } } });
+    let (status, patched) = app.patch(&format!("/api/v2/clients/{client_id}"), &off).await;
+    assert_eq!(status, 200, "{patched}");
+    let failed = format!("/api/v2/deliveries?kind=saml_logout&target={client_id}&status=failed");
+    let failed = wait_for_listed(&app, &failed, 1).await;
+    assert_eq!(failed[0]["attempts"], 2, "{failed:?}");
+    assert_eq!(failed[0]["last_error"], "single logout is off for the client (slo_enabled: false)");
+    assert_eq!(sp.received().len(), 1, "the retry was not sent");
 }
 
 async fn two_nodes_deliver_each_message_once(backend: Backend) {

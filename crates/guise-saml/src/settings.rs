@@ -50,8 +50,12 @@ pub struct SamlSettings {
     pub sign_response: bool,
     /// PEM of the SP's certificate: when set, Redirect-binding requests must be signed.
     pub signing_cert: Option<String>,
-    /// Where to send the browser after single logout.
+    /// The SP's single-logout URL (`logout.callback`): where the browser goes after an
+    /// SP-initiated logout, and where LogoutRequests go when `slo_enabled`.
     pub logout_callback: Option<String>,
+    /// `logout.slo_enabled` (default `true`): whether the SP is sent a LogoutRequest when
+    /// a session that logged into it ends.
+    pub slo_enabled: bool,
 }
 
 impl SamlSettings {
@@ -66,6 +70,13 @@ impl SamlSettings {
     /// missing Issuer does not (the Web SSO profile requires one, SAML profiles §4.1.4.1).
     pub fn issuer_matches(&self, client_id: &str, issuer: Option<&str>) -> bool {
         issuer.is_some_and(|issuer| issuer == self.entity_id(client_id))
+    }
+
+    /// Where a LogoutRequest goes when a session that logged into this SP ends: the
+    /// `logout.callback`, unless `logout.slo_enabled` is `false`. Read when the request
+    /// is sent, so one queued before single logout was turned off is not sent.
+    pub fn logout_request_url(&self) -> Option<&str> {
+        self.logout_callback.as_deref().filter(|_| self.slo_enabled)
     }
 }
 
@@ -114,7 +125,13 @@ pub fn from_addons(addons: &Map<String, Value>) -> Result<Option<SamlSettings>, 
             })
             .collect::<Result<_, _>>()?,
     };
-    let logout_callback = raw.logout.and_then(|l| l.get("callback").and_then(Value::as_str).map(str::to_owned));
+    let logout = raw.logout.unwrap_or_default();
+    let logout_callback = logout.get("callback").and_then(Value::as_str).map(str::to_owned);
+    let slo_enabled = match logout.get("slo_enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(on)) => *on,
+        Some(_) => return Err(SettingsError::Invalid("logout.slo_enabled must be true or false".into())),
+    };
     Ok(Some(SamlSettings {
         audience: raw.audience,
         recipient: raw.recipient,
@@ -125,6 +142,7 @@ pub fn from_addons(addons: &Map<String, Value>) -> Result<Option<SamlSettings>, 
         sign_response: raw.sign_response.unwrap_or(false),
         signing_cert: raw.signing_cert,
         logout_callback,
+        slo_enabled,
     }))
 }
 
@@ -158,5 +176,22 @@ mod tests {
         assert_eq!(explicit.as_ref().map(|s| s.issuer_matches("abc", Some("https://sp.example/"))), Some(true));
         assert_eq!(explicit.as_ref().map(|s| s.issuer_matches("abc", Some("urn:abc"))), Some(false));
         assert_eq!(explicit.as_ref().map(|s| s.issuer_matches("abc", None)), Some(false));
+    }
+
+    #[test]
+    fn logout_requests_go_to_the_callback_only_while_slo_is_enabled() {
+        let url = |logout: Value| {
+            from_addons(&addons(json!({ "logout": logout })))
+                .map(|s| s.and_then(|s| s.logout_request_url().map(str::to_owned)))
+        };
+        let slo = "https://sp.example/slo";
+        assert_eq!(url(json!({ "callback": slo })), Ok(Some(slo.to_owned())));
+        assert_eq!(url(json!({ "callback": slo, "slo_enabled": true })), Ok(Some(slo.to_owned())));
+        assert_eq!(url(json!({ "callback": slo, "slo_enabled": false })), Ok(None));
+        assert_eq!(url(json!({ "slo_enabled": true })), Ok(None));
+        assert!(url(json!({ "callback": slo, "slo_enabled": "no" })).is_err());
+        // The browser's LogoutResponse still goes to the callback.
+        let off = from_addons(&addons(json!({ "logout": { "callback": slo, "slo_enabled": false } }))).ok().flatten();
+        assert_eq!(off.and_then(|s| s.logout_callback), Some(slo.to_owned()));
     }
 }

@@ -35,7 +35,7 @@ pub async fn backchannel(state: &Arc<AppState>, http: &reqwest::Client, delivery
 /// SAML single logout over the SOAP binding (SAML bindings §3.2): a signed
 /// LogoutRequest naming the NameID and SessionIndex the session's assertion carried,
 /// POSTed to the client's registered `addons.samlp.logout.callback` (read now, as for
-/// back-channel logout). A `2xx` answer counts as delivered; the LogoutResponse in it is
+/// back-channel logout: a client that turned `slo_enabled` off since is not sent it). A `2xx` answer counts as delivered; the LogoutResponse in it is
 /// not examined.
 pub async fn saml(state: &Arc<AppState>, http: &reqwest::Client, delivery: &Delivery) -> Result<(), String> {
     let text = |key: &str| delivery.payload.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -49,7 +49,11 @@ pub async fn saml(state: &Arc<AppState>, http: &reqwest::Client, delivery: &Deli
             .ok()
             .flatten()
             .ok_or("the client no longer has SAML settings")?;
-        let uri = settings.logout_callback.ok_or("the client no longer has a SAML logout URL")?;
+        let uri = match (settings.logout_request_url(), &settings.logout_callback) {
+            (Some(uri), _) => uri.to_owned(),
+            (None, Some(_)) => return Err("single logout is off for the client (slo_enabled: false)".to_owned()),
+            (None, None) => return Err("the client no longer has a SAML logout URL".to_owned()),
+        };
         let signer = s.keys.saml_signer().ok_or("no SAML signing certificate")?;
         let subject = LogoutSubject { name_id: &name_id, name_id_format: &format, session_index: &sid };
         let envelope = logout_request_soap(&signer, &crate::saml::entity_id(s), &uri, &subject, s.clock.now())
