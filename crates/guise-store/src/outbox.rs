@@ -277,23 +277,23 @@ pub(crate) fn sessions_ended(conn: &mut AnyConnection, sids: &[String], at: i64)
             .first(conn)
             .optional()?;
         let Some((user_id, impersonator)) = session else { continue };
-        type LoggedInto = (String, Option<String>, bool, String, Option<String>, Option<String>);
+        type LoggedInto = (String, bool, String, Option<String>, Option<String>);
         let logged_into: Vec<LoggedInto> = session_clients::table
             .inner_join(clients::table.on(clients::client_id.eq(session_clients::client_id)))
             .filter(session_clients::sid.eq(sid))
             .select((
                 clients::client_id,
-                clients::backchannel_logout_uri,
-                clients::backchannel_logout_session_required,
+                clients::backchannel_logout_uri.is_not_null(),
                 clients::addons,
                 session_clients::saml_name_id,
                 session_clients::saml_name_id_format,
             ))
             .load(conn)?;
-        for (client_id, uri, session_required, addons, name_id, name_id_format) in &logged_into {
-            if let (Some(slo), Some(name_id), Some(format)) = (saml_logout_url(addons), name_id, name_id_format) {
+        // A logout names the session; where it goes (and how) the worker reads from the
+        // client when it sends it.
+        for (client_id, backchannel, addons, name_id, name_id_format) in &logged_into {
+            if let (true, Some(name_id), Some(format)) = (saml_logout_wanted(addons), name_id, name_id_format) {
                 let payload = json!({
-                    "uri": slo,
                     "sub": user_id,
                     "sid": sid,
                     "name_id": name_id,
@@ -301,13 +301,8 @@ pub(crate) fn sessions_ended(conn: &mut AnyConnection, sids: &[String], at: i64)
                 });
                 insert_delivery(conn, DeliveryKind::SamlLogout, client_id, event::SESSION_ENDED, None, &payload, at)?;
             }
-            if let Some(uri) = uri {
-                let payload = json!({
-                    "uri": uri,
-                    "sub": user_id,
-                    "sid": sid,
-                    "session_required": session_required,
-                });
+            if *backchannel {
+                let payload = json!({ "sub": user_id, "sid": sid });
                 insert_delivery(
                     conn,
                     DeliveryKind::BackchannelLogout,
@@ -359,15 +354,14 @@ fn logged_into(conn: &mut AnyConnection, e: &AuditEvent) -> DbResult<()> {
     }
 }
 
-/// A SAML client's single-logout URL (`addons.samlp.logout.callback`, unless
-/// `slo_enabled` is false), where a LogoutRequest goes when its session ends.
-fn saml_logout_url(addons: &str) -> Option<String> {
-    let addons: Value = serde_json::from_str(addons).ok()?;
-    let logout = addons.get("samlp")?.get("logout")?;
-    if logout.get("slo_enabled").and_then(Value::as_bool) == Some(false) {
-        return None;
-    }
-    logout.get("callback").and_then(Value::as_str).map(str::to_owned)
+/// Whether a SAML client wants a LogoutRequest when a session that logged into it ends:
+/// it has a single-logout URL (`addons.samlp.logout.callback`) and `slo_enabled` is not
+/// false. The worker checks again when it sends (`SamlSettings::logout_request_url`).
+fn saml_logout_wanted(addons: &str) -> bool {
+    let Ok(addons) = serde_json::from_str::<Value>(addons) else { return false };
+    let Some(logout) = addons.get("samlp").and_then(|s| s.get("logout")) else { return false };
+    logout.get("slo_enabled").and_then(Value::as_bool) != Some(false)
+        && logout.get("callback").and_then(Value::as_str).is_some()
 }
 
 /// Remember that session `sid` logged into `client_id` (for its logouts), with the
