@@ -246,18 +246,23 @@ pub(crate) fn enqueue_for_records(
     for record in records {
         logged_into(conn, &record.event)?;
         for kind in webhook_events(&record.event) {
+            // Who wants it first: the notice's lookups (people, client, session) are made
+            // only for an event someone is told of.
+            let hooks = match &mut subscribers {
+                Some(hooks) => hooks,
+                None => subscribers.insert(enabled_webhooks(conn)?),
+            };
+            let wanted: Vec<String> = hooks.iter().filter(|h| h.wants(kind)).map(|h| h.id.clone()).collect();
+            let mailed = record.event.subject.as_deref().filter(|_| mail_notices && is_impersonation_notice(kind));
+            if wanted.is_empty() && mailed.is_none() {
+                continue;
+            }
             let at = millis(record.event.occurred_at);
             let payload = envelope(kind, record.event.occurred_at, notice_data(conn, record)?);
-            if subscribers.is_none() {
-                subscribers = Some(enabled_webhooks(conn)?);
+            for hook in &wanted {
+                insert_delivery(conn, DeliveryKind::Webhook, hook, kind, Some(record.seq), &payload, at)?;
             }
-            for hook in subscribers.iter().flatten().filter(|h| h.wants(kind)) {
-                insert_delivery(conn, DeliveryKind::Webhook, &hook.id, kind, Some(record.seq), &payload, at)?;
-            }
-            if mail_notices
-                && is_impersonation_notice(kind)
-                && let Some(subject) = &record.event.subject
-            {
+            if let Some(subject) = mailed {
                 insert_delivery(conn, DeliveryKind::Email, subject, kind, Some(record.seq), &payload, at)?;
             }
         }
@@ -651,5 +656,99 @@ impl WebhookStore for Database {
             })?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::connection::DatabaseUrl;
+    use diesel::connection::InstrumentationEvent;
+    use guise_core::audit::{Actor, event_type};
+    use std::sync::{Arc, Mutex};
+
+    /// Every statement run on a connection, as SQL.
+    fn record_statements(conn: &mut AnyConnection) -> Arc<Mutex<Vec<String>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let recorder = move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event {
+                sink.lock().unwrap().push(query.to_string());
+            }
+        };
+        match conn {
+            AnyConnection::Sqlite(c) => c.set_instrumentation(recorder),
+            AnyConnection::Postgresql(c) => c.set_instrumentation(recorder),
+        }
+        seen
+    }
+
+    fn impersonation_ended(seq: i64) -> AuditRecord {
+        let event =
+            AuditEvent::new(event_type::IMPERSONATION_ENDED, Utc::now(), Actor::User("guise|admin".into()), "ended")
+                .subject("guise|alice")
+                .client("app")
+                .details(json!({ "sid": "sid-1", "reason": "ended" }));
+        AuditRecord { seq, event, details_text: String::new(), prev_hash: String::new(), hash: String::new() }
+    }
+
+    fn webhook(id: &str, event_types: &[&str]) -> Webhook {
+        Webhook {
+            id: id.into(),
+            url: "https://hooks.example.com/".into(),
+            secret: "whsec_c2VjcmV0".into(),
+            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+            description: String::new(),
+            enabled: true,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    /// The statements that looked something up for a notice's payload.
+    fn lookups(statements: &[String]) -> Vec<String> {
+        let tables = ["`users`", "`clients`", "`sessions`", "`session_clients`"];
+        statements.iter().filter(|s| tables.iter().any(|t| s.contains(t))).cloned().collect()
+    }
+
+    #[test]
+    fn a_notice_nobody_wants_is_not_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("guise.db"));
+        let db = Database::connect(&url, 2, std::time::Duration::from_secs(5)).unwrap();
+        let mut conn = db.conn().unwrap();
+        let statements = record_statements(&mut conn);
+
+        // No webhook, no email: the subscribers are read, and nothing is looked up.
+        enqueue_for_records(&mut conn, &[impersonation_ended(1)], false).unwrap();
+        assert_eq!(lookups(&statements.lock().unwrap()), Vec::<String>::new());
+        assert!(statements.lock().unwrap().iter().any(|s| s.contains("`webhooks`")));
+
+        // A webhook of another event: still nothing.
+        diesel::insert_into(webhooks::table)
+            .values(WebhookRow::from(&webhook("wh1", &["user.blocked"])))
+            .execute(&mut *conn)
+            .unwrap();
+        statements.lock().unwrap().clear();
+        enqueue_for_records(&mut conn, &[impersonation_ended(2)], false).unwrap();
+        assert_eq!(lookups(&statements.lock().unwrap()), Vec::<String>::new());
+        let queued: i64 = outbox::table.count().get_result(&mut *conn).unwrap();
+        assert_eq!(queued, 0);
+
+        // Someone wants it (an email, then a webhook): the notice is built and queued.
+        enqueue_for_records(&mut conn, &[impersonation_ended(3)], true).unwrap();
+        assert!(!lookups(&statements.lock().unwrap()).is_empty());
+        diesel::insert_into(webhooks::table)
+            .values(WebhookRow::from(&webhook("wh2", &["impersonation.ended"])))
+            .execute(&mut *conn)
+            .unwrap();
+        enqueue_for_records(&mut conn, &[impersonation_ended(4)], false).unwrap();
+        let queued: Vec<(String, String)> =
+            outbox::table.order(outbox::kind.asc()).select((outbox::kind, outbox::target)).load(&mut *conn).unwrap();
+        assert_eq!(
+            queued,
+            vec![("email".to_owned(), "guise|alice".to_owned()), ("webhook".to_owned(), "wh2".to_owned())]
+        );
     }
 }
