@@ -46,12 +46,22 @@ impl Mailer {
             }
             other => return Err(format!("smtp_tls must be starttls, tls or none (got {other})")),
         };
+        let credentials = match (&config.smtp_username, &config.smtp_password) {
+            (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password.clone())),
+            (None, None) => None,
+            _ => return Err("smtp_username and smtp_password go together: set both or neither".to_owned()),
+        };
+        if credentials.is_some() && matches!(tls, Tls::None) {
+            return Err("smtp_tls = \"none\" would send smtp_username and smtp_password in clear: \
+                        use smtp_tls = \"starttls\" or \"tls\", or no credentials for a relay nearby"
+                .to_owned());
+        }
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(config.smtp_port)
             .tls(tls)
             .timeout(Some(std::time::Duration::from_millis(config.outbox_timeout_ms.max(1))));
-        if let (Some(user), Some(password)) = (&config.smtp_username, &config.smtp_password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        if let Some(credentials) = credentials {
+            builder = builder.credentials(credentials);
         }
         let mut templates = Environment::new();
         for (name, built_in) in BUILT_IN {
@@ -117,6 +127,24 @@ mod tests {
         assert!(Mailer::from_config(&config("ssl3")).is_err());
         let bad_sender = Config { smtp_from: "not an address".into(), ..config("none") };
         assert!(Mailer::from_config(&bad_sender).is_err());
+    }
+
+    #[test]
+    fn credentials_are_never_sent_in_clear() {
+        let with_credentials = |tls: &str| Config {
+            smtp_username: Some("notices".into()),
+            smtp_password: Some("smtp-secret".into()),
+            ..config(tls)
+        };
+        for mode in ["starttls", "tls"] {
+            assert!(matches!(Mailer::from_config(&with_credentials(mode)), Ok(Some(_))), "{mode}");
+        }
+        let refused = Mailer::from_config(&with_credentials("none")).err().unwrap_or_default();
+        assert!(refused.contains("in clear") && refused.contains("starttls"), "{refused}");
+        assert!(!refused.contains("smtp-secret"), "{refused}");
+        // One without the other is a mistake too, not a silent anonymous relay.
+        let half = Config { smtp_username: Some("notices".into()), ..config("starttls") };
+        assert!(Mailer::from_config(&half).is_err());
     }
 
     #[test]
