@@ -162,8 +162,8 @@ impl RetryPolicy {
     }
 }
 
-/// A webhook subscription.
-#[derive(Debug, Clone, PartialEq)]
+/// A webhook subscription. Its `Debug` output redacts the secret.
+#[derive(Clone, PartialEq)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -175,6 +175,21 @@ pub struct Webhook {
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("secret", &standard_webhooks::REDACTED)
+            .field("event_types", &self.event_types)
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 impl Webhook {
@@ -221,6 +236,8 @@ pub mod standard_webhooks {
     use super::*;
 
     pub const SECRET_PREFIX: &str = "whsec_";
+    /// What `Debug` output shows in place of a secret.
+    pub const REDACTED: &str = "[redacted]";
 
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
     #[error("a webhook secret is whsec_ followed by base64 of 24 to 64 bytes")]
@@ -267,6 +284,24 @@ mod tests {
         assert!(standard_webhooks::sign("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "m", 1, "").is_err());
         assert!(standard_webhooks::key(&standard_webhooks::new_secret()).is_ok());
         Ok(())
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_webhook_secret() {
+        let secret = standard_webhooks::new_secret();
+        let hook = Webhook {
+            id: "wh_1".into(),
+            url: "https://hooks.example.com/".into(),
+            secret: secret.clone(),
+            event_types: vec![event::USER_BLOCKED.into()],
+            description: String::new(),
+            enabled: true,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let shown = format!("{hook:?} {hook:#?}");
+        assert!(!shown.contains(&secret) && !shown.contains(standard_webhooks::SECRET_PREFIX), "{shown}");
+        assert!(shown.contains("[redacted]") && shown.contains("wh_1"), "{shown}");
     }
 
     #[test]

@@ -43,8 +43,9 @@ fn require_reader_of_user_data(s: &AppState, caller: &Caller) -> Result<(), ApiE
     caller.require_cover(&PermissionSet::on(&audience, [scopes::READ_USERS, scopes::READ_LOGS]))
 }
 
-/// A webhook subscription. `secret` appears only in the answer to its creation.
-#[derive(Debug, Serialize, ToSchema)]
+/// A webhook subscription. `secret` appears only in the answer to its creation (and
+/// never in its `Debug` output).
+#[derive(Serialize, ToSchema)]
 pub struct WebhookView {
     pub id: String,
     pub url: String,
@@ -59,6 +60,26 @@ pub struct WebhookView {
     /// `whsec_<base64>`, the Standard Webhooks signing secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// `Some("[redacted]")` for a secret that is there: `Debug` shows whether, never what.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| standard_webhooks::REDACTED)
+}
+
+impl std::fmt::Debug for WebhookView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookView")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
 }
 
 impl WebhookView {
@@ -145,7 +166,7 @@ fn check_description(description: &str) -> Result<(), ApiError> {
 }
 
 /// A new webhook.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     url: String,
@@ -156,6 +177,18 @@ pub struct CreateWebhook {
     enabled: Option<bool>,
     /// A `whsec_` secret of the caller's; one is generated otherwise.
     secret: Option<String>,
+}
+
+impl std::fmt::Debug for CreateWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateWebhook")
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("description", &self.description)
+            .field("enabled", &self.enabled)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
 }
 
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", summary = "Create a webhook",
@@ -466,4 +499,35 @@ async fn retry_any(
         })
         .await?;
     Ok(HttpResponse::Accepted().json(DeliveryView::from(delivery)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_webhook_secret() -> Result<(), serde_json::Error> {
+        let secret = standard_webhooks::new_secret();
+        let hook = Webhook {
+            id: "wh_1".into(),
+            url: "https://hooks.example.com/".into(),
+            secret: secret.clone(),
+            event_types: Vec::new(),
+            description: String::new(),
+            enabled: true,
+            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            updated_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        };
+        let created: CreateWebhook =
+            serde_json::from_value(json!({ "url": "https://hooks.example.com/", "secret": secret }))?;
+        let view = WebhookView::new(hook, true);
+        // The creation's answer carries it; its Debug output does not.
+        assert_eq!(serde_json::to_value(&view)?["secret"], json!(secret));
+        for shown in [format!("{view:?}"), format!("{created:#?}")] {
+            assert!(!shown.contains(&secret) && shown.contains("[redacted]"), "{shown}");
+        }
+        let hidden = WebhookView { secret: None, ..view };
+        assert!(format!("{hidden:?}").contains("secret: None"));
+        Ok(())
+    }
 }
