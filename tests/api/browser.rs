@@ -27,6 +27,20 @@ impl Browser {
         Browser { http }
     }
 
+    /// A browser behind a proxy that says it is at `address` (`X-Forwarded-For` on every
+    /// request; believed only with `trust_forwarded_for`).
+    pub fn at(address: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().unwrap());
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Browser { http }
+    }
+
     async fn page(response: reqwest::Response) -> Page {
         let status = response.status().as_u16();
         let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned());

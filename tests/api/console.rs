@@ -15,7 +15,11 @@ pub const AGENT_PASSWORD: &str = "support agent password";
 /// Sign in to the console through guise's own login page; returns the browser holding the
 /// console session.
 pub async fn console_sign_in(app: &TestApp, email: &str, password: &str) -> Browser {
-    let browser = Browser::new();
+    console_sign_in_with(app, Browser::new(), email, password).await
+}
+
+/// [`console_sign_in`] in `browser`.
+pub async fn console_sign_in_with(app: &TestApp, browser: Browser, email: &str, password: &str) -> Browser {
     let start = browser.get(&app.url("/console")).await;
     assert_eq!(start.status, 303, "{}", start.body);
     assert!(start.location.as_deref().unwrap().starts_with("/console/login?return_to="), "{start:?}");
@@ -265,6 +269,7 @@ both_backends!(
     an_agent_without_any_management_permission_sees_no_access,
     a_reader_sees_no_impersonate_button_and_a_forged_post_is_refused_by_the_api,
     an_agent_cannot_impersonate_someone_stronger_through_the_console,
+    the_console_signs_in_with_its_own_client_whatever_its_name,
 );
 
 mod step_up_and_end {
@@ -329,6 +334,32 @@ async fn console_actions_are_audited_with_the_agents_address(app: TestApp) {
     assert_eq!(forged.status(), 200);
     let minted = app.logs_of_type("guise_impersonation_minted").await;
     assert_eq!(minted[0]["ip"], "127.0.0.1", "{}", minted[0]);
+
+    // The sign-in's code exchange, a loopback call too, is recorded from the agent.
+    console_sign_in_with(&app, Browser::at("198.51.100.8"), "helpdesk@example.com", AGENT_PASSWORD).await;
+    let console_client = app.console_client_id.as_str();
+    let exchanges = app.logs_of_type("seacft").await;
+    let exchange = exchanges.iter().find(|e| e["client_id"] == console_client).expect("the console's code exchange");
+    assert_eq!(exchange["ip"], "198.51.100.8", "{exchange}");
+}
+
+/// The console signs in with the client `guise init` made for it, by id: renaming that
+/// client (or naming another one like it) changes nothing.
+async fn the_console_signs_in_with_its_own_client_whatever_its_name(app: TestApp) {
+    let path = format!("/api/v2/clients/{}", app.console_client_id);
+    let (status, renamed) = app.patch(&path, &json!({ "name": "Helpdesk" })).await;
+    assert_eq!(status, 200, "{renamed}");
+    let (status, decoy) = app
+        .post(
+            "/api/v2/clients",
+            &json!({ "name": guise_server::console::client::CONSOLE_CLIENT, "callbacks": ["https://decoy.example/cb"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{decoy}");
+    let browser = console_sign_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(browser.get(&app.url("/console")).await.status, 200);
+    let exchanges = app.logs_of_type("seacft").await;
+    assert_eq!(exchanges[0]["client_id"], app.console_client_id.as_str(), "{}", exchanges[0]);
 }
 
 mod audited_address {

@@ -16,8 +16,13 @@ pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
     if !well_formed(verifier) {
         return false;
     }
-    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    computed.as_bytes().ct_eq(challenge.as_bytes()).into()
+    challenge_s256(verifier).as_bytes().ct_eq(challenge.as_bytes()).into()
+}
+
+/// The S256 `code_challenge` of a verifier: base64url, unpadded, of its SHA-256
+/// (RFC 7636 §4.2). What a client (the support console) sends to `/authorize`.
+pub fn challenge_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 #[cfg(test)]

@@ -116,6 +116,7 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
         grant_handlers: guise_oidc::grant::handlers(),
         config,
         metrics: Default::default(),
+        console_client_id: Default::default(),
     })
 }
 

@@ -18,6 +18,8 @@ pub struct AppState {
     pub config: Config,
     /// Request counts and latencies for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The support console's own client id, set by `console::client::ensure` at start.
+    pub console_client_id: std::sync::OnceLock<String>,
 }
 
 impl AppState {

@@ -4,7 +4,7 @@
 //! the API's words.
 //!
 //! So that the audit log records the agent's address rather than loopback, each call
-//! names it in `x-guise-console-source`, vouched for by `x-guise-console-relay`: a
+//! (the sign-in's code exchange included) names it in `x-guise-console-source`, vouched for by `x-guise-console-relay`: a
 //! random key of this process, known to nothing outside it. `RequestMeta` believes the
 //! address only with the key and only from a loopback peer (`relayed_source`).
 
@@ -100,21 +100,28 @@ async fn answer(response: reqwest::Response) -> Result<String, ApiFailure> {
     Err(ApiFailure { status, message })
 }
 
+/// The agent's address, as guise's own audit events would record it for `req`.
+fn agent_address(req: &HttpRequest) -> Option<String> {
+    let trust =
+        req.app_data::<actix_web::web::Data<crate::state::AppState>>().is_some_and(|s| s.config.trust_forwarded_for);
+    crate::auth::RequestMeta::from_request(req, trust).source_ip
+}
+
+/// A loopback call that names the agent's address, vouched for by the relay key.
+fn relay(request: reqwest::RequestBuilder, source: Option<&str>) -> reqwest::RequestBuilder {
+    match source {
+        Some(source) => request.header(RELAY_HEADER, relay_key()).header(SOURCE_HEADER, source),
+        None => request,
+    }
+}
+
 impl Api {
     pub fn new(req: &HttpRequest, token: String) -> Self {
-        let trust = req
-            .app_data::<actix_web::web::Data<crate::state::AppState>>()
-            .is_some_and(|s| s.config.trust_forwarded_for);
-        let source = crate::auth::RequestMeta::from_request(req, trust).source_ip;
-        Api { base: loopback_base(req), token, source }
+        Api { base: loopback_base(req), token, source: agent_address(req) }
     }
 
     fn relayed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let request = request.bearer_auth(&self.token);
-        match &self.source {
-            Some(source) => request.header(RELAY_HEADER, relay_key()).header(SOURCE_HEADER, source),
-            None => request,
-        }
+        relay(request.bearer_auth(&self.token), self.source.as_deref())
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiFailure> {
@@ -147,14 +154,12 @@ impl Api {
     }
 }
 
-/// The token endpoint (a public client: no credentials beyond the PKCE verifier).
+/// The token endpoint (a public client: no credentials beyond the PKCE verifier),
+/// with the agent's address relayed for its audit event like every other console call.
 pub async fn token_request(req: &HttpRequest, form: &[(&str, &str)]) -> Result<Value, ApiFailure> {
-    let response = http()
-        .post(format!("{}/oauth/token", loopback_base(req)))
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| ApiFailure::unreachable(&e))?;
+    let request = http().post(format!("{}/oauth/token", loopback_base(req))).form(form);
+    let response =
+        relay(request, agent_address(req).as_deref()).send().await.map_err(|e| ApiFailure::unreachable(&e))?;
     let text = answer(response).await?;
     serde_json::from_str(&text)
         .map_err(|_| ApiFailure { status: 502, message: "The token response was not JSON".into() })

@@ -24,7 +24,8 @@ fn event(state: &AppState, description: &str) -> AuditEvent {
 }
 
 /// The console client, created or brought up to date (its callback for this issuer,
-/// its Management API grant). Idempotent: an up-to-date tenant gets no write.
+/// its Management API grant), and its id kept in `state` for the console's sign-ins.
+/// Idempotent: an up-to-date tenant gets no write.
 pub fn ensure(state: &AppState) -> Result<Client, ApiError> {
     let callback = callback_url(&state.settings.issuer);
     let client = match find_client_by_name(&state.db, CONSOLE_CLIENT)? {
@@ -58,5 +59,7 @@ pub fn ensure(state: &AppState) -> Result<Client, ApiError> {
         &state.settings.management_audience(),
         event(state, "Support console granted the Management API (user tokens carry only the user's own permissions)"),
     )?;
+    // Set once per process (a second call, as `guise init` makes, finds the same client).
+    let _ = state.console_client_id.set(client.client_id.clone());
     Ok(client)
 }

@@ -3,7 +3,7 @@
 
 use super::agent;
 use super::api::segment;
-use super::session;
+use super::session::{self, CsrfForm};
 use super::view;
 use crate::error::ApiError;
 use crate::flow::{current_session, session_cookie};
@@ -54,12 +54,6 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
             ended => ended,
         },
     )
-}
-
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `POST /console/impersonations/{sid}/end`: End now (the session and its tokens).

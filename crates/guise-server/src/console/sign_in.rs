@@ -3,13 +3,11 @@
 //! audience; `prompt=login&max_age=0` for step-up), `/console/callback` redeems the code
 //! at `/oauth/token` and opens a console session holding the agent's token.
 
-use super::agent;
 use super::api::{self, ApiFailure};
-use super::client::{CONSOLE_CLIENT, callback_url};
-use super::session::{self, LOGIN_COOKIE, PendingSignIn, SESSION_COOKIE};
+use super::client::callback_url;
+use super::session::{self, CsrfForm, LOGIN_COOKIE, PendingSignIn, SESSION_COOKIE};
 use super::view;
 use crate::error::ApiError;
-use crate::management_client::find_client_by_name;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -29,16 +27,9 @@ pub struct LoginParams {
     step_up: Option<String>,
 }
 
-async fn console_client_id(state: &web::Data<AppState>) -> Result<String, ApiError> {
-    state
-        .clone()
-        .into_inner()
-        .blocking(|s| {
-            find_client_by_name(&s.db, CONSOLE_CLIENT)?
-                .map(|c| c.client_id)
-                .ok_or_else(|| ApiError::internal(&"the support console client is missing"))
-        })
-        .await
+/// The console's own client id, kept from `console::client::ensure` at start.
+fn console_client_id(state: &AppState) -> Option<String> {
+    state.console_client_id.get().cloned()
 }
 
 fn unavailable() -> HttpResponse {
@@ -47,7 +38,7 @@ fn unavailable() -> HttpResponse {
 
 /// `GET /console/login`
 pub async fn login(state: web::Data<AppState>, params: web::Query<LoginParams>) -> HttpResponse {
-    let Ok(client_id) = console_client_id(&state).await else { return unavailable() };
+    let Some(client_id) = console_client_id(&state) else { return unavailable() };
     let pending = PendingSignIn {
         state: new_secret(),
         verifier: new_secret(),
@@ -63,7 +54,7 @@ pub async fn login(state: web::Data<AppState>, params: web::Query<LoginParams>) 
         ("audience", state.settings.management_audience()),
         ("state", pending.state.clone()),
         ("nonce", pending.nonce.clone()),
-        ("code_challenge", session::challenge(&pending.verifier)),
+        ("code_challenge", guise_oidc::pkce::challenge_s256(&pending.verifier)),
         ("code_challenge_method", "S256".to_owned()),
     ];
     if params.step_up.is_some() {
@@ -117,7 +108,7 @@ pub async fn callback(
         return sign_in_failed(&format!("guise did not sign you in: {text}"));
     }
     let Some(code) = params.code.as_deref() else { return sign_in_failed("The sign-in response carries no code.") };
-    let Ok(client_id) = console_client_id(&state).await else { return unavailable() };
+    let Some(client_id) = console_client_id(&state) else { return unavailable() };
     let redirect_uri = callback_url(&state.settings.issuer);
     let form = [
         ("grant_type", "authorization_code"),
@@ -179,36 +170,16 @@ pub async fn callback(
     )
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /console/logout`: ends the console session (the agent's guise login stays, as
-/// with any application; the page links to guise's own logout).
+/// with any application; the page links to guise's own logout). It needs the session
+/// cookie and its CSRF token, nothing more: an agent with "no access", or whose token
+/// expired, can still sign out.
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>, form: web::Form<CsrfForm>) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) if response.status() == StatusCode::FORBIDDEN => match req.cookie(SESSION_COOKIE) {
-            // "No access" agents may still sign out (with the form on that page).
-            Some(_) => return sign_out_anyway(&req, &state, &form.csrf).await,
-            None => return response,
-        },
-        Err(response) => return response,
-    };
-    if let Some(refused) = agent.csrf_refusal(&form.csrf) {
-        return refused;
-    }
-    sign_out_anyway(&req, &state, &form.csrf).await
-}
-
-async fn sign_out_anyway(req: &HttpRequest, state: &web::Data<AppState>, csrf: &str) -> HttpResponse {
     let secure = state.secure_cookies();
     let Some(cookie) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
         return view::redirect("/console", vec![]);
     };
-    if !session::tokens_match(&session::csrf_token(&cookie), csrf) {
+    if !session::tokens_match(&session::csrf_token(&cookie), &form.csrf) {
         return view::message(StatusCode::FORBIDDEN, "This form has expired", "Reload the page and try again.", None);
     }
     let id_hash = session::id_hash(&cookie);
