@@ -316,6 +316,48 @@ async fn a_reset_of_every_database_connection_costs_no_request() {
     assert!(failed.is_empty(), "requests failed after the reset: {failed:?} of {statuses:?}");
 }
 
+/// A connection lost after its `COMMIT` reached the server (the proxy cuts it once the
+/// server has answered): the change committed, guise cannot know it, and it must not run
+/// the write again — here the token exchange's audit event, which a retry appended twice.
+/// The request fails; the event is in the log once; the next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_that_may_have_committed_is_never_run_twice() {
+    let proxy = crate::proxy::TcpProxy::start(crate::proxy::postgres_address()).await;
+    let app = crate::helpers::spawn_app_with(Backend::Postgres, |c| {
+        c.database_url = c.database_url.as_deref().map(|url| proxy.route_in_clear(url));
+    })
+    .await;
+    let exchange = || async {
+        split(
+            app.http
+                .post(app.url("/oauth/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", app.management_client_id.as_str()),
+                    ("client_secret", app.management_client_secret.as_str()),
+                ])
+                .send()
+                .await
+                .expect("token request"),
+        )
+        .await
+    };
+    let before = app.logs_of_type("seccft").await.len();
+
+    // The transaction that appends the exchange's event (its type is among its values).
+    proxy.cut_after_commit_of("seccft");
+    let (status, body) = exchange().await;
+    let events = app.logs_of_type("seccft").await.len() - before;
+    assert!(status >= 500, "the outcome is unknown, so it is not an answer: {status} ({events} events) {body}");
+    assert_eq!(body["error"], "server_error", "{body}");
+    let events = app.logs_of_type("seccft").await;
+    assert_eq!(events.len(), before + 1, "committed once, not appended again: {events:#?}");
+
+    let (status, body) = exchange().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.logs_of_type("seccft").await.len(), before + 2);
+}
+
 /// While the database is unreachable every protocol answers `503` with `Retry-After` in
 /// its own shape, within the acquire timeout; `/readyz` says not ready; when the
 /// database is back, so is the service.

@@ -7,12 +7,14 @@ use crate::event_counts::EventCounts;
 use crate::group_commit::{BatchStats, GroupCommit};
 use crate::schema::{audit_head, audit_log};
 use diesel::connection::SimpleConnection;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::prelude::*;
 use diesel::r2d2::{CustomizeConnection, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use guise_core::StoreError;
 use guise_core::audit::{AuditEvent, AuditRecord, chain_hash};
 use guise_core::store::StoreResult;
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,6 +26,77 @@ const CHECK_AFTER_LOSS: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// How a `StoreError::Backend` begins when a connection was lost after a write may have
+/// committed: the operation is not run again.
+pub(crate) const COMMIT_UNKNOWN: &str = "database connection lost after a write may have committed";
+
+thread_local! {
+    /// Whether the store operation running on this thread has sent something that may
+    /// have committed (set by [`CommitWatch`], read and reset by `Database::run`).
+    static MAY_HAVE_COMMITTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Watches a PostgreSQL connection's statements for the point after which a failure
+/// leaves a write's outcome unknown: a top-level `COMMIT`, or a statement outside a
+/// transaction that may write (anything but a read or transaction control). Before that
+/// point a lost connection has committed nothing — the server rolls back an unfinished
+/// transaction — and the operation may safely run again.
+#[derive(Default)]
+struct CommitWatch {
+    /// The transaction depth, as diesel's transaction manager reports it.
+    depth: u32,
+}
+
+/// Whether `sql`, run outside a transaction, cannot commit a change.
+fn cannot_commit(sql: &str) -> bool {
+    let word: String =
+        sql.trim_start().chars().take_while(char::is_ascii_alphabetic).map(|c| c.to_ascii_uppercase()).collect();
+    matches!(word.as_str(), "SELECT" | "SHOW" | "BEGIN" | "ROLLBACK" | "SET")
+}
+
+/// The first few characters a statement's `Display` writes (its SQL comes first; the
+/// rest is not formatted).
+struct Prefix(String);
+
+impl std::fmt::Write for Prefix {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = 16usize.saturating_sub(self.0.len());
+        self.0.extend(s.chars().take(room));
+        if self.0.len() >= 16 { Err(std::fmt::Error) } else { Ok(()) }
+    }
+}
+
+impl Instrumentation for CommitWatch {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::BeginTransaction { depth, .. } => self.depth = depth.get(),
+            InstrumentationEvent::CommitTransaction { depth, .. } => {
+                if depth.get() == 1 {
+                    MAY_HAVE_COMMITTED.set(true);
+                }
+                self.depth = depth.get() - 1;
+            }
+            InstrumentationEvent::RollbackTransaction { depth, .. } => self.depth = depth.get() - 1,
+            InstrumentationEvent::StartQuery { query, .. } if self.depth == 0 && !MAY_HAVE_COMMITTED.get() => {
+                let mut prefix = Prefix(String::with_capacity(16));
+                let _ = std::fmt::write(&mut prefix, format_args!("{query}"));
+                if !cannot_commit(&prefix.0) {
+                    MAY_HAVE_COMMITTED.set(true);
+                }
+            }
+            InstrumentationEvent::FinishQuery { query, error: Some(_), .. } if self.depth == 1 => {
+                // A `BEGIN` that failed opened no transaction.
+                let mut prefix = Prefix(String::with_capacity(16));
+                let _ = std::fmt::write(&mut prefix, format_args!("{query}"));
+                if prefix.0.trim_start().to_ascii_uppercase().starts_with("BEGIN") {
+                    self.depth = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// A connection to either backend; diesel dispatches each query to the right one.
 #[derive(diesel::MultiConnection)]
@@ -49,7 +122,12 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<AnyConnection, Self::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(AnyConnection::Postgresql),
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url).map(|mut conn| {
+                // A PostgreSQL connection can be lost mid-operation: note what may have
+                // committed, so `Database::run` never runs such a write twice.
+                conn.set_instrumentation(CommitWatch::default());
+                AnyConnection::Postgresql(conn)
+            }),
             DatabaseUrl::Sqlite(path) => {
                 diesel::SqliteConnection::establish(&path.to_string_lossy()).map(AnyConnection::Sqlite)
             }
@@ -331,17 +409,29 @@ impl Database {
     /// Run a store operation written with `?` over diesel errors. An operation that
     /// failed because its connection was lost — the database restarted, failed over, or
     /// the network reset idle connections — runs once more on a checked connection, so
-    /// no request sees a dead pooled connection. (A connection lost after the server
-    /// committed, before it answered, makes the retry meet its own change: a replayed
-    /// single-use claim then reads as a reuse and revokes, the safe direction.)
+    /// no request sees a dead pooled connection, **unless it may have committed
+    /// something**: a `COMMIT` was sent, or a write outside a transaction (see
+    /// [`CommitWatch`]). Its outcome is then unknown — the server may have committed
+    /// before the connection went — and running it again could do it twice (a second
+    /// audit event, a second delivery), so it fails instead.
     pub(crate) fn run<T>(&self, mut operation: impl FnMut() -> DbResult<T>) -> StoreResult<T> {
-        match operation() {
-            Err(DbError(e)) if is_connection_lost(&e) => {
+        let attempt = |operation: &mut dyn FnMut() -> DbResult<T>| {
+            let outer = MAY_HAVE_COMMITTED.replace(false);
+            let result = operation();
+            let committed = MAY_HAVE_COMMITTED.replace(outer || MAY_HAVE_COMMITTED.get());
+            (result, committed)
+        };
+        match attempt(&mut operation) {
+            (Err(DbError(e)), may_have_committed) if is_connection_lost(&e) => {
                 self.lost_at.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                if may_have_committed {
+                    tracing::error!(error = %e, "database connection lost while a write may have committed; not retried");
+                    return Err(StoreError::Backend(format!("{COMMIT_UNKNOWN}: {e}")));
+                }
                 tracing::warn!(error = %e, "database connection lost; retrying on a checked connection");
-                operation().map_err(|e| e.0)
+                attempt(&mut operation).0.map_err(|e| e.0)
             }
-            other => other.map_err(|e| e.0),
+            (other, _) => other.map_err(|e| e.0),
         }
     }
 
