@@ -264,6 +264,17 @@ impl TestApp {
         user
     }
 
+    /// `POST /oauth/token` with the management client's credentials (client
+    /// credentials): status and body.
+    pub async fn management_token_request(&self) -> (u16, Value) {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.management_client_id.as_str()),
+            ("client_secret", self.management_client_secret.as_str()),
+        ];
+        split(self.http.post(self.url("/oauth/token")).form(&form).send().await.expect("token request")).await
+    }
+
     /// Audit events of one type, newest first.
     pub async fn logs_of_type(&self, event_type: &str) -> Vec<Value> {
         let (status, logs) = self.get(&format!("/api/v2/logs?q=type:{event_type}&per_page=100")).await;

@@ -34,18 +34,7 @@ async fn a_server_fault_leaks_nothing(app: TestApp) {
         assert!(!text.contains(leak), "500 body leaks '{leak}': {body}");
     }
     // The token endpoint fails the same way: a generic OAuth server_error.
-    let response = app
-        .http
-        .post(app.url("/oauth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", app.management_client_id.as_str()),
-            ("client_secret", app.management_client_secret.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = split(response).await;
+    let (status, body) = app.management_token_request().await;
     assert_eq!((status, body["error"].as_str()), (500, Some("server_error")), "{body}");
     assert!(!body.to_string().to_lowercase().contains("client_grants"));
 }

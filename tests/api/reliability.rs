@@ -295,20 +295,7 @@ async fn a_reset_of_every_database_connection_costs_no_request() {
     let mut statuses = Vec::new();
     for round in 0..12 {
         statuses.push(("read", users().await));
-        let (status, _) = split(
-            app.http
-                .post(app.url("/oauth/token"))
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", app.management_client_id.as_str()),
-                    ("client_secret", app.management_client_secret.as_str()),
-                ])
-                .send()
-                .await
-                .expect("token request"),
-        )
-        .await;
-        statuses.push(("token", status));
+        statuses.push(("token", app.management_token_request().await.0));
         let (status, _) = app.post("/api/v2/roles", &json!({ "name": format!("role-{round}") })).await;
         statuses.push(("audited write", status));
     }
@@ -327,33 +314,18 @@ async fn a_write_that_may_have_committed_is_never_run_twice() {
         c.database_url = c.database_url.as_deref().map(|url| proxy.route_in_clear(url));
     })
     .await;
-    let exchange = || async {
-        split(
-            app.http
-                .post(app.url("/oauth/token"))
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", app.management_client_id.as_str()),
-                    ("client_secret", app.management_client_secret.as_str()),
-                ])
-                .send()
-                .await
-                .expect("token request"),
-        )
-        .await
-    };
     let before = app.logs_of_type("seccft").await.len();
 
     // The transaction that appends the exchange's event (its type is among its values).
     proxy.cut_after_commit_of("seccft");
-    let (status, body) = exchange().await;
+    let (status, body) = app.management_token_request().await;
     let events = app.logs_of_type("seccft").await.len() - before;
     assert!(status >= 500, "the outcome is unknown, so it is not an answer: {status} ({events} events) {body}");
     assert_eq!(body["error"], "server_error", "{body}");
     let events = app.logs_of_type("seccft").await;
     assert_eq!(events.len(), before + 1, "committed once, not appended again: {events:#?}");
 
-    let (status, body) = exchange().await;
+    let (status, body) = app.management_token_request().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(app.logs_of_type("seccft").await.len(), before + 2);
 }
