@@ -14,9 +14,11 @@ async fn health_and_readiness(app: TestApp) {
 }
 
 async fn a_server_fault_leaks_nothing(app: TestApp) {
-    // Break the database under the running server.
-    let sql = "DROP TABLE client_grants";
-    match app.backend {
+    // Break the database under the running server: the grants the Management API lists,
+    // and the audit chain's head every token request appends through (the token
+    // endpoint reads the client and its grant from the store's cache, which a dropped
+    // table does not clear: dropping a table is no change to a row).
+    let break_table = |sql: &str| match app.backend {
         Backend::Sqlite => {
             let mut conn = SqliteConnection::establish(app.db.url.trim_start_matches("sqlite://")).unwrap();
             diesel::sql_query(sql).execute(&mut conn).unwrap();
@@ -25,7 +27,9 @@ async fn a_server_fault_leaks_nothing(app: TestApp) {
             let mut conn = PgConnection::establish(&app.db.url).unwrap();
             diesel::sql_query(sql).execute(&mut conn).unwrap();
         }
-    }
+    };
+    break_table("DROP TABLE client_grants");
+    break_table("ALTER TABLE audit_head RENAME TO audit_head_gone");
     let (status, body) = app.get("/api/v2/client-grants").await;
     assert_eq!(status, 500);
     assert_eq!(body["message"], "Internal server error");
@@ -36,7 +40,10 @@ async fn a_server_fault_leaks_nothing(app: TestApp) {
     // The token endpoint fails the same way: a generic OAuth server_error.
     let (status, body) = app.management_token_request().await;
     assert_eq!((status, body["error"].as_str()), (500, Some("server_error")), "{body}");
-    assert!(!body.to_string().to_lowercase().contains("client_grants"));
+    let text = body.to_string().to_lowercase();
+    for leak in ["client_grants", "audit_head", "table", "sql", "relation"] {
+        assert!(!text.contains(leak), "500 body leaks '{leak}': {body}");
+    }
 }
 
 /// Expired rows are purged (the server does it every 30 s; here directly).

@@ -10,6 +10,7 @@ use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenRe
 use serde_json::{Value, json};
 
 both_backends!(
+    changes_on_one_node_are_refused_on_another,
     oauth2_client_gets_a_token_that_verifies_against_jwks,
     client_secret_post_works_and_scopes_narrow,
     wrong_secret_and_unknown_client_are_invalid_client,
@@ -235,4 +236,92 @@ async fn token_exchanges_are_audited(app: TestApp) {
     let text = serde_json::to_string(&failures).unwrap();
     assert!(!text.contains("wrong"), "a presented secret must not reach the log");
     assert!(!text.contains(&app.management_client_secret));
+}
+
+/// A grant narrowed or removed, or a client deleted, on one node is refused on another
+/// node on the same database (PostgreSQL: two nodes; SQLite: two processes on one file)
+/// after the other node had cached them: on SQLite at the next request, on PostgreSQL
+/// within the read cache's listener poll (polled here for at most 2 s). On the node that
+/// made the change, the very next request.
+async fn changes_on_one_node_are_refused_on_another(app: TestApp) {
+    let other = app.second_node().await;
+    let (client_id, secret) = app.machine_client("cached", &["read:users", "read:clients"]).await;
+    let token_on = |base: String, scope: Option<&'static str>| {
+        let http = app.http.clone();
+        let (client_id, secret) = (client_id.clone(), secret.clone());
+        async move {
+            let mut form = vec![
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_id", client_id),
+                ("client_secret", secret),
+            ];
+            if let Some(scope) = scope {
+                form.push(("scope", scope.to_owned()));
+            }
+            split(http.post(format!("{base}/oauth/token")).form(&form).send().await.unwrap()).await
+        }
+    };
+    let scope_of = |body: &Value| body["scope"].as_str().unwrap_or_default().to_owned();
+    // Within 2 s on PostgreSQL, at once on SQLite; how long it took.
+    let within = |backend: crate::helpers::Backend| match backend {
+        crate::helpers::Backend::Sqlite => std::time::Duration::ZERO,
+        crate::helpers::Backend::Postgres => std::time::Duration::from_secs(2),
+    };
+    // Both nodes serve (and cache) the client and its grant.
+    for base in [app.base.clone(), other.clone()] {
+        for _ in 0..3 {
+            let (status, body) = token_on(base.clone(), None).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(scope_of(&body), "read:users read:clients");
+        }
+    }
+    let (_, grants) = app.get(&format!("/api/v2/client-grants?client_id={client_id}")).await;
+    let grant_id = grants[0]["id"].as_str().unwrap().to_owned();
+
+    // Narrowed on this node: the next request here and on the other node.
+    let (status, _) =
+        app.patch(&format!("/api/v2/client-grants/{grant_id}"), &json!({ "scope": ["read:users"] })).await;
+    assert_eq!(status, 200);
+    let (_, body) = token_on(app.base.clone(), None).await;
+    assert_eq!(scope_of(&body), "read:users", "the same node: the next request");
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = token_on(other.clone(), Some("read:clients")).await;
+        if status != 200 {
+            assert_eq!(body["error"], "invalid_scope", "{body}");
+            break;
+        }
+        assert!(start.elapsed() <= within(app.backend), "the other node still grants read:clients: {body}");
+    }
+    eprintln!("{:?}: a narrowed grant refused on the other node after {:?}", app.backend, start.elapsed());
+
+    // Removed on this node.
+    let (status, _) = app.delete(&format!("/api/v2/client-grants/{grant_id}")).await;
+    assert_eq!(status, 204);
+    assert_eq!(token_on(app.base.clone(), None).await.0, 403, "the same node: the next request");
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = token_on(other.clone(), None).await;
+        if status == 403 {
+            break;
+        }
+        assert!(start.elapsed() <= within(app.backend), "the other node still grants: {status} {body}");
+    }
+    eprintln!("{:?}: a removed grant refused on the other node after {:?}", app.backend, start.elapsed());
+
+    // The client deleted on this node.
+    let (status, _) = app.delete(&format!("/api/v2/clients/{client_id}")).await;
+    assert_eq!(status, 204);
+    let (status, body) = token_on(app.base.clone(), None).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "the same node: the next request");
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = token_on(other.clone(), None).await;
+        if status == 401 {
+            assert_eq!(body["error"], "invalid_client");
+            break;
+        }
+        assert!(start.elapsed() <= within(app.backend), "the other node still knows the client: {status} {body}");
+    }
+    eprintln!("{:?}: a deleted client refused on the other node after {:?}", app.backend, start.elapsed());
 }

@@ -71,6 +71,8 @@ pub trait ClientStore: Send + Sync {
     fn create_client(&self, client: Client, audit: AuditEvent) -> StoreResult<Client>;
     fn client_by_id(&self, client_id: &str) -> StoreResult<Client>;
     fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>>;
+    /// Every client's `web_origins` (one list per client), for the CORS checks.
+    fn web_origins(&self) -> StoreResult<std::sync::Arc<Vec<Vec<String>>>>;
     fn update_client(
         &self,
         client_id: &str,

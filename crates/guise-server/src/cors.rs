@@ -13,8 +13,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
-use guise_core::client::{ClientFilter, origin_allowed};
-use guise_core::page::PageRequest;
+use guise_core::client::origin_allowed;
 use guise_core::store::ClientStore;
 
 /// The paths that answer cross-origin requests from registered origins.
@@ -34,20 +33,10 @@ pub fn registered_by(db: &dyn ClientStore, client_id: &str, origin: &str) -> Res
     }
 }
 
-/// Whether any client registered `origin` in its `web_origins`.
+/// Whether any client registered `origin` in its `web_origins` (read through the
+/// store's cache of every client's origins).
 pub fn registered(db: &dyn ClientStore, origin: &str) -> Result<bool, StoreError> {
-    const BATCH: u32 = 100;
-    let mut page = 0;
-    loop {
-        let batch = db.list_clients(&ClientFilter::default(), PageRequest::new(Some(page), Some(BATCH)), false)?;
-        if batch.items.iter().any(|c| origin_allowed(&c.web_origins, origin)) {
-            return Ok(true);
-        }
-        if batch.items.len() < BATCH as usize {
-            return Ok(false);
-        }
-        page += 1;
-    }
+    Ok(db.web_origins()?.iter().any(|origins| origin_allowed(origins, origin)))
 }
 
 /// The request's `Origin`, when it is a well-formed origin (`scheme://host[:port]`):

@@ -121,32 +121,50 @@ impl Database {
         // Taken only once the transaction holds its lock: a connection found lost
         // before that leaves it for the retry.
         let mut change = Some(change);
-        self.run(|| {
-            let (client, _) = self.write(vec![audit.clone()], |conn| {
-                let mut client = load_client(conn, client_id)?;
-                let change = change.take().ok_or_else(|| StoreError::Backend("change already attempted".into()))?;
-                change(&mut client);
-                diesel::update(clients::table.find(client_id)).set(&ClientRow::from(&client)).execute(conn)?;
+        self.changing_cached(|| {
+            self.run(|| {
+                let (client, _) = self.write(vec![audit.clone()], |conn| {
+                    let mut client = load_client(conn, client_id)?;
+                    let change = change.take().ok_or_else(|| StoreError::Backend("change already attempted".into()))?;
+                    change(&mut client);
+                    diesel::update(clients::table.find(client_id)).set(&ClientRow::from(&client)).execute(conn)?;
+                    Ok(client)
+                })?;
                 Ok(client)
-            })?;
-            Ok(client)
+            })
         })
     }
 }
 
 impl ClientStore for Database {
     fn create_client(&self, client: Client, audit: AuditEvent) -> StoreResult<Client> {
-        self.run(|| {
-            self.write(vec![audit.clone()], |conn| {
-                diesel::insert_into(clients::table).values(&ClientRow::from(&client)).execute(conn)?;
-                Ok(())
-            })?;
-            Ok(client.clone())
+        self.changing_cached(|| {
+            self.run(|| {
+                self.write(vec![audit.clone()], |conn| {
+                    diesel::insert_into(clients::table).values(&ClientRow::from(&client)).execute(conn)?;
+                    Ok(())
+                })?;
+                Ok(client.clone())
+            })
         })
     }
 
     fn client_by_id(&self, client_id: &str) -> StoreResult<Client> {
-        self.run(|| load_client(&mut *self.conn()?, client_id))
+        let key = client_id.to_owned();
+        self.run(|| self.cached(|c| &c.clients, &key, |conn| load_client(conn, client_id)))
+    }
+
+    fn web_origins(&self) -> StoreResult<std::sync::Arc<Vec<Vec<String>>>> {
+        self.run(|| {
+            self.cached(
+                |c| &c.origins,
+                &(),
+                |conn| {
+                    let rows: Vec<String> = clients::table.select(clients::web_origins).load(conn)?;
+                    Ok(std::sync::Arc::new(rows.iter().map(|r| json_strings(r)).collect()))
+                },
+            )
+        })
     }
 
     fn list_clients(&self, filter: &ClientFilter, page: PageRequest, with_total: bool) -> StoreResult<Page<Client>> {
@@ -200,14 +218,16 @@ impl ClientStore for Database {
     }
 
     fn delete_client(&self, client_id: &str, audit: AuditEvent) -> StoreResult<()> {
-        self.run(|| {
-            self.write(vec![audit.clone()], |conn| {
-                match diesel::delete(clients::table.find(client_id)).execute(conn)? {
-                    0 => Err(StoreError::NotFound.into()),
-                    _ => Ok(()),
-                }
-            })?;
-            Ok(())
+        self.changing_cached(|| {
+            self.run(|| {
+                self.write(vec![audit.clone()], |conn| {
+                    match diesel::delete(clients::table.find(client_id)).execute(conn)? {
+                        0 => Err(StoreError::NotFound.into()),
+                        _ => Ok(()),
+                    }
+                })?;
+                Ok(())
+            })
         })
     }
 }

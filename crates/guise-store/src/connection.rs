@@ -213,6 +213,8 @@ pub struct Database {
     waiting: Arc<AtomicI64>,
     /// Audit events committed by this process, per type.
     event_counts: Arc<EventCounts>,
+    /// Cached clients and grants (`read_cache.rs`).
+    read_cache: Arc<crate::read_cache::ReadCache>,
 }
 
 /// The pool's occupancy at one instant (for `/metrics`).
@@ -304,6 +306,7 @@ impl Database {
             group: Arc::new(GroupCommit::default()),
             waiting: Arc::new(AtomicI64::new(0)),
             event_counts: Arc::new(EventCounts::default()),
+            read_cache: Arc::new(crate::read_cache::ReadCache::new(url)),
             unavailable_since: Arc::new(AtomicI64::new(0)),
             sqlite_file: match url {
                 DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
@@ -334,6 +337,10 @@ impl Database {
                 Err(DbError(StoreError::Backend(format!("no database connection: {e}"))))
             }
         }
+    }
+
+    pub(crate) fn read_cache(&self) -> &Arc<crate::read_cache::ReadCache> {
+        &self.read_cache
     }
 
     /// How many pooled connections are open, in use, and how many callers wait for one.

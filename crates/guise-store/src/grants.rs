@@ -41,23 +41,32 @@ impl ClientGrantStore for Database {
             scope: to_json(&grant.scope),
             created_at: millis(grant.created_at),
         };
-        self.run(|| {
-            self.write(vec![audit.clone()], |conn| {
-                diesel::insert_into(client_grants::table).values(&row).execute(conn)?;
-                Ok(())
-            })?;
-            Ok(grant.clone())
+        self.changing_cached(|| {
+            self.run(|| {
+                self.write(vec![audit.clone()], |conn| {
+                    diesel::insert_into(client_grants::table).values(&row).execute(conn)?;
+                    Ok(())
+                })?;
+                Ok(grant.clone())
+            })
         })
     }
 
     fn client_grant(&self, client_id: &str, audience: &str) -> StoreResult<ClientGrant> {
+        let key = (client_id.to_owned(), audience.to_owned());
         self.run(|| {
-            let row: GrantRow = client_grants::table
-                .filter(client_grants::client_id.eq(client_id))
-                .filter(client_grants::audience.eq(audience))
-                .select(GrantRow::as_select())
-                .first(&mut self.conn()?)?;
-            Ok(row.into())
+            self.cached(
+                |c| &c.grants,
+                &key,
+                |conn| {
+                    let row: GrantRow = client_grants::table
+                        .filter(client_grants::client_id.eq(client_id))
+                        .filter(client_grants::audience.eq(audience))
+                        .select(GrantRow::as_select())
+                        .first(conn)?;
+                    Ok(row.into())
+                },
+            )
         })
     }
 
@@ -98,29 +107,33 @@ impl ClientGrantStore for Database {
     }
 
     fn update_client_grant_scope(&self, id: &str, scope: Vec<String>, audit: AuditEvent) -> StoreResult<ClientGrant> {
-        self.run(|| {
-            let (row, _) = self.write(vec![audit.clone()], |conn| {
-                let updated = diesel::update(client_grants::table.find(id))
-                    .set(client_grants::scope.eq(to_json(&scope)))
-                    .execute(conn)?;
-                if updated == 0 {
-                    return Err(StoreError::NotFound.into());
-                }
-                Ok(client_grants::table.find(id).select(GrantRow::as_select()).first(conn)?)
-            })?;
-            Ok(row.into())
+        self.changing_cached(|| {
+            self.run(|| {
+                let (row, _) = self.write(vec![audit.clone()], |conn| {
+                    let updated = diesel::update(client_grants::table.find(id))
+                        .set(client_grants::scope.eq(to_json(&scope)))
+                        .execute(conn)?;
+                    if updated == 0 {
+                        return Err(StoreError::NotFound.into());
+                    }
+                    Ok(client_grants::table.find(id).select(GrantRow::as_select()).first(conn)?)
+                })?;
+                Ok(row.into())
+            })
         })
     }
 
     fn delete_client_grant(&self, id: &str, audit: AuditEvent) -> StoreResult<()> {
-        self.run(|| {
-            self.write(vec![audit.clone()], |conn| {
-                match diesel::delete(client_grants::table.find(id)).execute(conn)? {
-                    0 => Err(StoreError::NotFound.into()),
-                    _ => Ok(()),
-                }
-            })?;
-            Ok(())
+        self.changing_cached(|| {
+            self.run(|| {
+                self.write(vec![audit.clone()], |conn| {
+                    match diesel::delete(client_grants::table.find(id)).execute(conn)? {
+                        0 => Err(StoreError::NotFound.into()),
+                        _ => Ok(()),
+                    }
+                })?;
+                Ok(())
+            })
         })
     }
 }

@@ -15,6 +15,7 @@ mod impersonation;
 mod keys;
 mod outbox;
 pub mod password;
+mod read_cache;
 mod roles;
 mod schema;
 mod sessions;

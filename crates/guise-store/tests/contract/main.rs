@@ -57,6 +57,7 @@ on_both_backends!(
     users_are_searched_updated_and_counted_like_the_database_does,
     permissions_come_from_roles,
     clients_are_listed_patched_and_given_secrets,
+    cached_clients_and_grants_follow_changes_from_any_node,
 );
 
 use outbox::*;
@@ -563,4 +564,86 @@ fn migrations_have_one_version_each_and_the_trees_match() {
     let count = versions.len();
     versions.dedup();
     assert_eq!(versions.len(), count, "two migrations share a version: {sqlite:?}");
+}
+
+/// Poll `seen` until it holds, at most 2 s; how long it took. (SQLite sees another
+/// connection's change at the next lookup; PostgreSQL within the listener's poll.)
+fn seen_within(backend: Backend, what: &str, seen: impl Fn() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if seen() {
+            let took = start.elapsed();
+            eprintln!("{backend:?}: {what} seen after {took:?}");
+            return took;
+        }
+        assert!(
+            backend == Backend::Postgres && start.elapsed() < std::time::Duration::from_secs(2),
+            "{backend:?}: {what} not seen after {:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The read cache behind `client_by_id`, `client_grant` and `web_origins` follows every
+/// change: this node's own at once, another node's (or another process's, or a raw
+/// statement's) at the next lookup on SQLite and within the listener's poll on
+/// PostgreSQL. And it is in use: a change whose trigger was switched off is not seen.
+fn cached_clients_and_grants_follow_changes_from_any_node(backend: Backend) {
+    let tenant = Tenant::new(backend);
+    let a = &tenant.db;
+    let b = tenant.second_node();
+    let scope = |db: &Database| db.client_grant(M2M, API).map(|g| g.scope);
+    let warm = || {
+        assert!(a.client_by_id(WEB_APP).is_ok());
+        assert!(a.client_by_id(SPA).is_ok());
+        assert!(scope(a).is_ok());
+        assert!(a.web_origins().is_ok());
+    };
+    warm();
+    if backend == Backend::Postgres {
+        // The listener starts with the first lookup; until it listens, lookups bypass.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        warm();
+    }
+
+    // This node's own change: the next lookup.
+    a.update_client_grant_scope("cgr_m2m_api", vec!["read:things".into()], audit("narrow")).unwrap();
+    assert_eq!(scope(a).unwrap(), vec!["read:things".to_owned()]);
+
+    // Another node's changes.
+    b.update_client_grant_scope("cgr_m2m_api", vec![], audit("narrow to nothing")).unwrap();
+    seen_within(backend, "a narrowed grant", || scope(a).unwrap().is_empty());
+    warm();
+    b.delete_client_grant("cgr_m2m_api", audit("remove")).unwrap();
+    seen_within(backend, "a removed grant", || matches!(scope(a), Err(StoreError::NotFound)));
+    b.delete_client(WEB_APP, audit("delete")).unwrap();
+    seen_within(backend, "a deleted client", || matches!(a.client_by_id(WEB_APP), Err(StoreError::NotFound)));
+    let patch = guise_core::client::ClientPatch {
+        web_origins: Some(vec!["https://new.example.com".into()]),
+        ..Default::default()
+    };
+    b.update_client(SPA, patch, t0(), audit("origins")).unwrap();
+    seen_within(backend, "a new web origin", || {
+        a.web_origins().unwrap().iter().any(|o| o.contains(&"https://new.example.com".to_owned()))
+    });
+
+    // A statement from outside guise (another process, psql, the sqlite3 shell).
+    tenant.tamper(&format!("UPDATE clients SET name = 'Renamed outside' WHERE client_id = '{SPA}'"));
+    seen_within(backend, "a raw UPDATE", || a.client_by_id(SPA).unwrap().name == "Renamed outside");
+
+    // The cache is really in use: with the trigger off, a change goes unseen. (First a
+    // lookup after every notification has arrived, so the entry is of the current
+    // generation: one loaded while a notification was on its way is never served.)
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(a.client_by_id(SPA).unwrap().name, "Renamed outside");
+    match backend {
+        Backend::Sqlite => tenant.tamper("DROP TRIGGER clients_cache_update"),
+        Backend::Postgres => tenant.tamper("ALTER TABLE clients DISABLE TRIGGER clients_cache"),
+    }
+    tenant.tamper(&format!("UPDATE clients SET name = 'Unseen' WHERE client_id = '{SPA}'"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(a.client_by_id(SPA).unwrap().name, "Renamed outside", "served from the cache");
+    // The second node never cached it and reads the row.
+    assert_eq!(b.client_by_id(SPA).unwrap().name, "Unseen");
 }
