@@ -11,12 +11,14 @@ use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
-use guise_core::authorization::{AuthorizationCode, AuthorizationRequestRecord, PendingAuthorization};
+use guise_core::authorization::{AuthorizationRequestRecord, PendingAuthorization};
 use guise_core::client::Client;
 use guise_core::ids::new_secret;
 use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
-use guise_core::store::{AuthorizationCodeStore, AuthorizationRequestStore, ClientStore, ConsentStore, SessionStore};
+use guise_core::store::{AuthorizationRequestStore, ClientStore, ConsentStore, SessionStore};
+use guise_flow::assertion::Relying;
+use guise_flow::delivery::{CodeRequest, Delivery};
 use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use guise_oidc::authorize::{NextStep, next_step};
 use guise_oidc::grant::hash_secret;
@@ -49,7 +51,7 @@ impl FlowOutcome {
             return FlowOutcome::Deliver {
                 redirect_uri: saml.acs_url.clone(),
                 response_mode: "form_post".into(),
-                params: crate::saml::post_fields(message, &saml.relay_state),
+                params: guise_flow::assertion::saml_post_fields(message, &saml.relay_state),
             };
         }
         let issuer = &s.settings.issuer;
@@ -101,7 +103,7 @@ pub fn current_session(s: &AppState, cookie: Option<&str>, now: DateTime<Utc>) -
     let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) else { return Ok(None) };
     match s.db.session_by_cookie_hash(&hash_secret(value)) {
         Ok(session) if session.is_live(now) => {
-            let idle = session.extended_idle_expiry(now, s.session_lifetimes());
+            let idle = session.extended_idle_expiry(now, s.policies().sessions);
             s.db.touch_session(&session.sid, now, idle)?;
             Ok(Some(session))
         }
@@ -208,62 +210,54 @@ pub fn continue_authorization(
             s.db.delete_authorization_request(&record.id)?;
             Ok(FlowOutcome::error(s, request, error, description))
         }
-        (NextStep::IssueCode, Some(session)) if request.wsfed.is_some() => {
-            let pending = request.wsfed.as_ref().ok_or_else(|| ApiError::internal(&"wsfed request vanished"))?;
-            let settings = guise_wsfed::settings::from_addons(&client.client_id, &client.addons)
-                .ok()
-                .flatten()
-                .ok_or_else(|| ApiError::bad_request("The client has no valid WS-Federation settings"))?;
-            let fields = crate::wsfed::sign_in_fields(s, &client, &settings, pending, session, now)?;
-            s.db.delete_authorization_request(&record.id)?;
-            Ok(FlowOutcome::Deliver {
-                redirect_uri: pending.reply.clone(),
-                response_mode: "form_post".into(),
-                params: fields,
-            })
-        }
-        (NextStep::IssueCode, Some(session)) if request.saml.is_some() => {
-            let pending = request.saml.as_ref().ok_or_else(|| ApiError::internal(&"saml request vanished"))?;
-            let settings = guise_saml::settings::from_addons(&client.addons)
-                .ok()
-                .flatten()
-                .ok_or_else(|| ApiError::bad_request("The client has no valid SAML settings"))?;
-            let message = crate::saml::signed_response(s, &client, &settings, pending, session, now)?;
-            s.db.delete_authorization_request(&record.id)?;
-            Ok(FlowOutcome::Deliver {
-                redirect_uri: pending.acs_url.clone(),
-                response_mode: "form_post".into(),
-                params: crate::saml::post_fields(message, &pending.relay_state),
-            })
-        }
         (NextStep::IssueCode, Some(session)) => {
-            let code = new_secret();
-            s.db.save_code(AuthorizationCode {
-                code_hash: hash_secret(&code),
-                client_id: client.client_id.clone(),
-                user_id: session.user_id.clone(),
-                sid: session.sid.clone(),
-                redirect_uri: request.redirect_uri.clone(),
-                scope: request.scope.clone(),
-                audience: request.audience.clone(),
-                nonce: request.nonce.clone(),
-                code_challenge: request.code_challenge.clone(),
-                auth_time: session.auth_time,
-                created_at: now,
-                expires_at: now + s.settings.code_lifetime,
-                consumed_at: None,
-            })?;
+            let ctx = guise_flow::FlowContext { now, ..s.flow() };
+            let (settings_saml, settings_wsfed);
+            let relying = match (&request.saml, &request.wsfed) {
+                (_, Some(pending)) => {
+                    settings_wsfed = guise_flow::assertion::wsfed_settings(&client)?;
+                    Some(Relying::Wsfed(&settings_wsfed, pending))
+                }
+                (Some(pending), None) => {
+                    settings_saml = guise_flow::assertion::saml_settings(&client)?;
+                    Some(Relying::Saml(&settings_saml, pending))
+                }
+                (None, None) => None,
+            };
+            let outcome = match relying {
+                Some(relying) => match guise_flow::assertion::for_login(&ctx, &client, relying, session)? {
+                    Delivery::FormPost { action, fields } => {
+                        FlowOutcome::Deliver { redirect_uri: action, response_mode: "form_post".into(), params: fields }
+                    }
+                    Delivery::Redirect(location) => FlowOutcome::Page(location),
+                },
+                None => {
+                    let code = guise_flow::delivery::issue_code(
+                        &ctx,
+                        &client,
+                        session,
+                        CodeRequest {
+                            redirect_uri: request.redirect_uri.clone(),
+                            scope: request.scope.clone(),
+                            audience: request.audience.clone(),
+                            nonce: request.nonce.clone(),
+                            code_challenge: request.code_challenge.clone(),
+                        },
+                    )?;
+                    let mut params = vec![("code", code)];
+                    if let Some(state) = &request.state {
+                        params.push(("state", state.clone()));
+                    }
+                    params.push(("iss", s.settings.issuer.clone()));
+                    FlowOutcome::Deliver {
+                        redirect_uri: request.redirect_uri.clone(),
+                        response_mode: request.response_mode.clone(),
+                        params,
+                    }
+                }
+            };
             s.db.delete_authorization_request(&record.id)?;
-            let mut params = vec![("code", code)];
-            if let Some(state) = &request.state {
-                params.push(("state", state.clone()));
-            }
-            params.push(("iss", s.settings.issuer.clone()));
-            Ok(FlowOutcome::Deliver {
-                redirect_uri: request.redirect_uri.clone(),
-                response_mode: request.response_mode.clone(),
-                params,
-            })
+            Ok(outcome)
         }
         (NextStep::IssueCode, None) => Ok(FlowOutcome::Page(format!("/login?tx={}", record.id))),
     }

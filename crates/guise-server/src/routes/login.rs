@@ -14,13 +14,11 @@ use chrono::{DateTime, Utc};
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::AuthorizationRequestRecord;
-use guise_core::ids::{new_secret, new_token_id};
-use guise_core::session::Session;
 use guise_core::store::{
-    AuditStore, AuthorizationRequestStore, ClientStore, ConsentStore, LoginThrottleStore, SessionStore, UserStore,
+    AuditStore, AuthorizationRequestStore, ClientStore, ConsentStore, LoginThrottleStore, UserStore,
 };
 use guise_core::throttle::{ThrottleCounter, account_key, address_key};
-use guise_oidc::grant::hash_secret;
+use guise_flow::session::Browser;
 use guise_store::password::verify_password;
 use minijinja::context;
 use serde::Deserialize;
@@ -179,7 +177,7 @@ fn authenticate(
     // One lockout counter per account, whichever identifier was typed; per identifier
     // for unknown ones.
     let account = user.as_ref().map_or_else(|| email.clone(), |u| u.email.clone());
-    let policy = s.throttle_policy();
+    let policy = s.policies().throttle;
     let keys = [account_key(&account), address_key(meta.source_ip.as_deref().unwrap_or("unknown"))];
     let mut counters = Vec::with_capacity(2);
     for key in &keys {
@@ -208,26 +206,13 @@ fn authenticate(
     match user {
         Some(user) if password_ok && !user.blocked => {
             s.db.clear_throttle_counter(&keys[0])?;
-            let cookie = new_secret();
-            let session = Session {
-                sid: new_token_id(),
-                user_id: user.user_id.clone(),
-                created_at: now,
-                auth_time: now,
-                last_seen: now,
-                idle_expires_at: now + s.session_lifetimes().idle,
-                absolute_expires_at: now + s.session_lifetimes().absolute,
-                source_ip: meta.source_ip.clone(),
-                user_agent,
-                ended_at: None,
-                impersonator_id: None,
-                impersonation_reason: None,
-                impersonation_minted_by: None,
-            };
-            let event = login_event(event_type::LOGIN, now, "Successful login", meta, client_id)
-                .subject(user.user_id.clone())
-                .details(serde_json::json!({ "sid": session.sid }));
-            s.db.create_session(&hash_secret(&cookie), session.clone(), event)?;
+            let ctx = guise_flow::FlowContext { now, ..s.flow() };
+            let browser = Browser { source_ip: meta.source_ip.clone(), user_agent };
+            let (cookie, session) = guise_flow::session::open(&ctx, &user.user_id, browser, None, |session| {
+                login_event(event_type::LOGIN, now, "Successful login", meta, client_id)
+                    .subject(user.user_id.clone())
+                    .details(serde_json::json!({ "sid": session.sid }))
+            })?;
             s.db.record_login(&user.user_id, now, meta.source_ip.as_deref())?;
             let outcome = continue_authorization(s, record, Some(&session), false, now)?;
             Ok(LoginResult::LoggedIn { outcome, cookie })

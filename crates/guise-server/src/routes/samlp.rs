@@ -184,7 +184,7 @@ fn saml_error(s: &AppState, saml: &PendingSaml, second: &str, message: &str) -> 
     FlowOutcome::Deliver {
         redirect_uri: saml.acs_url.clone(),
         response_mode: "form_post".into(),
-        params: crate::saml::post_fields(response, &saml.relay_state),
+        params: guise_flow::assertion::saml_post_fields(response, &saml.relay_state),
     }
 }
 
