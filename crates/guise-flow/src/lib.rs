@@ -6,6 +6,7 @@
 //! Its unit tests run on the real store over a temporary SQLite file (`tests.rs`).
 
 pub mod assertion;
+pub mod authorization;
 pub mod bewit_keys;
 pub mod delivery;
 mod error;

@@ -27,6 +27,7 @@ pub const API: &str = "https://api.example.com/";
 pub const CALLBACK: &str = "https://app.example.com/callback";
 pub const APP: &str = "webappclient0000000000000000000A";
 pub const CLOSED_APP: &str = "closedappclient000000000000000B";
+pub const THIRD_PARTY: &str = "thirdpartyclient00000000000000C";
 pub const ALICE: &str = "guise|a11ce0000000000000000000";
 pub const ALICE_EMAIL: &str = "alice@example.com";
 pub const ADMIN: &str = "guise|ad31a0000000000000000000";
@@ -63,11 +64,14 @@ impl World {
         let store = Database::connect(&url, 4, std::time::Duration::from_secs(10)).expect("a SQLite database");
         let world = World { settings: OidcSettings::new(ISSUER, Duration::hours(1)), store, _dir: dir };
         let s = &world.store;
-        for (id, allow_impersonation) in [(APP, true), (CLOSED_APP, false)] {
+        for (id, allow_impersonation, is_first_party) in
+            [(APP, true, true), (CLOSED_APP, false, true), (THIRD_PARTY, true, false)]
+        {
             let client = Client {
                 client_secret_hash: Some(hash_client_secret("a-secret-of-the-web-app-0123456789abcdef")),
                 callbacks: vec![CALLBACK.to_owned()],
                 allow_impersonation,
+                is_first_party,
                 ..Client::new(id, format!("client {id}"), AppType::RegularWeb, t0())
             };
             s.create_client(client, audit("client")).expect("client created");
@@ -223,5 +227,89 @@ mod impersonation {
         redeem(&ctx, &path_and_query(&url), None, None).unwrap();
         assert!(crate::bewit_keys::configured(Some("cfg"), None).is_err());
         assert!(crate::bewit_keys::configured(Some("cfg"), Some("c2hvcnQ=")).is_err());
+    }
+}
+
+mod authorization {
+    use super::*;
+    use crate::authorization::{FlowOutcome, begin, continue_authorization};
+    use crate::session::{Browser, Impersonated, open};
+    use guise_core::authorization::{PendingAuthorization, PendingProtocol};
+    use guise_core::store::ConsentStore;
+
+    fn oidc_request(client_id: &str) -> PendingAuthorization {
+        PendingAuthorization {
+            client_id: client_id.into(),
+            redirect_uri: CALLBACK.into(),
+            scope: vec!["openid".into(), "profile".into()],
+            state: Some("st".into()),
+            nonce: None,
+            code_challenge: None,
+            audience: None,
+            prompt: vec![],
+            max_age: None,
+            login_hint: None,
+            response_mode: "query".into(),
+            protocol: PendingProtocol::Oidc,
+        }
+    }
+
+    fn param<'a>(outcome: &'a FlowOutcome, name: &str) -> Option<&'a str> {
+        match outcome {
+            FlowOutcome::Deliver { params, .. } => params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn no_consent_is_given_or_recorded_in_an_impersonation_session() {
+        let w = World::new();
+        let ctx = w.ctx(t0());
+        let impersonated = Impersonated {
+            impersonator_id: ADMIN.into(),
+            reason: None,
+            minted_by: None,
+            lifetime: Duration::minutes(30),
+        };
+        let event = |_: &guise_core::session::Session| audit("opened");
+        let (_, session) = open(&ctx, ALICE, Browser::default(), Some(impersonated), event).unwrap();
+
+        // A third-party client needs consent: an impersonation cannot give it, even when
+        // the caller claims it was given just now.
+        for given_now in [false, true] {
+            let record = begin(&ctx, oidc_request(THIRD_PARTY)).unwrap();
+            let outcome = continue_authorization(&ctx, &record, Some(&session), given_now).unwrap();
+            assert_eq!(param(&outcome, "error"), Some("consent_required"), "{outcome:?}");
+            assert_eq!(param(&outcome, "code"), None);
+        }
+        assert_eq!(w.store.consented_scopes(ALICE, THIRD_PARTY).unwrap(), None);
+
+        // The user's own session is asked for consent instead.
+        let (_, own) = open(&ctx, ALICE, Browser::default(), None, |_| audit("login")).unwrap();
+        let record = begin(&ctx, oidc_request(THIRD_PARTY)).unwrap();
+        let outcome = continue_authorization(&ctx, &record, Some(&own), false).unwrap();
+        assert_eq!(outcome, FlowOutcome::Page(format!("/consent?tx={}", record.id)));
+
+        // A first-party client needs none: the impersonation gets its code.
+        let record = begin(&ctx, oidc_request(APP)).unwrap();
+        let outcome = continue_authorization(&ctx, &record, Some(&session), false).unwrap();
+        assert!(param(&outcome, "code").is_some(), "{outcome:?}");
+        assert_eq!(param(&outcome, "state"), Some("st"));
+    }
+
+    #[test]
+    fn an_impersonation_session_reaches_only_clients_that_allow_impersonation() {
+        let w = World::new();
+        let ctx = w.ctx(t0());
+        let impersonated = Impersonated {
+            impersonator_id: ADMIN.into(),
+            reason: None,
+            minted_by: None,
+            lifetime: Duration::minutes(30),
+        };
+        let (_, session) = open(&ctx, ALICE, Browser::default(), Some(impersonated), |_| audit("opened")).unwrap();
+        let record = begin(&ctx, oidc_request(CLOSED_APP)).unwrap();
+        let outcome = continue_authorization(&ctx, &record, Some(&session), false).unwrap();
+        assert_eq!(param(&outcome, "error"), Some("access_denied"), "{outcome:?}");
     }
 }

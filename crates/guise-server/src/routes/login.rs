@@ -3,7 +3,7 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{FlowOutcome, continue_authorization, current_session, load_request, session_cookie};
+use crate::flow::{IntoReply, session_cookie};
 use crate::state::AppState;
 use crate::web::cookies::{self, CSRF_COOKIE};
 use crate::web::pages;
@@ -18,6 +18,7 @@ use guise_core::store::{
     AuditStore, AuthorizationRequestStore, ClientStore, ConsentStore, LoginThrottleStore, UserStore,
 };
 use guise_core::throttle::{ThrottleCounter, account_key, address_key};
+use guise_flow::authorization::{FlowOutcome, continue_authorization, current_session, load_request};
 use guise_flow::session::Browser;
 use guise_store::password::verify_password;
 use minijinja::context;
@@ -69,8 +70,8 @@ pub async fn login_form(state: web::Data<AppState>, query: web::Query<TxQuery>) 
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
-            Ok::<_, ApiError>(match load_request(s, &tx, now)? {
+            let ctx = s.flow();
+            Ok::<_, ApiError>(match load_request(&ctx, &tx)? {
                 Ok(record) => {
                     let name = client_name(s, &record.request.client_id)?;
                     let hint = record.request.login_hint.clone().unwrap_or_default();
@@ -125,8 +126,9 @@ pub async fn login_submit(req: HttpRequest, state: web::Data<AppState>, form: we
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
-            let record = match load_request(s, &form.tx, now)? {
+            let ctx = s.flow();
+            let now = ctx.now;
+            let record = match load_request(&ctx, &form.tx)? {
                 Ok(record) => record,
                 Err(outcome) => return Ok(LoginResult::Failed(outcome.into_reply())),
             };
@@ -214,7 +216,7 @@ fn authenticate(
                     .details(serde_json::json!({ "sid": session.sid }))
             })?;
             s.db.record_login(&user.user_id, now, meta.source_ip.as_deref())?;
-            let outcome = continue_authorization(s, record, Some(&session), false, now)?;
+            let outcome = continue_authorization(&ctx, record, Some(&session), false)?;
             Ok(LoginResult::LoggedIn { outcome, cookie })
         }
         user => {
@@ -257,18 +259,18 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>, query: w
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
-            let record = match load_request(s, &tx, now)? {
+            let ctx = s.flow();
+            let record = match load_request(&ctx, &tx)? {
                 Ok(record) => record,
                 Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
             };
-            let Some(session) = current_session(s, cookie.as_deref(), now)? else {
-                return Ok(continue_authorization(s, &record, None, false, now)?.into_reply());
+            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
+                return Ok(continue_authorization(&ctx, &record, None, false)?.into_reply());
             };
             if session.impersonator_id.is_some() {
                 // No consent page renders in an impersonation session: the flow decides
                 // (existing consent of the user's own, or consent_required).
-                return Ok(continue_authorization(s, &record, Some(&session), false, now)?.into_reply());
+                return Ok(continue_authorization(&ctx, &record, Some(&session), false)?.into_reply());
             }
             let user = s.db.user_by_id(&session.user_id)?;
             let name = client_name(s, &record.request.client_id)?;
@@ -304,25 +306,26 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
-            let record = match load_request(s, &form.tx, now)? {
+            let ctx = s.flow();
+            let now = ctx.now;
+            let record = match load_request(&ctx, &form.tx)? {
                 Ok(record) => record,
                 Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
             };
             if !csrf_ok(&record, &form.csrf, csrf_cookie.as_deref()) {
                 return Ok(csrf_failure());
             }
-            let Some(session) = current_session(s, cookie.as_deref(), now)? else {
-                return Ok(continue_authorization(s, &record, None, false, now)?.into_reply());
+            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
+                return Ok(continue_authorization(&ctx, &record, None, false)?.into_reply());
             };
             if session.impersonator_id.is_some() {
                 // No consent is given or recorded during impersonation.
-                return Ok(continue_authorization(s, &record, Some(&session), false, now)?.into_reply());
+                return Ok(continue_authorization(&ctx, &record, Some(&session), false)?.into_reply());
             }
             if form.decision != "allow" {
                 s.db.delete_authorization_request(&record.id)?;
                 return Ok(
-                    FlowOutcome::error(s, &record.request, "access_denied", "The user denied access").into_reply()
+                    FlowOutcome::error(&ctx, &record.request, "access_denied", "The user denied access").into_reply()
                 );
             }
             let event =
@@ -332,7 +335,7 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
                     .source_ip(meta.source_ip.clone())
                     .details(serde_json::json!({ "scope": record.request.scope }));
             s.db.grant_consent(&session.user_id, &record.request.client_id, &record.request.scope, now, event)?;
-            Ok(continue_authorization(s, &record, Some(&session), true, now)?.into_reply())
+            Ok(continue_authorization(&ctx, &record, Some(&session), true)?.into_reply())
         })
         .await;
     result.unwrap_or_else(|e| pages::error_page(e.status, "server_error", "The request could not be completed"))
