@@ -11,6 +11,7 @@ pub mod bewit_keys;
 pub mod delivery;
 mod error;
 pub mod impersonation;
+pub mod login;
 pub mod session;
 #[cfg(test)]
 mod tests;

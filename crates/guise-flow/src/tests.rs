@@ -313,3 +313,72 @@ mod authorization {
         assert_eq!(param(&outcome, "error"), Some("access_denied"), "{outcome:?}");
     }
 }
+
+mod login {
+    use super::*;
+    use crate::login::{Attempt, LoginOutcome, authenticate};
+    use crate::session::Browser;
+    use guise_store::password::{hash_password, verify_password};
+
+    const BOB: &str = "guise|b0b00000000000000000000000";
+    const BOB_EMAIL: &str = "bob@example.com";
+
+    fn attempt<'a>(identifier: &'a str, password: &'a str, ip: &str) -> Attempt<'a> {
+        Attempt {
+            client_id: APP,
+            identifier,
+            password,
+            browser: Browser { source_ip: Some(ip.into()), user_agent: None },
+        }
+    }
+
+    fn with_bob() -> World {
+        let w = World::new();
+        let bob = NewUser {
+            password_hash: Some(hash_password("correct horse battery").unwrap()),
+            ..NewUser::new(BOB, BOB_EMAIL, t0() - Duration::days(1))
+        };
+        w.store.create_user(bob, audit("bob")).unwrap();
+        w
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_account_until_the_lockout_ends() {
+        let w = with_bob();
+        let ctx = w.ctx(t0());
+        // Three wrong passwords, from three addresses: the account locks on the third.
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            let outcome = authenticate(&ctx, attempt(BOB_EMAIL, "wrong", ip), &verify_password).unwrap();
+            assert!(matches!(outcome, LoginOutcome::Failed { .. }), "{outcome:?}");
+        }
+        // Now even the right password is refused, before it is checked.
+        let outcome = authenticate(&ctx, attempt(BOB_EMAIL, "correct horse battery", "192.0.2.4"), &verify_password);
+        assert!(matches!(outcome, Ok(LoginOutcome::LockedOut { .. })), "{outcome:?}");
+        let kinds: Vec<String> = w.events().into_iter().map(|r| r.event.event_type).collect();
+        assert_eq!(kinds.iter().filter(|k| *k == event_type::ACCOUNT_LOCKED).count(), 1, "{kinds:?}");
+        assert_eq!(kinds.last().map(String::as_str), Some(event_type::FAILED_LOGIN));
+
+        // After the lockout the right password logs in and clears the counter.
+        let later = w.ctx(t0() + Duration::minutes(16));
+        let outcome = authenticate(&later, attempt(BOB_EMAIL, "correct horse battery", "192.0.2.4"), &verify_password);
+        let Ok(LoginOutcome::LoggedIn { cookie, session }) = outcome else { panic!("logged in: {outcome:?}") };
+        assert_eq!(session.user_id, BOB);
+        assert_eq!(w.store.session_by_cookie_hash(&hash_secret(&cookie)).unwrap().sid, session.sid);
+        let outcome = authenticate(&later, attempt(BOB_EMAIL, "wrong", "192.0.2.5"), &verify_password).unwrap();
+        assert!(matches!(outcome, LoginOutcome::Failed { .. }), "{outcome:?}");
+    }
+
+    #[test]
+    fn one_address_failing_on_many_accounts_is_locked_out() {
+        let w = with_bob();
+        let ctx = w.ctx(t0());
+        for identifier in ["nobody@example.com", "someone", ALICE_EMAIL] {
+            let outcome = authenticate(&ctx, attempt(identifier, "guess", "198.51.100.7"), &verify_password).unwrap();
+            assert!(matches!(outcome, LoginOutcome::Failed { .. }), "{outcome:?}");
+        }
+        let outcome = authenticate(&ctx, attempt(BOB_EMAIL, "correct horse battery", "198.51.100.7"), &verify_password);
+        assert!(matches!(outcome, Ok(LoginOutcome::LockedOut { .. })), "{outcome:?}");
+        let outcome = authenticate(&ctx, attempt(BOB_EMAIL, "correct horse battery", "198.51.100.8"), &verify_password);
+        assert!(matches!(outcome, Ok(LoginOutcome::LoggedIn { .. })), "{outcome:?}");
+    }
+}

@@ -81,11 +81,6 @@ impl AppState {
         }
     }
 
-    /// The stores an impersonation's chain is read from.
-    pub fn chain_stores(&self) -> guise_oidc::chain::ChainStores<'_> {
-        guise_oidc::chain::ChainStores { users: &self.db, roles: &self.db, clients: &self.db, client_grants: &self.db }
-    }
-
     /// Run blocking work (database, hashing) off the async workers.
     pub async fn blocking<T, E>(
         self: &Arc<Self>,
