@@ -43,18 +43,28 @@ impl FlowOutcome {
                 let second = if error == "login_required" { STATUS_NO_PASSIVE } else { STATUS_REQUEST_DENIED };
                 Self::saml_error(ctx, saml, STATUS_RESPONDER, second, description)
             }
-            PendingProtocol::Oidc => {
-                let mut params = vec![("error", error.to_owned()), ("error_description", description.to_owned())];
-                if let Some(state) = &request.state {
-                    params.push(("state", state.clone()));
-                }
-                params.push(("iss", ctx.settings.issuer.clone()));
-                FlowOutcome::Deliver {
-                    redirect_uri: request.redirect_uri.clone(),
-                    response_mode: request.response_mode.clone(),
-                    params,
-                }
-            }
+            PendingProtocol::Oidc => Self::to_redirect_uri(
+                ctx,
+                request,
+                vec![("error", error.to_owned()), ("error_description", description.to_owned())],
+            ),
+        }
+    }
+
+    /// An OIDC answer to the request's redirect URI: `params`, then `state` and `iss`.
+    fn to_redirect_uri(
+        ctx: &FlowContext<'_>,
+        request: &PendingAuthorization,
+        mut params: Vec<(&'static str, String)>,
+    ) -> Self {
+        if let Some(state) = &request.state {
+            params.push(("state", state.clone()));
+        }
+        params.push(("iss", ctx.settings.issuer.clone()));
+        FlowOutcome::Deliver {
+            redirect_uri: request.redirect_uri.clone(),
+            response_mode: request.response_mode.clone(),
+            params,
         }
     }
 
@@ -214,16 +224,8 @@ pub fn continue_authorization(
                 nonce: request.nonce.clone(),
                 code_challenge: request.code_challenge.clone(),
             };
-            let mut params = vec![("code", issue_code(ctx, &client, session, code_request)?)];
-            if let Some(state) = &request.state {
-                params.push(("state", state.clone()));
-            }
-            params.push(("iss", ctx.settings.issuer.clone()));
-            FlowOutcome::Deliver {
-                redirect_uri: request.redirect_uri.clone(),
-                response_mode: request.response_mode.clone(),
-                params,
-            }
+            let code = issue_code(ctx, &client, session, code_request)?;
+            FlowOutcome::to_redirect_uri(ctx, request, vec![("code", code)])
         }
     };
     store.delete_authorization_request(&record.id)?;

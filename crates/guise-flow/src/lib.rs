@@ -32,40 +32,29 @@ use guise_oidc::chain::ChainStores;
 use guise_saml::dsig::SamlSigner;
 use std::sync::Arc;
 
-/// Every store trait a flow may use. Implemented for anything that implements them all
-/// (the diesel `Database`); flows see only these traits, never the database.
-pub trait FlowStore:
-    UserStore
-    + ClientStore
-    + ClientGrantStore
-    + RoleStore
-    + SessionStore
-    + AuditStore
-    + BewitStore
-    + AuthorizationCodeStore
-    + AuthorizationRequestStore
-    + ConsentStore
-    + LoginThrottleStore
-    + TokenStore
-{
+macro_rules! flow_store {
+    ($($store:ident),+) => {
+        /// Every store trait a flow may use. Implemented for anything that implements
+        /// them all (the diesel `Database`); flows see only these traits, never the database.
+        pub trait FlowStore: $($store +)+ {}
+        impl<T: $($store +)+ ?Sized> FlowStore for T {}
+    };
 }
 
-impl<T> FlowStore for T where
-    T: UserStore
-        + ClientStore
-        + ClientGrantStore
-        + RoleStore
-        + SessionStore
-        + AuditStore
-        + BewitStore
-        + AuthorizationCodeStore
-        + AuthorizationRequestStore
-        + ConsentStore
-        + LoginThrottleStore
-        + TokenStore
-        + ?Sized
-{
-}
+flow_store!(
+    UserStore,
+    ClientStore,
+    ClientGrantStore,
+    RoleStore,
+    SessionStore,
+    AuditStore,
+    BewitStore,
+    AuthorizationCodeStore,
+    AuthorizationRequestStore,
+    ConsentStore,
+    LoginThrottleStore,
+    TokenStore
+);
 
 /// The configured limits a flow applies.
 #[derive(Debug, Clone, Copy)]

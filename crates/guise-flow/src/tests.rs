@@ -254,6 +254,17 @@ mod authorization {
         }
     }
 
+    /// A 30-minute session of `ADMIN` impersonating `ALICE`.
+    fn admin_as_alice(ctx: &FlowContext<'_>) -> guise_core::session::Session {
+        let impersonated = Impersonated {
+            impersonator_id: ADMIN.into(),
+            reason: None,
+            minted_by: None,
+            lifetime: Duration::minutes(30),
+        };
+        open(ctx, ALICE, Browser::default(), Some(impersonated), |_| audit("opened")).unwrap().1
+    }
+
     fn param<'a>(outcome: &'a FlowOutcome, name: &str) -> Option<&'a str> {
         match outcome {
             FlowOutcome::Deliver { params, .. } => params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()),
@@ -265,14 +276,7 @@ mod authorization {
     fn no_consent_is_given_or_recorded_in_an_impersonation_session() {
         let w = World::new();
         let ctx = w.ctx(t0());
-        let impersonated = Impersonated {
-            impersonator_id: ADMIN.into(),
-            reason: None,
-            minted_by: None,
-            lifetime: Duration::minutes(30),
-        };
-        let event = |_: &guise_core::session::Session| audit("opened");
-        let (_, session) = open(&ctx, ALICE, Browser::default(), Some(impersonated), event).unwrap();
+        let session = admin_as_alice(&ctx);
 
         // A third-party client needs consent: an impersonation cannot give it, even when
         // the caller claims it was given just now.
@@ -301,13 +305,7 @@ mod authorization {
     fn an_impersonation_session_reaches_only_clients_that_allow_impersonation() {
         let w = World::new();
         let ctx = w.ctx(t0());
-        let impersonated = Impersonated {
-            impersonator_id: ADMIN.into(),
-            reason: None,
-            minted_by: None,
-            lifetime: Duration::minutes(30),
-        };
-        let (_, session) = open(&ctx, ALICE, Browser::default(), Some(impersonated), |_| audit("opened")).unwrap();
+        let session = admin_as_alice(&ctx);
         let record = begin(&ctx, oidc_request(CLOSED_APP)).unwrap();
         let outcome = continue_authorization(&ctx, &record, Some(&session), false).unwrap();
         assert_eq!(param(&outcome, "error"), Some("access_denied"), "{outcome:?}");
