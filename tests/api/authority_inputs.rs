@@ -322,10 +322,7 @@ async fn insecure_http_setting_postgres() {
 
 async fn bewit_signing_key(app: &TestApp) -> guise_core::bewit::BewitKey {
     let state = Arc::clone(&app.state);
-    tokio::task::spawn_blocking(move || guise_server::bewit_keys::signing_key(&state.config, &state.db))
-        .await
-        .unwrap()
-        .unwrap()
+    tokio::task::spawn_blocking(move || guise_flow::bewit_keys::signing_key(&state.flow())).await.unwrap().unwrap()
 }
 
 /// `url` signed again with `key` for a different `exp` (the bewit is the last parameter).

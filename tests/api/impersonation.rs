@@ -802,7 +802,7 @@ async fn the_url_is_redeemed_at_the_impersonator_s_path_and_the_legacy_path(app:
     let target_id = target["user_id"].as_str().unwrap();
     let (client_id, _) = impersonation_client(&app, json!({})).await;
     let at_path = app.url(&format!("/users/{}/impersonate?", crate::users::urlencode(&app.admin_user_id)));
-    let key = guise_server::bewit_keys::signing_key(&app.state.config, &app.state.db).unwrap();
+    let key = guise_flow::bewit_keys::signing_key(&app.state.flow()).unwrap();
     let resign = |url: &str, path: &str| {
         let query = url.split_once('?').unwrap().1;
         let unsigned: Vec<&str> = query.split('&').filter(|p| !p.starts_with("bewit=")).collect();

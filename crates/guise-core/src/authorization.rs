@@ -19,12 +19,56 @@ pub struct PendingAuthorization {
     pub login_hint: Option<String>,
     /// `query` (default) or `form_post`.
     pub response_mode: String,
-    /// Set when the request came over SAML: the answer is a SAML Response.
-    #[serde(default)]
-    pub saml: Option<PendingSaml>,
-    /// Set when the request came over WS-Federation: the answer is a sign-in response.
-    #[serde(default)]
-    pub wsfed: Option<PendingWsfed>,
+    /// The protocol the request came over, and what answering it needs.
+    #[serde(flatten, with = "protocol_wire")]
+    pub protocol: PendingProtocol,
+}
+
+/// What a pending request is answered with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PendingProtocol {
+    /// An OIDC authorization request: a code (or an error) to `redirect_uri`.
+    #[default]
+    Oidc,
+    /// A SAML AuthnRequest or IdP-initiated SSO: a SAML Response.
+    Saml(PendingSaml),
+    /// A WS-Federation sign-in request: a sign-in response.
+    Wsfed(PendingWsfed),
+}
+
+/// The stored shape of `PendingProtocol`: the optional `saml` and `wsfed` members the
+/// pending-request table has always held, so requests in flight across an upgrade (in
+/// either direction) still read. Both set is refused.
+mod protocol_wire {
+    use super::{PendingProtocol, PendingSaml, PendingWsfed};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(bound(deserialize = "S: Deserialize<'de>, W: Deserialize<'de>"))]
+    struct Wire<S, W> {
+        #[serde(default)]
+        saml: Option<S>,
+        #[serde(default)]
+        wsfed: Option<W>,
+    }
+
+    pub fn serialize<Z: Serializer>(protocol: &PendingProtocol, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        let wire = match protocol {
+            PendingProtocol::Oidc => Wire { saml: None, wsfed: None },
+            PendingProtocol::Saml(saml) => Wire { saml: Some(saml), wsfed: None },
+            PendingProtocol::Wsfed(wsfed) => Wire { saml: None, wsfed: Some(wsfed) },
+        };
+        wire.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PendingProtocol, D::Error> {
+        match Wire::<PendingSaml, PendingWsfed>::deserialize(deserializer)? {
+            Wire { saml: None, wsfed: None } => Ok(PendingProtocol::Oidc),
+            Wire { saml: Some(saml), wsfed: None } => Ok(PendingProtocol::Saml(saml)),
+            Wire { saml: None, wsfed: Some(wsfed) } => Ok(PendingProtocol::Wsfed(wsfed)),
+            Wire { .. } => Err(serde::de::Error::custom("a pending request is either SAML or WS-Federation")),
+        }
+    }
 }
 
 /// What a WS-Federation sign-in request needs to be answered.
@@ -126,4 +170,39 @@ pub struct AccessTokenRecord {
     pub code_hash: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_protocol_is_stored_as_the_optional_saml_and_wsfed_members() {
+        let oidc = r#"{"client_id":"c","redirect_uri":"https://a/cb","scope":["openid"],"state":null,"nonce":null,
+            "code_challenge":null,"audience":null,"prompt":[],"max_age":null,"login_hint":null,"response_mode":"query"}"#;
+        let request: PendingAuthorization = serde_json::from_str(oidc).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(request.protocol, PendingProtocol::Oidc);
+        // Rows written before the enum, with explicit nulls, still read.
+        let old = oidc.replace(r#""response_mode":"query""#, r#""response_mode":"query","saml":null,"wsfed":null"#);
+        let request: PendingAuthorization = serde_json::from_str(&old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(request.protocol, PendingProtocol::Oidc);
+        let wsfed = PendingAuthorization {
+            protocol: PendingProtocol::Wsfed(PendingWsfed {
+                realm: "urn:r".into(),
+                reply: "https://a/reply".into(),
+                wctx: None,
+                rms: false,
+            }),
+            ..request
+        };
+        let text = serde_json::to_string(&wsfed).unwrap_or_default();
+        assert!(text.contains(r#""saml":null,"wsfed":{"realm":"urn:r""#), "{text}");
+        let back: PendingAuthorization = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, wsfed);
+        let both = text.replace(
+            r#""saml":null"#,
+            r#""saml":{"request_id":null,"acs_url":"x","audience":"y","relay_state":null,"name_id_format":"z"}"#,
+        );
+        assert!(serde_json::from_str::<PendingAuthorization>(&both).is_err());
+    }
 }

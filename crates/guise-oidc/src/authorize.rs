@@ -3,7 +3,7 @@
 
 use crate::pkce;
 use chrono::{DateTime, Duration, Utc};
-use guise_core::authorization::PendingAuthorization;
+use guise_core::authorization::{PendingAuthorization, PendingProtocol};
 use guise_core::client::{Client, TokenEndpointAuthMethod};
 use guise_core::permission::{is_valid_scope_token, parse_scope};
 use guise_core::session::Session;
@@ -167,8 +167,7 @@ pub fn validate(params: &AuthorizeParams, client: Option<&Client>) -> Result<Pen
         max_age,
         login_hint: params.login_hint.clone(),
         response_mode,
-        saml: None,
-        wsfed: None,
+        protocol: PendingProtocol::Oidc,
     })
 }
 

@@ -211,11 +211,13 @@ fn offline(config: Config, command: Command) -> ExitCode {
                 })
                 .map_err(|e| ApiError::internal(&e))
         }
-        Command::Keys { command: KeysCommand::RotateBewit } => crate::bewit_keys::rotate(&state.db, state.clock.now())
-            .map(|kid| print_json(&json!({ "bewit_key_id": kid })))
-            .map_err(ApiError::from),
+        Command::Keys { command: KeysCommand::RotateBewit } => {
+            guise_flow::bewit_keys::rotate(&state.db, state.clock.now())
+                .map(|kid| print_json(&json!({ "bewit_key_id": kid })))
+                .map_err(ApiError::from)
+        }
         Command::Impersonate { user, impersonator, client, protocol, reason, ttl, callback_url } => {
-            let request = crate::impersonation::MintRequest {
+            let request = guise_flow::impersonation::MintRequest {
                 target_user_id: user,
                 impersonator_id: Some(impersonator),
                 client_id: client,
@@ -225,14 +227,14 @@ fn offline(config: Config, command: Command) -> ExitCode {
                 ttl,
                 ..Default::default()
             };
-            match crate::impersonation::mint(&state, crate::impersonation::Minter::Operator, true, request, None, None)
-            {
+            let minter = guise_flow::impersonation::Minter::Operator;
+            match guise_flow::impersonation::mint(&state.flow(), minter, true, request, None, None) {
                 Ok(url) => {
                     println!("{url}");
                     Ok(())
                 }
-                Err(crate::impersonation::MintError::Refused(r)) => Err(ApiError::bad_request(r.to_string())),
-                Err(crate::impersonation::MintError::Server(e)) => Err(ApiError::internal(&e)),
+                Err(guise_flow::FlowError::Refused { message, .. }) => Err(ApiError::bad_request(message)),
+                Err(e) => Err(e.into()),
             }
         }
         Command::Audit { command: AuditCommand::Verify } => return verify_audit(&state),

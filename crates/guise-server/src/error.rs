@@ -90,6 +90,31 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A flow's error: a refusal by its kind (`status_of`), a client misconfiguration as a
+/// `400` naming it, a store or internal fault as a logged, generic `500`.
+impl From<guise_flow::FlowError> for ApiError {
+    fn from(e: guise_flow::FlowError) -> Self {
+        use guise_flow::FlowError;
+        match e {
+            FlowError::Store(e) => e.into(),
+            FlowError::Refused { kind, message } => {
+                let code = match kind {
+                    RefusalKind::Invalid => "invalid_body",
+                    RefusalKind::Unauthenticated => "invalid_token",
+                    RefusalKind::Forbidden => "insufficient_permissions",
+                    RefusalKind::UnknownUser => "inexistent_user",
+                };
+                Self::new(status_of(kind), code, message)
+            }
+            FlowError::Misconfigured(message) => {
+                tracing::warn!(%message, "a client's registration cannot serve the flow");
+                Self::bad_request(message)
+            }
+            FlowError::Internal(cause) => Self::internal(&cause),
+        }
+    }
+}
+
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(e: actix_web::error::BlockingError) -> Self {
         Self::internal(&e)

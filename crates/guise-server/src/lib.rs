@@ -2,7 +2,6 @@
 //! pieces of the `guise` command line. The only crate that knows HTTP.
 
 pub mod auth;
-pub mod bewit_keys;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -10,8 +9,6 @@ pub mod cors;
 pub mod edge;
 pub mod error;
 pub mod flow;
-pub mod impersonation;
-pub mod impersonation_delivery;
 pub mod keyring;
 pub mod management;
 pub mod management_client;
@@ -25,7 +22,6 @@ pub mod state;
 pub mod telemetry;
 pub mod tenant;
 pub mod web;
-pub mod wsfed;
 
 pub use config::Config;
 pub use startup::Application;

@@ -100,8 +100,9 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
     let certificate_name =
         url::Url::parse(issuer).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let keys = KeyCache::load(&db, clock.now(), &certificate_name)?;
-    crate::bewit_keys::configured(&config).map_err(|e| StartupError::Other(e.to_string()))?;
-    crate::bewit_keys::ensure(&db, clock.now())?;
+    let bewit_key = guise_flow::bewit_keys::configured(config.bewit_key_id.as_deref(), config.bewit_key.as_deref())
+        .map_err(|e| StartupError::Other(e.to_string()))?;
+    guise_flow::bewit_keys::ensure(&db, clock.now())?;
     let mut settings = OidcSettings::new(issuer, chrono::Duration::seconds(config.access_token_lifetime_secs));
     settings.id_token_lifetime = chrono::Duration::seconds(config.id_token_lifetime_secs);
     settings.refresh_token_lifetime = chrono::Duration::seconds(config.refresh_token_lifetime_secs);
@@ -115,6 +116,7 @@ pub fn build_state(config: Config, issuer: &str, clock: Arc<dyn Clock>) -> Resul
         clock,
         grant_handlers: guise_oidc::grant::handlers(),
         config,
+        bewit_key,
         metrics: Default::default(),
         console_client_id: Default::default(),
     })

@@ -16,6 +16,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub grant_handlers: Vec<Box<dyn GrantHandler>>,
     pub config: Config,
+    /// The bewit key from configuration, parsed once at start (`None`: the database's).
+    pub bewit_key: Option<guise_core::bewit::BewitKey>,
     /// Request counts and latencies for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// The support console's own client id, set by `console::client::ensure` at start.
@@ -23,25 +25,39 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn session_lifetimes(&self) -> guise_core::session::SessionLifetimes {
-        guise_core::session::SessionLifetimes {
-            idle: chrono::Duration::seconds(self.config.session_idle_secs),
-            absolute: chrono::Duration::seconds(self.config.session_absolute_secs),
+    /// The configured session lifetimes, login throttling and impersonation limits.
+    pub fn policies(&self) -> guise_flow::Policies {
+        let secs = chrono::Duration::seconds;
+        let c = &self.config;
+        let lockout = secs(c.login_lockout_secs);
+        guise_flow::Policies {
+            sessions: guise_core::session::SessionLifetimes {
+                idle: secs(c.session_idle_secs),
+                absolute: secs(c.session_absolute_secs),
+            },
+            throttle: guise_core::throttle::ThrottlePolicy {
+                max_failures: c.login_max_failures,
+                window: lockout,
+                lockout,
+            },
+            impersonation: guise_core::impersonation::ImpersonationPolicy {
+                default_url_ttl: secs(c.impersonation_url_ttl_secs),
+                max_url_ttl: secs(c.impersonation_max_url_ttl_secs),
+                session_lifetime: secs(c.impersonation_session_secs),
+                require_reason: c.impersonation_require_reason,
+            },
         }
     }
 
-    pub fn throttle_policy(&self) -> guise_core::throttle::ThrottlePolicy {
-        let lockout = chrono::Duration::seconds(self.config.login_lockout_secs);
-        guise_core::throttle::ThrottlePolicy { max_failures: self.config.login_max_failures, window: lockout, lockout }
-    }
-
-    pub fn impersonation_policy(&self) -> guise_core::impersonation::ImpersonationPolicy {
-        let secs = chrono::Duration::seconds;
-        guise_core::impersonation::ImpersonationPolicy {
-            default_url_ttl: secs(self.config.impersonation_url_ttl_secs),
-            max_url_ttl: secs(self.config.impersonation_max_url_ttl_secs),
-            session_lifetime: secs(self.config.impersonation_session_secs),
-            require_reason: self.config.impersonation_require_reason,
+    /// The context a flow runs in, at the clock's `now`.
+    pub fn flow(&self) -> guise_flow::FlowContext<'_> {
+        guise_flow::FlowContext {
+            store: &self.db,
+            settings: &self.settings,
+            xml_signer: self.keys.saml_signer(),
+            bewit_key: self.bewit_key.as_ref(),
+            policies: self.policies(),
+            now: self.clock.now(),
         }
     }
 
@@ -65,11 +81,6 @@ impl AppState {
             tokens: &self.db,
             now: self.clock.now(),
         }
-    }
-
-    /// The stores an impersonation's chain is read from.
-    pub fn chain_stores(&self) -> guise_oidc::chain::ChainStores<'_> {
-        guise_oidc::chain::ChainStores { users: &self.db, roles: &self.db, clients: &self.db, client_grants: &self.db }
     }
 
     /// Run blocking work (database, hashing) off the async workers.

@@ -6,12 +6,13 @@ use super::api::segment;
 use super::session::{self, CsrfForm};
 use super::view;
 use crate::error::ApiError;
-use crate::flow::{current_session, session_cookie};
+use crate::flow::session_cookie;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::store::SessionStore;
+use guise_flow::authorization::current_session;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -108,8 +109,9 @@ pub async fn end_current(req: HttpRequest, state: web::Data<AppState>, form: web
     let ended = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
-            let Some(session) = current_session(s, Some(&cookie), now)? else { return Ok::<_, ApiError>(false) };
+            let ctx = s.flow();
+            let now = ctx.now;
+            let Some(session) = current_session(&ctx, Some(&cookie))? else { return Ok::<_, ApiError>(false) };
             let Some(impersonator) = session.impersonator_id.clone() else { return Ok(false) };
             let event = AuditEvent::new(
                 event_type::IMPERSONATION_ENDED,

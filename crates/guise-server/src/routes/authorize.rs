@@ -1,7 +1,7 @@
 //! `GET`/`POST /authorize`: validate, then hand over to login, consent or code delivery.
 
 use crate::error::ApiError;
-use crate::flow::{FlowOutcome, begin, continue_authorization, current_session, session_cookie};
+use crate::flow::{IntoReply, session_cookie};
 use crate::state::AppState;
 use crate::web::pages;
 use crate::web::pages::Reply;
@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use guise_core::StoreError;
 use guise_core::store::ClientStore;
+use guise_flow::authorization::{FlowOutcome, begin, continue_authorization, current_session};
 use guise_oidc::authorize::{AuthorizeError, AuthorizeParams, validate};
 
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Reply {
@@ -27,7 +28,7 @@ async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Authori
     let outcome = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
+            let ctx = s.flow();
             let client = match params.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 128) {
                 Some(id) => match s.db.client_by_id(id) {
                     Ok(client) => Some(client),
@@ -50,9 +51,9 @@ async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Authori
                     return Ok(FlowOutcome::Deliver { redirect_uri, response_mode, params });
                 }
             };
-            let record = begin(s, request, now)?;
-            let session = current_session(s, cookie.as_deref(), now)?;
-            continue_authorization(s, &record, session.as_ref(), false, now)
+            let record = begin(&ctx, request)?;
+            let session = current_session(&ctx, cookie.as_deref())?;
+            Ok(continue_authorization(&ctx, &record, session.as_ref(), false)?)
         })
         .await;
     match outcome {

@@ -3,7 +3,7 @@
 //! themselves, who recently impersonated them or acted on their behalf.
 
 use crate::error::ApiError;
-use crate::flow::{current_session, session_cookie};
+use crate::flow::session_cookie;
 use crate::state::AppState;
 use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, web};
 use guise_core::audit::{AuditRecord, event_type};
 use guise_core::page::PageRequest;
 use guise_core::store::{AuditFilter, AuditStore, ClientStore, UserStore};
+use guise_flow::authorization::current_session;
 use minijinja::{Value, context};
 
 /// How many of each kind the page shows.
@@ -21,9 +22,10 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
+            let ctx = s.flow();
+            let now = ctx.now;
             let end_token = cookie.as_deref().map(crate::console::session::end_impersonation_token);
-            let Some(session) = current_session(s, cookie.as_deref(), now)? else {
+            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
                 return Ok::<_, ApiError>(pages::render(StatusCode::OK, "home.html", context! {}));
             };
             let user = s.db.user_by_id(&session.user_id)?;

@@ -4,14 +4,15 @@
 
 use crate::auth::{Caller, RequestMeta};
 use crate::error::{ApiError, status_of};
-use crate::impersonation::{Delivery, MintError, MintRequest, Minter, mint, redeem};
 use crate::state::AppState;
 use crate::web::cookies;
 use crate::web::pages::{self, Reply};
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::permission::scopes;
-use guise_core::refusal::RefusalKind;
+use guise_flow::FlowError;
+use guise_flow::delivery::Delivery;
+use guise_flow::impersonation::{MintRequest, Minter, mint, redeem};
 use serde_json::{Map, Value};
 
 const ADDITIONAL: &str = "additionalParameters";
@@ -226,25 +227,16 @@ pub async fn impersonate(
         (Some(holder), Some(_)) => Minter::ActingAs(holder.principal.clone()),
         (None, _) => return Err(ApiError::internal(&"a verified caller without a token holder")),
     };
-    let outcome = state
+    let url = state
         .into_inner()
-        .blocking(move |s| Ok::<_, ApiError>(mint(s, minter, scope_granted, request, meta.source_ip, token_client)))
+        .blocking(move |s| {
+            mint(&s.flow(), minter, scope_granted, request, meta.source_ip, token_client).map_err(ApiError::from)
+        })
         .await?;
-    match outcome {
-        Ok(url) => Ok(HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-            .body(url)),
-        Err(MintError::Refused(r)) => {
-            let code = match r.kind() {
-                RefusalKind::Forbidden | RefusalKind::Unauthenticated => "insufficient_permissions",
-                RefusalKind::UnknownUser => "inexistent_user",
-                RefusalKind::Invalid => "invalid_body",
-            };
-            Err(ApiError::new(status_of(r.kind()), code, r.to_string()))
-        }
-        Err(MintError::Server(e)) => Err(ApiError::internal(&e)),
-    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .body(url))
 }
 
 /// Following an impersonation URL: `GET /users/{impersonator_id}/impersonate?…&bewit=…`
@@ -261,8 +253,12 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let secure = state.secure_cookies();
     let result = state
         .into_inner()
-        .blocking(move |s| redeem(s, &path_and_query, meta.source_ip, user_agent).map_err(ApiError::from))
-        .await;
+        .blocking(move |s| Ok::<_, ApiError>(redeem(&s.flow(), &path_and_query, meta.source_ip, user_agent)))
+        .await
+        .and_then(|outcome| match outcome {
+            Err(FlowError::Refused { kind, message }) => Ok(Err((kind, message))),
+            other => other.map(Ok).map_err(ApiError::from),
+        });
     match result {
         Ok(Ok(redeemed)) => {
             let reply = match redeemed.delivery {
@@ -271,7 +267,7 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
             };
             reply.with_cookie(cookies::session(redeemed.cookie, secure))
         }
-        Ok(Err(refusal)) => pages::error_page(status_of(refusal.kind), "Impersonation refused", &refusal.message),
+        Ok(Err((kind, message))) => pages::error_page(status_of(kind), "Impersonation refused", &message),
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }

@@ -11,7 +11,7 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{current_session, session_cookie};
+use crate::flow::session_cookie;
 use crate::state::AppState;
 use crate::web::cookies::{self, LOGOUT_CSRF_COOKIE, SESSION_COOKIE};
 use crate::web::pages;
@@ -21,6 +21,7 @@ use actix_web::{HttpRequest, web};
 use guise_core::StoreError;
 use guise_core::ids::new_secret;
 use guise_core::store::ClientStore;
+use guise_flow::authorization::current_session;
 use guise_oidc::logout::verify_id_token_hint;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -153,8 +154,8 @@ fn decide(
         }
     };
 
-    let now = s.clock.now();
-    if let Some(session) = current_session(s, cookie.as_deref(), now)? {
+    let ctx = s.flow();
+    if let Some(session) = current_session(&ctx, cookie.as_deref())? {
         let hinted = hint.as_ref().is_some_and(|h| h.names_session(&session));
         match confirmation(params.csrf.as_deref(), csrf_cookie.as_deref()) {
             _ if hinted => {}
@@ -174,7 +175,13 @@ fn decide(
                 });
             }
         }
-        crate::flow::end_cookie_session(s, cookie.as_deref(), client_id, meta.source_ip, "Logged out")?;
+        guise_flow::authorization::end_cookie_session(
+            &s.flow(),
+            cookie.as_deref(),
+            client_id,
+            meta.source_ip,
+            "Logged out",
+        )?;
     }
     // Without a live session there is nothing to end: only the (registered) redirect.
     Ok(match redirect {

@@ -4,17 +4,19 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{FlowOutcome, begin, continue_authorization, current_session, session_cookie};
+use crate::flow::{IntoReply, session_cookie};
 use crate::state::AppState;
 use crate::web::cookies::{self, SESSION_COOKIE};
 use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
-use guise_core::authorization::{PendingAuthorization, PendingSaml};
+use guise_core::authorization::{PendingAuthorization, PendingProtocol, PendingSaml};
 use guise_core::client::Client;
 use guise_core::store::{BewitStore, ClientStore};
+use guise_flow::authorization::{FlowOutcome, begin, continue_authorization, current_session};
 use guise_saml::request::{self, AuthnRequest};
+use guise_saml::response::STATUS_REQUESTER;
 use guise_saml::settings::{NAMEID_FORMATS, NAMEID_UNSPECIFIED, SamlSettings, from_addons};
 use serde::Deserialize;
 
@@ -122,7 +124,7 @@ async fn sso(
     let result = state
         .into_inner()
         .blocking(move |s| {
-            let now = s.clock.now();
+            let ctx = s.flow();
             let (client, settings) = match saml_client(s, &client_id)? {
                 Ok(found) => found,
                 Err(outcome) => return Ok::<_, ApiError>(outcome),
@@ -142,49 +144,40 @@ async fn sso(
                 Ok(pending) => pending,
                 Err(outcome) => return Ok(*outcome),
             };
-            if let (Some(saml), Some(parsed)) = (&pending.saml, &parsed)
+            if let (PendingProtocol::Saml(saml), Some(parsed)) = (&pending.protocol, &parsed)
                 && !settings.issuer_matches(&client.client_id, parsed.issuer.as_deref())
             {
                 // The assertion's Audience is the registered entity id, never the request's
                 // Issuer: a request from another entity is refused, to the (registered) ACS.
                 tracing::warn!(client_id = %client.client_id, "SAML AuthnRequest Issuer is not the registered entity id");
-                return Ok(saml_error(
-                    s,
+                return Ok(FlowOutcome::saml_error(
+                    &ctx,
                     saml,
+                    STATUS_REQUESTER,
                     guise_saml::response::STATUS_REQUEST_DENIED,
                     "The AuthnRequest Issuer is not the entity id registered for this client",
                 ));
             }
             // A NameID format the IdP cannot produce is a SAML error, sent to the (registered) ACS.
-            if let Some(saml) = &pending.saml
+            if let PendingProtocol::Saml(saml) = &pending.protocol
                 && !NAMEID_FORMATS.contains(&saml.name_id_format.as_str())
             {
-                return Ok(saml_error(
-                    s,
+                return Ok(FlowOutcome::saml_error(
+                    &ctx,
                     saml,
+                    STATUS_REQUESTER,
                     guise_saml::response::STATUS_INVALID_NAMEID_POLICY,
                     "Unsupported NameID format",
                 ));
             }
-            let record = begin(s, pending, now)?;
-            let session = current_session(s, cookie.as_deref(), now)?;
-            continue_authorization(s, &record, session.as_ref(), false, now)
+            let record = begin(&ctx, pending)?;
+            let session = current_session(&ctx, cookie.as_deref())?;
+            Ok(continue_authorization(&ctx, &record, session.as_ref(), false)?)
         })
         .await;
     match result {
         Ok(outcome) => outcome.into_reply(),
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
-    }
-}
-
-/// A `Requester` error Response with status `second`, auto-POSTed to the request's
-/// (registered) ACS.
-fn saml_error(s: &AppState, saml: &PendingSaml, second: &str, message: &str) -> FlowOutcome {
-    let response = crate::saml::error_response(s, saml, guise_saml::response::STATUS_REQUESTER, Some(second), message);
-    FlowOutcome::Deliver {
-        redirect_uri: saml.acs_url.clone(),
-        response_mode: "form_post".into(),
-        params: crate::saml::post_fields(response, &saml.relay_state),
     }
 }
 
@@ -257,14 +250,13 @@ fn pending_for(
         max_age: None,
         login_hint: None,
         response_mode: "form_post".into(),
-        saml: Some(PendingSaml {
+        protocol: PendingProtocol::Saml(PendingSaml {
             request_id: parsed.map(|r| r.id.clone()),
             acs_url,
             audience,
             relay_state,
             name_id_format,
         }),
-        wsfed: None,
     })
 }
 
@@ -328,8 +320,8 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
                     return refuse("This LogoutRequest was already used");
                 }
             }
-            crate::flow::end_cookie_session(
-                s,
+            guise_flow::authorization::end_cookie_session(
+                &s.flow(),
                 cookie.as_deref(),
                 Some(client.client_id.clone()),
                 meta.source_ip.clone(),

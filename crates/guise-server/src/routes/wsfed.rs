@@ -5,7 +5,7 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{FlowOutcome, begin, continue_authorization, current_session, session_cookie};
+use crate::flow::{IntoReply, session_cookie};
 use crate::management_client::all_clients;
 use crate::state::AppState;
 use crate::web::cookies::{self, SESSION_COOKIE};
@@ -13,9 +13,10 @@ use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
-use guise_core::authorization::{PendingAuthorization, PendingWsfed};
+use guise_core::authorization::{PendingAuthorization, PendingProtocol, PendingWsfed};
 use guise_core::client::Client;
 use guise_core::store::ClientStore;
+use guise_flow::authorization::{FlowOutcome, begin, continue_authorization, current_session};
 use guise_wsfed::settings::{WsfedSettings, from_addons};
 use serde::Deserialize;
 
@@ -90,7 +91,7 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
             {
                 return Ok((refuse("wtrealm does not match the client's realm").into_reply(), false));
             }
-            let now = s.clock.now();
+            let ctx = s.flow();
             match params.wa.as_deref() {
                 Some("wsignin1.0") => {
                     let reply = match params.wreply.clone().or_else(|| client.callbacks.first().cloned()) {
@@ -121,17 +122,16 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
                         max_age,
                         login_hint: None,
                         response_mode: "form_post".into(),
-                        saml: None,
-                        wsfed: Some(PendingWsfed {
+                        protocol: PendingProtocol::Wsfed(PendingWsfed {
                             realm: settings.realm.clone(),
                             reply,
                             wctx: params.wctx.clone(),
                             rms: settings.rms,
                         }),
                     };
-                    let record = begin(s, pending, now)?;
-                    let session = current_session(s, cookie.as_deref(), now)?;
-                    Ok((continue_authorization(s, &record, session.as_ref(), false, now)?.into_reply(), false))
+                    let record = begin(&ctx, pending)?;
+                    let session = current_session(&ctx, cookie.as_deref())?;
+                    Ok((continue_authorization(&ctx, &record, session.as_ref(), false)?.into_reply(), false))
                 }
                 Some("wsignout1.0") | Some("wsignoutcleanup1.0") => {
                     // Validate wreply before ending anything: a refused sign-out leaves the
@@ -165,13 +165,14 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
 }
 
 fn end_session(s: &AppState, cookie: Option<&str>, client: &Client, meta: &RequestMeta) -> Result<(), ApiError> {
-    crate::flow::end_cookie_session(
-        s,
+    guise_flow::authorization::end_cookie_session(
+        &s.flow(),
         cookie,
         Some(client.client_id.clone()),
         meta.source_ip.clone(),
         "Logged out (WS-Federation)",
     )
+    .map_err(ApiError::from)
 }
 
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {

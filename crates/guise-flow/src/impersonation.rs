@@ -1,20 +1,18 @@
-//! Impersonation logins: minting a single-use bewit URL (HTTP and CLI share this), and
-//! redeeming it into an impersonation session delivered over the protocol asked for.
-//! Every outcome, refusals included, is an audit event naming both parties.
+//! Impersonation logins: minting a single-use bewit URL (the API and the CLI share
+//! this), and redeeming it into an impersonation session delivered over the protocol
+//! asked for. Every outcome, refusals included, is an audit event naming both parties.
 
-use crate::state::AppState;
+use crate::delivery::{self, Delivery};
+use crate::session::{self, Browser, Impersonated};
+use crate::{FlowContext, FlowError};
 use chrono::{DateTime, Duration, Utc};
-use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authority::{Link, Principal};
 use guise_core::bewit::{self, BewitError};
-use guise_core::ids::{new_secret, new_token_id};
+use guise_core::ids::new_token_id;
 use guise_core::impersonation::{Protocol, Refusal, Ticket, check_reason};
 use guise_core::refusal::RefusalKind;
-use guise_core::session::Session;
-use guise_core::store::{AuditStore, BewitStore, SessionStore};
 use guise_oidc::chain::{self, ChainError, Checked, Holder, Names};
-use guise_oidc::grant::hash_secret;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::json;
 
@@ -36,7 +34,7 @@ pub struct MintRequest {
     pub reason: Option<String>,
     pub ttl: Option<i64>,
     /// How long the session the URL opens may last, at most the policy's
-    /// `impersonation_session_secs` (the default).
+    /// `session_lifetime` (the default).
     pub session_ttl: Option<i64>,
 }
 
@@ -72,34 +70,6 @@ impl Minter {
     }
 }
 
-/// A failure of the store is not a refusal: it is a server error.
-#[derive(Debug)]
-pub enum MintError {
-    Refused(Refusal),
-    Server(String),
-}
-
-impl From<StoreError> for MintError {
-    fn from(e: StoreError) -> Self {
-        MintError::Server(e.to_string())
-    }
-}
-
-impl From<Refusal> for MintError {
-    fn from(r: Refusal) -> Self {
-        MintError::Refused(r)
-    }
-}
-
-impl From<ChainError> for MintError {
-    fn from(e: ChainError) -> Self {
-        match e {
-            ChainError::Refused(r) => MintError::Refused(r),
-            ChainError::Store(e) => e.into(),
-        }
-    }
-}
-
 const MAX_FIELD: usize = 1024;
 
 /// A mint request's parameters, checked.
@@ -110,39 +80,39 @@ struct MintParams {
     reason: Option<String>,
 }
 
-fn validate_request(s: &AppState, minter: &Minter, req: &MintRequest) -> Result<MintParams, MintError> {
+fn validate_request(ctx: &FlowContext<'_>, minter: &Minter, req: &MintRequest) -> Result<MintParams, Refusal> {
     let protocol = Protocol::parse(&req.protocol)
         .ok_or_else(|| Refusal::UnknownProtocol(req.protocol.chars().take(32).collect()))?;
     if req.response_type.as_deref().is_some_and(|r| r != "code") {
-        return Err(Refusal::UnsupportedResponseType.into());
+        return Err(Refusal::UnsupportedResponseType);
     }
     let fields = [&req.scope, &req.state, &req.nonce, &req.callback_url];
     if fields.iter().any(|f| f.as_ref().is_some_and(|v| v.len() > MAX_FIELD)) {
-        return Err(Refusal::FieldTooLong.into());
+        return Err(Refusal::FieldTooLong);
     }
     let user_token = match minter {
-        Minter::ActingAs(_) => return Err(Refusal::ChainedImpersonation.into()),
+        Minter::ActingAs(_) => return Err(Refusal::ChainedImpersonation),
         Minter::Token(Link { principal: Principal::User(sub), .. }) => Some(sub),
         Minter::Token(_) | Minter::Operator => None,
     };
     let impersonator_id = match (user_token, &req.impersonator_id) {
         (Some(sub), None) => sub.clone(),
         (Some(sub), Some(id)) if id == sub => sub.clone(),
-        (Some(_), Some(_)) => return Err(Refusal::ImpersonatorMismatch.into()),
+        (Some(_), Some(_)) => return Err(Refusal::ImpersonatorMismatch),
         (None, Some(id)) => id.clone(),
-        (None, None) => return Err(Refusal::ImpersonatorRequired.into()),
+        (None, None) => return Err(Refusal::ImpersonatorRequired),
     };
-    let policy = s.impersonation_policy();
+    let policy = ctx.policies.impersonation;
     let reason = check_reason(req.reason.as_deref(), policy.require_reason)?;
     // `try_seconds`: a ttl beyond what a Duration holds is refused like any other, not a panic.
     let ttl = match req.ttl.map(|secs| (secs, Duration::try_seconds(secs))) {
         None => policy.default_url_ttl.min(policy.max_url_ttl),
         Some((secs, Some(ttl))) if secs >= 1 && ttl <= policy.max_url_ttl => ttl,
-        Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds()).into()),
+        Some(_) => return Err(Refusal::InvalidTtl(policy.max_url_ttl.num_seconds())),
     };
     let max_session = policy.session_lifetime.num_seconds();
     if req.session_ttl.is_some_and(|secs| !(60.min(max_session)..=max_session).contains(&secs)) {
-        return Err(Refusal::InvalidSessionTtl(max_session).into());
+        return Err(Refusal::InvalidSessionTtl(max_session));
     }
     Ok(MintParams { protocol, impersonator_id, ttl, reason })
 }
@@ -155,15 +125,15 @@ fn refusal_event(now: DateTime<Utc>, actor: Actor, stage: &str, reason: &str, me
 /// Mint an impersonation URL, auditing the outcome. `scope_granted`: whether the
 /// caller's token carries `impersonate:users` (a refusal for its lack is audited too).
 pub fn mint(
-    s: &AppState,
+    ctx: &FlowContext<'_>,
     minter: Minter,
     scope_granted: bool,
     req: MintRequest,
     source_ip: Option<String>,
     token_client: Option<String>,
-) -> Result<String, MintError> {
-    let now = s.clock.now();
-    let outcome = if scope_granted { mint_unaudited(s, &minter, &req, now) } else { Err(Refusal::MissingScope.into()) };
+) -> Result<String, FlowError> {
+    let now = ctx.now;
+    let outcome = if scope_granted { mint_unaudited(ctx, &minter, &req) } else { Err(Refusal::MissingScope.into()) };
     let mut event = match &outcome {
         Ok((url, ticket, exp)) => {
             AuditEvent::new(event_type::IMPERSONATION_MINTED, now, minter.actor(), "Impersonation URL minted").details(
@@ -178,12 +148,12 @@ pub fn mint(
                 }),
             )
         }
-        Err(MintError::Refused(r)) => {
-            let mut e = refusal_event(now, minter.actor(), "mint", r.reason(), &r.to_string());
+        Err(FlowError::Refused { kind, message }) => {
+            let mut e = refusal_event(now, minter.actor(), "mint", kind.reason(), message);
             e.details["impersonator_id"] = json!(req.impersonator_id);
             e
         }
-        Err(MintError::Server(_)) => return outcome.map(|(url, _, _)| url),
+        Err(_) => return outcome.map(|(url, _, _)| url),
     };
     event.subject = Some(req.target_user_id.chars().take(128).collect());
     event.client_id = Some(req.client_id.chars().take(128).collect());
@@ -195,17 +165,16 @@ pub fn mint(
     // The application whose token asked (for a user's token, the app the user signed in
     // to): the event's client_id is the application the URL logs in to.
     event.details["token_client"] = json!(token_client);
-    s.db.append(vec![event])?;
+    ctx.store.append(vec![event])?;
     outcome.map(|(url, _, _)| url)
 }
 
 fn mint_unaudited(
-    s: &AppState,
+    ctx: &FlowContext<'_>,
     minter: &Minter,
     req: &MintRequest,
-    now: DateTime<Utc>,
-) -> Result<(String, Ticket, DateTime<Utc>), MintError> {
-    let MintParams { protocol, impersonator_id, ttl, reason } = validate_request(s, minter, req)?;
+) -> Result<(String, Ticket, DateTime<Utc>), FlowError> {
+    let MintParams { protocol, impersonator_id, ttl, reason } = validate_request(ctx, minter, req)?;
     // A machine client's token is a link of its own; a user's token mints for that
     // user, who is the impersonator and is measured on everything they hold.
     let holder = match minter {
@@ -213,7 +182,7 @@ fn mint_unaudited(
         Minter::Token(_) | Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
     };
     let names = Names { target_id: &req.target_user_id, impersonator_id: &impersonator_id, client_id: &req.client_id };
-    let client = chain::check(s.chain_stores(), holder, names, &s.settings.management_audience())?.client;
+    let client = chain::check(ctx.chain_stores(), holder, names, &ctx.settings.management_audience())?.client;
     if let Some(callback) = &req.callback_url
         && !client.is_registered_callback(callback)
     {
@@ -249,7 +218,7 @@ fn mint_unaudited(
         client_id: client.client_id,
         protocol,
         jti: new_token_id(),
-        session_ttl: req.session_ttl.unwrap_or_else(|| s.impersonation_policy().session_lifetime.num_seconds()),
+        session_ttl: req.session_ttl.unwrap_or_else(|| ctx.policies.impersonation.session_lifetime.num_seconds()),
         reason,
         minted_by: minter.machine_client().map(str::to_owned),
         scope: req.scope.clone(),
@@ -257,36 +226,18 @@ fn mint_unaudited(
         nonce: req.nonce.clone(),
         redirect_uri: req.callback_url.clone(),
     };
-    let key = crate::bewit_keys::signing_key(&s.config, &s.db).map_err(|e| MintError::Server(e.to_string()))?;
+    let key = crate::bewit_keys::signing_key(ctx)?;
     // Auth0's shape: the URL is a GET of the impersonator's own impersonation path.
     let path = format!("/users/{}/impersonate", utf8_percent_encode(&ticket.impersonator_id, PATH_SEGMENT));
-    let mut url = url::Url::parse(&s.settings.endpoint(&path)).map_err(|e| MintError::Server(e.to_string()))?;
+    let mut url = url::Url::parse(&ctx.settings.endpoint(&path)).map_err(|e| FlowError::Internal(e.to_string()))?;
     url.query_pairs_mut().extend_pairs(ticket.to_query());
-    let exp = now + ttl;
+    let exp = ctx.now + ttl;
     let signed =
-        bewit::sign_url(&key, url, exp.timestamp(), "").ok_or_else(|| MintError::Server("signing failed".into()))?;
+        bewit::sign_url(&key, url, exp.timestamp(), "").ok_or_else(|| FlowError::Internal("signing failed".into()))?;
     Ok((signed.to_string(), ticket, exp))
 }
 
-/// Why a redemption failed: the Hawk text for the browser, the reason for the audit.
-#[derive(Debug)]
-pub struct RedeemRefusal {
-    pub kind: RefusalKind,
-    pub message: String,
-}
-
-/// How the browser continues after a redemption.
-#[derive(Debug)]
-pub enum Delivery {
-    Redirect(String),
-    /// An auto-submitting form (SAML's HTTP-POST binding).
-    FormPost {
-        action: String,
-        fields: Vec<(&'static str, String)>,
-    },
-}
-
-/// What a redemption produced: a session and where to send the browser.
+/// What a redemption produced: a session (its cookie's secret) and where the browser goes.
 #[derive(Debug)]
 pub struct Redeemed {
     pub cookie: String,
@@ -294,19 +245,16 @@ pub struct Redeemed {
 }
 
 /// Verify the URL (MAC, expiry, single use), re-check the rules, open the session and
-/// deliver over the ticket's protocol.
+/// deliver over the ticket's protocol. A refusal is audited with its precise reason and
+/// returned as `FlowError::Refused` with the text for the browser.
 pub fn redeem(
-    s: &AppState,
+    ctx: &FlowContext<'_>,
     path_and_query: &str,
     source_ip: Option<String>,
     user_agent: Option<String>,
-) -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
-    let now = s.clock.now();
-    let refuse = |reason: &str,
-                  message: String,
-                  ticket: Option<&Ticket>,
-                  kind: RefusalKind|
-     -> Result<Result<Redeemed, RedeemRefusal>, StoreError> {
+) -> Result<Redeemed, FlowError> {
+    let now = ctx.now;
+    let refuse = |reason: &str, message: String, ticket: Option<&Ticket>, kind: RefusalKind| -> FlowError {
         let mut event = refusal_event(now, Actor::System, "redeem", reason, &message).source_ip(source_ip.clone());
         if let Some(t) = ticket {
             event.actor = Actor::User(t.impersonator_id.clone());
@@ -315,38 +263,30 @@ pub fn redeem(
             event.details["jti"] = json!(t.jti);
             event.details["minted_by"] = json!(t.minted_by);
         }
-        s.db.append(vec![event])?;
-        Ok(Err(RedeemRefusal { kind, message }))
-    };
-    let Ok(url) = url::Url::parse(&format!("{}{path_and_query}", s.settings.base_url())) else {
-        return refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid);
-    };
-    let key_id = match bewit::key_id(&url) {
-        Ok(id) => id,
-        Err(e) => return refuse(e.reason(), e.to_string(), None, RefusalKind::Unauthenticated),
-    };
-    let key = match crate::bewit_keys::verification_key(&s.config, &s.db, &key_id) {
-        Ok(Some(key)) => key,
-        Ok(None) => {
-            return refuse("unknown_key", BewitError::UnknownKey.to_string(), None, RefusalKind::Unauthenticated);
+        match ctx.store.append(vec![event]) {
+            Ok(_) => FlowError::Refused { kind, message },
+            Err(e) => e.into(),
         }
-        Err(crate::bewit_keys::BewitKeyError::Store(e)) => return Err(e),
-        Err(e) => return Err(StoreError::Backend(e.to_string())),
+    };
+    let Ok(url) = url::Url::parse(&format!("{}{path_and_query}", ctx.settings.base_url())) else {
+        return Err(refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid));
+    };
+    let key_id =
+        bewit::key_id(&url).map_err(|e| refuse(e.reason(), e.to_string(), None, RefusalKind::Unauthenticated))?;
+    let Some(key) = crate::bewit_keys::verification_key(ctx, &key_id)? else {
+        return Err(refuse("unknown_key", BewitError::UnknownKey.to_string(), None, RefusalKind::Unauthenticated));
     };
     // The longest lifetime a URL may have been minted with: anything further ahead (plus
     // the clock skew between nodes) was not minted under this configuration.
-    let max_lifetime = s.impersonation_policy().max_url_ttl.num_seconds();
-    let verified = match bewit::verify(&url, &key, now.timestamp(), max_lifetime) {
-        Ok(v) => v,
-        Err(e) => {
-            // Only a MAC-verified URL's contents may be trusted, so name nobody on a bad mac.
-            let mac_verified = matches!(e, BewitError::Expired | BewitError::TooFarAhead);
-            let ticket = mac_verified.then(|| Ticket::from_query(url.query_pairs())).flatten();
-            return refuse(e.reason(), e.to_string(), ticket.as_ref(), RefusalKind::Unauthenticated);
-        }
-    };
+    let max_lifetime = ctx.policies.impersonation.max_url_ttl.num_seconds();
+    let verified = bewit::verify(&url, &key, now.timestamp(), max_lifetime).map_err(|e| {
+        // Only a MAC-verified URL's contents may be trusted, so name nobody on a bad mac.
+        let mac_verified = matches!(e, BewitError::Expired | BewitError::TooFarAhead);
+        let ticket = mac_verified.then(|| Ticket::from_query(url.query_pairs())).flatten();
+        refuse(e.reason(), e.to_string(), ticket.as_ref(), RefusalKind::Unauthenticated)
+    })?;
     let Some(ticket) = Ticket::from_query(url.query_pairs().filter(|(k, _)| k != "bewit")) else {
-        return refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid);
+        return Err(refuse("malformed", BewitError::Malformed.to_string(), None, RefusalKind::Invalid));
     };
     // The MAC covers the path, so this only fails for a URL guise did not mint; checked
     // all the same, before the URL is spent.
@@ -354,16 +294,12 @@ pub fn redeem(
     if let ["users", id, "impersonate"] = segments.as_slice()
         && percent_decode_str(id).decode_utf8_lossy() != ticket.impersonator_id
     {
-        return refuse(
-            "impersonator_mismatch",
-            "The URL names another impersonator".into(),
-            None,
-            RefusalKind::Invalid,
-        );
+        let message = "The URL names another impersonator".into();
+        return Err(refuse("impersonator_mismatch", message, None, RefusalKind::Invalid));
     }
     let expires = DateTime::from_timestamp(verified.exp, 0).unwrap_or(now);
-    if !s.db.redeem_once(&ticket.jti, now, expires)? {
-        return refuse("replayed", "Bewit already used".into(), Some(&ticket), RefusalKind::Unauthenticated);
+    if !ctx.store.redeem_once(&ticket.jti, now, expires)? {
+        return Err(refuse("replayed", "Bewit already used".into(), Some(&ticket), RefusalKind::Unauthenticated));
     }
     let holder = match &ticket.minted_by {
         Some(client_id) => Holder::MintingClient(client_id),
@@ -372,55 +308,42 @@ pub fn redeem(
     let names =
         Names { target_id: &ticket.user_id, impersonator_id: &ticket.impersonator_id, client_id: &ticket.client_id };
     let Checked { target, impersonator, client } =
-        match chain::check(s.chain_stores(), holder, names, &s.settings.management_audience()) {
+        match chain::check(ctx.chain_stores(), holder, names, &ctx.settings.management_audience()) {
             Ok(checked) => checked,
             Err(ChainError::Refused(r)) => {
-                return refuse(r.reason(), r.to_string(), Some(&ticket), RefusalKind::Forbidden);
+                return Err(refuse(r.reason(), r.to_string(), Some(&ticket), RefusalKind::Forbidden));
             }
-            Err(ChainError::Store(e)) => return Err(e),
+            Err(ChainError::Store(e)) => return Err(e.into()),
         };
 
-    let cookie = new_secret();
-    let lifetime = Duration::seconds(ticket.session_ttl.clamp(60, s.config.impersonation_session_secs.max(60)));
-    let session = Session {
-        sid: new_token_id(),
-        user_id: target.user_id.clone(),
-        created_at: now,
-        auth_time: now,
-        last_seen: now,
-        idle_expires_at: now + lifetime.min(s.session_lifetimes().idle),
-        absolute_expires_at: now + lifetime,
-        source_ip: source_ip.clone(),
-        user_agent,
-        ended_at: None,
-        impersonator_id: Some(impersonator.user_id.clone()),
-        impersonation_reason: ticket.reason.clone(),
-        impersonation_minted_by: ticket.minted_by.clone(),
+    let max_lifetime = ctx.policies.impersonation.session_lifetime.num_seconds().max(60);
+    let impersonated = Impersonated {
+        impersonator_id: impersonator.user_id.clone(),
+        reason: ticket.reason.clone(),
+        minted_by: ticket.minted_by.clone(),
+        lifetime: Duration::seconds(ticket.session_ttl.clamp(60, max_lifetime)),
     };
-    let mut event = AuditEvent::new(
-        event_type::IMPERSONATION_REDEEMED,
-        now,
-        Actor::User(impersonator.user_id.clone()),
-        "Impersonation session opened",
-    )
-    .subject(target.user_id.clone())
-    .client(client.client_id.clone())
-    .source_ip(source_ip)
-    .details(json!({
-        "sid": session.sid,
-        "jti": ticket.jti,
-        "reason": ticket.reason,
-        "protocol": ticket.protocol.as_str(),
-        "minted_by": ticket.minted_by,
-    }));
-    event.on_behalf_of = Some(impersonator.user_id.clone());
-    s.db.create_session(&hash_secret(&cookie), session.clone(), event)?;
-    let delivery = match ticket.protocol {
-        Protocol::Samlp => crate::impersonation_delivery::samlp(s, &ticket, &client, &session, now)?,
-        Protocol::Wsfed | Protocol::WsfedRms => {
-            crate::impersonation_delivery::wsfed(s, &ticket, &client, &session, now)?
-        }
-        _ => Delivery::Redirect(crate::impersonation_delivery::oauth2(s, &ticket, &target, &client, &session, now)?),
-    };
-    Ok(Ok(Redeemed { cookie, delivery }))
+    let browser = Browser { source_ip: source_ip.clone(), user_agent };
+    let (cookie, session) = session::open(ctx, &target.user_id, browser, Some(impersonated), |session| {
+        let mut event = AuditEvent::new(
+            event_type::IMPERSONATION_REDEEMED,
+            now,
+            Actor::User(impersonator.user_id.clone()),
+            "Impersonation session opened",
+        )
+        .subject(target.user_id.clone())
+        .client(client.client_id.clone())
+        .source_ip(source_ip)
+        .details(json!({
+            "sid": session.sid,
+            "jti": ticket.jti,
+            "reason": ticket.reason,
+            "protocol": ticket.protocol.as_str(),
+            "minted_by": ticket.minted_by,
+        }));
+        event.on_behalf_of = Some(impersonator.user_id.clone());
+        event
+    })?;
+    let delivery = delivery::impersonation(ctx, &ticket, &target, &client, &session)?;
+    Ok(Redeemed { cookie, delivery })
 }

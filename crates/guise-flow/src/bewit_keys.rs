@@ -1,7 +1,7 @@
-//! Bewit keys: from configuration (`GUISE_BEWIT_KEY_ID` + `GUISE_BEWIT_KEY`, shared by
-//! every node from a secrets manager) or else the database's rotating keys.
+//! Bewit keys: the one from configuration (`GUISE_BEWIT_KEY_ID` + `GUISE_BEWIT_KEY`,
+//! shared by every node from a secrets manager) or else the database's rotating keys.
 
-use crate::config::Config;
+use crate::{FlowContext, FlowError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
@@ -12,26 +12,23 @@ use guise_core::ids::new_key_id;
 use guise_core::store::BewitStore;
 use rand_core::{OsRng, RngCore};
 
+/// A configured key that cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum BewitKeyError {
-    #[error("bewit_key_id and bewit_key must be set together, the key as base64 of at least 32 bytes")]
-    BadConfiguration,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+#[error("bewit_key_id and bewit_key must be set together, the key as base64 of at least 32 bytes")]
+pub struct BadBewitKey;
 
-/// The configured key, if any.
-pub fn configured(config: &Config) -> Result<Option<BewitKey>, BewitKeyError> {
-    match (&config.bewit_key_id, &config.bewit_key) {
+/// The configured key (its id and its base64 secret), if any: both or neither.
+pub fn configured(id: Option<&str>, key: Option<&str>) -> Result<Option<BewitKey>, BadBewitKey> {
+    match (id, key) {
         (None, None) => Ok(None),
         (Some(id), Some(key)) if !id.is_empty() => {
-            let key = STANDARD.decode(key.trim()).map_err(|_| BewitKeyError::BadConfiguration)?;
+            let key = STANDARD.decode(key.trim()).map_err(|_| BadBewitKey)?;
             if key.len() < 32 {
-                return Err(BewitKeyError::BadConfiguration);
+                return Err(BadBewitKey);
             }
-            Ok(Some(BewitKey { id: id.clone(), key }))
+            Ok(Some(BewitKey { id: id.to_owned(), key }))
         }
-        _ => Err(BewitKeyError::BadConfiguration),
+        _ => Err(BadBewitKey),
     }
 }
 
@@ -63,21 +60,22 @@ pub fn rotate(db: &dyn BewitStore, at: DateTime<Utc>) -> Result<String, StoreErr
 }
 
 /// The key to sign with.
-pub fn signing_key(config: &Config, db: &dyn BewitStore) -> Result<BewitKey, BewitKeyError> {
-    if let Some(key) = configured(config)? {
-        return Ok(key);
+pub fn signing_key(ctx: &FlowContext<'_>) -> Result<BewitKey, FlowError> {
+    if let Some(key) = ctx.bewit_key {
+        return Ok(key.clone());
     }
-    db.bewit_keys()?
+    ctx.store
+        .bewit_keys()?
         .into_iter()
         .find(|(_, active)| *active)
         .map(|(k, _)| k)
-        .ok_or(BewitKeyError::Store(StoreError::NotFound))
+        .ok_or_else(|| FlowError::Internal("no active bewit key".into()))
 }
 
 /// The key a bewit names, if guise knows it.
-pub fn verification_key(config: &Config, db: &dyn BewitStore, id: &str) -> Result<Option<BewitKey>, BewitKeyError> {
-    if let Some(key) = configured(config)? {
-        return Ok((key.id == id).then_some(key));
+pub fn verification_key(ctx: &FlowContext<'_>, id: &str) -> Result<Option<BewitKey>, StoreError> {
+    if let Some(key) = ctx.bewit_key {
+        return Ok((key.id == id).then(|| key.clone()));
     }
-    Ok(db.bewit_keys()?.into_iter().map(|(k, _)| k).find(|k| k.id == id))
+    Ok(ctx.store.bewit_keys()?.into_iter().map(|(k, _)| k).find(|k| k.id == id))
 }

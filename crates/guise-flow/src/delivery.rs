@@ -1,0 +1,151 @@
+//! How the browser continues after a flow, and delivering a redeemed impersonation to
+//! its client. `oauth2`: through the client's `initiate_login_uri` (OIDC third-party-
+//! initiated login, so the client's own `state`, `nonce` and PKCE apply), or else Auth0's
+//! direct response — a code to the callback. `samlp`: an IdP-initiated, signed Response
+//! posted to the client's ACS URL. `wsfed` / `wsfed-rms`: a sign-in response posted to
+//! the client's reply URL.
+
+use crate::assertion::{self, Relying};
+use crate::{FlowContext, FlowError};
+use guise_core::authorization::{AuthorizationCode, PendingSaml, PendingWsfed};
+use guise_core::client::Client;
+use guise_core::ids::new_secret;
+use guise_core::impersonation::{Protocol, Ticket};
+use guise_core::permission::parse_scope;
+use guise_core::session::Session;
+use guise_core::user::User;
+use guise_oidc::grant::hash_secret;
+
+/// Where the browser goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    Redirect(String),
+    /// An auto-submitting form (SAML's HTTP-POST binding, WS-Federation's sign-in).
+    FormPost {
+        action: String,
+        fields: Vec<(&'static str, String)>,
+    },
+}
+
+fn unusable(e: url::ParseError) -> FlowError {
+    FlowError::Misconfigured(format!("A registered URL of the client is unusable: {e}"))
+}
+
+/// What a new code is for: the request's parameters that the token endpoint checks.
+#[derive(Debug, Clone)]
+pub struct CodeRequest {
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub audience: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+}
+
+/// Save a new authorization code for `session`'s login to `client`; the code itself.
+pub fn issue_code(
+    ctx: &FlowContext<'_>,
+    client: &Client,
+    session: &Session,
+    request: CodeRequest,
+) -> Result<String, FlowError> {
+    let code = new_secret();
+    ctx.store.save_code(AuthorizationCode {
+        code_hash: hash_secret(&code),
+        client_id: client.client_id.clone(),
+        user_id: session.user_id.clone(),
+        sid: session.sid.clone(),
+        redirect_uri: request.redirect_uri,
+        scope: request.scope,
+        audience: request.audience,
+        nonce: request.nonce,
+        code_challenge: request.code_challenge,
+        auth_time: session.auth_time,
+        created_at: ctx.now,
+        expires_at: ctx.now + ctx.settings.code_lifetime,
+        consumed_at: None,
+    })?;
+    Ok(code)
+}
+
+/// Deliver a redeemed impersonation over its ticket's protocol.
+pub fn impersonation(
+    ctx: &FlowContext<'_>,
+    ticket: &Ticket,
+    target: &User,
+    client: &Client,
+    session: &Session,
+) -> Result<Delivery, FlowError> {
+    // The URL the ticket names (checked as registered at minting), or the first callback.
+    let address = || {
+        ticket
+            .redirect_uri
+            .clone()
+            .or_else(|| client.callbacks.first().cloned())
+            .ok_or_else(|| FlowError::Misconfigured("The client has no callback URL".into()))
+    };
+    match ticket.protocol {
+        Protocol::Samlp => {
+            let settings = assertion::saml_settings(client)?;
+            let pending = PendingSaml {
+                request_id: None,
+                acs_url: address()?,
+                audience: settings.entity_id(&client.client_id),
+                relay_state: ticket.state.clone(),
+                name_id_format: settings.name_id_format.clone(),
+            };
+            assertion::for_login(ctx, client, Relying::Saml(&settings, &pending), session)
+        }
+        Protocol::Wsfed | Protocol::WsfedRms => {
+            let settings = assertion::wsfed_settings(client)?;
+            let pending = PendingWsfed {
+                realm: settings.realm.clone(),
+                reply: address()?,
+                wctx: ticket.state.clone(),
+                rms: ticket.protocol == Protocol::WsfedRms,
+            };
+            assertion::for_login(ctx, client, Relying::Wsfed(&settings, &pending), session)
+        }
+        _ => oauth2(ctx, ticket, target, client, session, address),
+    }
+}
+
+fn oauth2(
+    ctx: &FlowContext<'_>,
+    ticket: &Ticket,
+    target: &User,
+    client: &Client,
+    session: &Session,
+    address: impl Fn() -> Result<String, FlowError>,
+) -> Result<Delivery, FlowError> {
+    let issuer = &ctx.settings.issuer;
+    if let Some(initiate) = &client.initiate_login_uri {
+        let mut url = url::Url::parse(initiate).map_err(unusable)?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("iss", issuer).append_pair("login_hint", &target.email);
+            if let Some(target_link) = &ticket.redirect_uri {
+                query.append_pair("target_link_uri", target_link);
+            }
+        }
+        return Ok(Delivery::Redirect(url.to_string()));
+    }
+    let redirect_uri = address()?;
+    let mut url = url::Url::parse(&redirect_uri).map_err(unusable)?;
+    let request = CodeRequest {
+        redirect_uri,
+        scope: parse_scope(ticket.scope.as_deref().unwrap_or("openid")),
+        audience: None,
+        nonce: ticket.nonce.clone(),
+        code_challenge: None,
+    };
+    let code = issue_code(ctx, client, session, request)?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("code", &code);
+        if let Some(state) = &ticket.state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", issuer);
+    }
+    Ok(Delivery::Redirect(url.to_string()))
+}
