@@ -106,6 +106,14 @@ impl From<guise_flow::FlowError> for ApiError {
                 };
                 Self::new(status_of(kind), code, message)
             }
+            FlowError::ActAsRefused(refusal) => {
+                let code = match refusal.kind() {
+                    RefusalKind::Invalid => "invalid_act_as",
+                    RefusalKind::UnknownUser => "inexistent_user",
+                    RefusalKind::Forbidden | RefusalKind::Unauthenticated => "act_as_forbidden",
+                };
+                Self::new(status_of(refusal.kind()), code, refusal.to_string())
+            }
             FlowError::Misconfigured(message) => {
                 tracing::warn!(%message, "a client's registration cannot serve the flow");
                 Self::bad_request(message)

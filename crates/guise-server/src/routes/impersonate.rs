@@ -230,7 +230,7 @@ pub async fn impersonate(
     let url = state
         .into_inner()
         .blocking(move |s| {
-            mint(&s.flow(), minter, scope_granted, request, meta.source_ip, token_client).map_err(ApiError::from)
+            mint(&s.flow(), minter, scope_granted, request, meta.0.source_ip, token_client).map_err(ApiError::from)
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -253,7 +253,7 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let secure = state.secure_cookies();
     let result = state
         .into_inner()
-        .blocking(move |s| Ok::<_, ApiError>(redeem(&s.flow(), &path_and_query, meta.source_ip, user_agent)))
+        .blocking(move |s| Ok::<_, ApiError>(redeem(&s.flow(), &path_and_query, meta.0.source_ip, user_agent)))
         .await
         .and_then(|outcome| match outcome {
             Err(FlowError::Refused { kind, message }) => Ok(Err((kind, message))),
