@@ -1,9 +1,8 @@
-//! The caller of a Management API call, settled: a verified bearer token checked against
-//! what its holder (a machine client's current grant, a user's current permissions and
-//! standing) holds now, tokens from impersonation sessions refused, and acting as a user
-//! resolved, checked and audited. The outcome is a [`Caller`] whose `chain` every
-//! authority check of the call asks.
+//! The caller of a Management API call, settled: a verified token measured by what its
+//! holder holds now, impersonation-session tokens refused, acting as a user resolved,
+//! checked and audited — a [`Caller`] whose `chain` every authority check of the call asks.
 
+use crate::impersonation::{Minter, refusal_event};
 use crate::{FlowContext, FlowError};
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
@@ -18,30 +17,24 @@ use guise_oidc::OidcSettings;
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify, verify_any_audience};
 use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
 use guise_oidc::keys::KeyRing;
+use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
 /// A settled caller of the Management API.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The verified token. Its `scope` is narrowed to the effective permissions: what the
-    /// token holder still holds now (a client's current grant, a user's current
-    /// permissions) and, when acting as a user, what that user holds too.
+    /// The verified token, its `scope` narrowed to what the token holder still holds now
+    /// and, when acting as a user, what that user holds too.
     pub claims: AccessTokenClaims,
-    pub acting_as: Option<ActingAs>,
+    /// The user the call runs as (`as_user_id`, `As-User` or `MSCRMCallerID`).
+    pub acting_as: Option<String>,
     /// Everyone the call's authority rests on: the token holder, then the acted-as user.
     pub chain: Chain,
 }
 
-/// The user a call runs as (`as_user_id`, `As-User` or `MSCRMCallerID`).
-#[derive(Debug, Clone)]
-pub struct ActingAs {
-    pub user_id: String,
-}
-
 impl Caller {
-    /// The authority ceiling on a Management API call: refused (naming what is missing)
-    /// unless every link of the call's chain holds all of `needed` — the permissions
-    /// conferred, or held by the user, role, grant or client changed.
+    /// The authority ceiling: refused, naming what is missing, unless every link of the
+    /// chain holds all of `needed` (what a write confers, or what the thing changed holds).
     pub fn require_cover(&self, needed: &PermissionSet) -> Result<(), FlowError> {
         self.chain.covers(needed).map_err(|short| {
             let who = if short.kind == LinkKind::ActedAs { "the user acted as" } else { "the caller" };
@@ -55,9 +48,15 @@ impl Caller {
         })
     }
 
-    /// The token holder, with what it holds now (for minting impersonations).
-    pub fn holder(&self) -> Option<&Link> {
-        self.chain.links().first()
+    /// Who mints the impersonation this call asks for: the token holder with what it holds
+    /// now — or, acting as someone (which may not mint), only who it is.
+    pub fn minter(&self) -> Option<Minter> {
+        let holder = self.chain.links().first()?;
+        Some(if self.acting_as.is_some() {
+            Minter::ActingAs(holder.principal.clone())
+        } else {
+            Minter::Token(holder.clone())
+        })
     }
 
     /// Who really acted: the machine client, or the user behind the token.
@@ -71,7 +70,7 @@ impl Caller {
     /// The user the call runs as: the acted-as target, or the token's user.
     pub fn effective_user(&self) -> Option<&str> {
         match &self.acting_as {
-            Some(acting) => Some(&acting.user_id),
+            Some(user_id) => Some(user_id),
             None if self.claims.machine_client().is_none() => Some(&self.claims.sub),
             None => None,
         }
@@ -81,14 +80,14 @@ impl Caller {
     pub fn attribution(&self) -> Attribution {
         let actor = self.actor().id().map(str::to_owned);
         match &self.acting_as {
-            Some(acting) => Attribution { by: Some(acting.user_id.clone()), on_behalf_by: actor },
+            Some(user_id) => Attribution { by: Some(user_id.clone()), on_behalf_by: actor },
             None => Attribution { by: actor, on_behalf_by: None },
         }
     }
 }
 
 /// Facts about the request that audit events record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestFacts {
     pub source_ip: Option<String>,
     pub method: String,
@@ -96,15 +95,20 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
+    /// The request line, as events record it under `request`.
+    fn line(&self) -> Value {
+        json!({ "method": self.method, "path": self.path })
+    }
+
     /// A "success API operation" event by `caller` (naming the acted-as user, if any).
     pub fn api_event(&self, caller: &Caller, at: DateTime<Utc>, description: &str) -> AuditEvent {
         let mut event = AuditEvent::new(event_type::API_OPERATION, at, caller.actor(), description)
             .source_ip(self.source_ip.clone())
-            .details(serde_json::json!({ "request": { "method": self.method, "path": self.path } }));
+            .details(json!({ "request": self.line() }));
         event.client_id = Some(caller.claims.azp.clone());
-        if let Some(acting) = &caller.acting_as {
-            event.on_behalf_of = Some(acting.user_id.clone());
-            event.details["acting_as"] = serde_json::json!(acting.user_id);
+        if let Some(user_id) = &caller.acting_as {
+            event.on_behalf_of = Some(user_id.clone());
+            event.details["acting_as"] = json!(user_id);
         }
         event
     }
@@ -183,11 +187,9 @@ fn narrowed_scope(claims: &AccessTokenClaims, effective: &BTreeSet<String>) -> S
         .join(" ")
 }
 
-/// Settle a verified token into the call's [`Caller`]: the token holder as it stands now
-/// (see `token_holder`); tokens minted in an impersonation session are refused and
-/// audited; acting as the user `act_as` names is resolved, checked and audited, and the
-/// call then runs with the intersection of both parties' permissions. `act_as` is the
-/// target named by the request (or why its spellings are refused).
+/// Settle a verified token into the call's [`Caller`]: the token holder as it stands now;
+/// impersonation-session tokens refused and audited; the user `act_as` names (or why its
+/// spellings are refused) resolved, checked and audited, running with the intersection.
 pub fn settle(
     ctx: &FlowContext<'_>,
     mut claims: AccessTokenClaims,
@@ -200,21 +202,12 @@ pub fn settle(
         // tokens. The attempt is audited naming the impersonator, acting for the user.
         let refusal = Refusal::ManagementApiAudience.to_string();
         let impersonator = impersonation.impersonator.user_id;
-        let mut event = AuditEvent::new(
-            event_type::IMPERSONATION_REFUSED,
-            ctx.now,
-            Actor::User(impersonator.clone()),
-            format!("Impersonation refused: {refusal}"),
-        )
-        .subject(claims.sub.clone())
-        .client(claims.azp.clone())
-        .source_ip(request.source_ip.clone())
-        .details(serde_json::json!({
-            "stage": "api",
-            "reason": "forbidden",
-            "impersonator_id": impersonator,
-            "request": { "method": request.method, "path": request.path },
-        }));
+        let mut event = refusal_event(ctx.now, Actor::User(impersonator.clone()), "api", "forbidden", &refusal)
+            .subject(claims.sub.clone())
+            .client(claims.azp.clone())
+            .source_ip(request.source_ip.clone());
+        event.details["impersonator_id"] = json!(impersonator);
+        event.details["request"] = request.line();
         event.on_behalf_of = Some(claims.sub.clone());
         ctx.store.append(vec![event])?;
         return Err(unauthenticated(&refusal));
@@ -222,45 +215,39 @@ pub fn settle(
     let holder = token_holder(ctx, &claims, &audience)?;
     claims.scope = narrowed_scope(&claims, &holder.holds.names_for(&audience));
     let caller = Caller { claims, acting_as: None, chain: Chain::of(holder) };
-    let spec = match act_as {
-        Ok(None) => return Ok(caller),
-        Ok(Some(spec)) => Ok(spec),
-        Err(refusal) => Err(refusal),
-    };
+    let Some(spec) = act_as.transpose() else { return Ok(caller) };
     let spec_for_audit: Option<String> = spec.as_ref().ok().map(|s| s.chars().take(300).collect());
     match spec.and_then(|spec| resolve_act_as(ctx, &caller.claims, &spec)) {
-        Ok(resolved) => {
+        Ok((target, permissions, effective)) => {
             let mut event =
-                request.api_event(&caller, ctx.now, "API call made acting as a user").subject(resolved.user_id.clone());
+                request.api_event(&caller, ctx.now, "API call made acting as a user").subject(target.clone());
             event.event_type = event_type::ACT_AS.to_owned();
-            event.on_behalf_of = Some(resolved.user_id.clone());
-            event.details["effective_scope"] = serde_json::json!(resolved.effective.iter().collect::<Vec<_>>());
+            event.on_behalf_of = Some(target.clone());
+            event.details["effective_scope"] = json!(effective.iter().collect::<Vec<_>>());
             ctx.store.append(vec![event])?;
             let Caller { mut claims, chain, .. } = caller;
-            claims.scope = narrowed_scope(&claims, &resolved.effective);
-            let target = Principal::User(resolved.user_id.clone());
-            let acted_as = Link::on_audience(LinkKind::ActedAs, target, &audience, &resolved.permissions);
-            Ok(Caller { claims, acting_as: Some(ActingAs { user_id: resolved.user_id }), chain: chain.then(acted_as) })
+            claims.scope = narrowed_scope(&claims, &effective);
+            let acted_as =
+                Link::on_audience(LinkKind::ActedAs, Principal::User(target.clone()), &audience, &permissions);
+            Ok(Caller { claims, acting_as: Some(target), chain: chain.then(acted_as) })
         }
         Err(refusal) => {
             let mut event = request.api_event(&caller, ctx.now, &format!("Acting as a user refused: {refusal}"));
             event.event_type = event_type::ACT_AS_REFUSED.to_owned();
-            event.details["reason"] = serde_json::json!(refusal.reason());
-            event.details["target"] = serde_json::json!(spec_for_audit);
+            event.details["reason"] = json!(refusal.reason());
+            event.details["target"] = json!(spec_for_audit);
             ctx.store.append(vec![event])?;
             Err(FlowError::ActAsRefused(refusal))
         }
     }
 }
 
-/// The user a call acts as, what they hold, and what the call may do as them.
-struct ActedAs {
-    user_id: String,
-    permissions: PermissionSet,
-    effective: BTreeSet<String>,
-}
-
-fn resolve_act_as(ctx: &FlowContext<'_>, claims: &AccessTokenClaims, spec: &str) -> Result<ActedAs, ActAsRefusal> {
+/// The user `spec` names, what they hold, and what the call may do as them.
+fn resolve_act_as(
+    ctx: &FlowContext<'_>,
+    claims: &AccessTokenClaims,
+    spec: &str,
+) -> Result<(String, PermissionSet, BTreeSet<String>), ActAsRefusal> {
     let unknown = |_| ActAsRefusal::UnknownTarget;
     let caller_scopes: BTreeSet<String> = claims.scopes().map(str::to_owned).collect();
     if !caller_scopes.contains(scopes::IMPERSONATE_USERS) {
@@ -280,5 +267,5 @@ fn resolve_act_as(ctx: &FlowContext<'_>, claims: &AccessTokenClaims, spec: &str)
     }
     let permissions = ctx.store.user_permission_set(&target.user_id).map_err(unknown)?;
     let effective = effective_scopes(&caller_scopes, &permissions.names_for(&ctx.settings.management_audience()))?;
-    Ok(ActedAs { user_id: target.user_id, permissions, effective })
+    Ok((target.user_id, permissions, effective))
 }

@@ -11,6 +11,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use guise_core::act_as::{ActAsRefusal, single_target};
 use guise_flow::caller::{RequestFacts, settle, verify_bearer};
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection};
+use percent_encoding::percent_decode_str;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -37,19 +38,17 @@ impl Caller {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header, if the request has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let (scheme, token) = req.headers().get(AUTHORIZATION)?.to_str().ok()?.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim().to_owned())
+}
+
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("Missing authentication"))?
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("Bad HTTP authentication header format"))?;
-    match header.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-            Ok(token.trim().to_owned())
-        }
-        _ => Err(ApiError::unauthorized("Bad HTTP authentication header format")),
-    }
+    bearer_token(req).ok_or_else(|| match req.headers().contains_key(AUTHORIZATION) {
+        true => ApiError::unauthorized("Bad HTTP authentication header format"),
+        false => ApiError::unauthorized("Missing authentication"),
+    })
 }
 
 fn rejection(e: TokenRejection) -> ApiError {
@@ -58,23 +57,17 @@ fn rejection(e: TokenRejection) -> ApiError {
 
 /// The target named by `as_user_id` (query), `As-User` or `MSCRMCallerID` (headers).
 fn act_as_spec(req: &HttpRequest) -> Result<Option<String>, ActAsRefusal> {
-    let query = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "as_user_id")
-        .map(|(_, v)| v.into_owned());
-    let header = |name: &str| -> Result<Option<String>, ActAsRefusal> {
-        match req.headers().get(name) {
-            None => Ok(None),
-            // Headers carry the reference percent-encoded (no form rules: `+` stays `+`).
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok())
-                .map(|s| Some(s.into_owned()))
-                .ok_or(ActAsRefusal::InvalidTarget),
+    let query = url::form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == "as_user_id");
+    // Headers carry the reference percent-encoded (no form rules: `+` stays `+`).
+    let header = |name| match req.headers().get(name).map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(v) => {
+            v.ok().and_then(|s| percent_decode_str(s).decode_utf8().ok()).map(Some).ok_or(ActAsRefusal::InvalidTarget)
         }
     };
     let (box_header, dynamics_header) = (header("as-user")?, header("mscrmcallerid")?);
-    Ok(single_target([query.as_deref(), box_header.as_deref(), dynamics_header.as_deref()])?.map(str::to_owned))
+    let spellings = [query.as_ref().map(|(_, v)| v.as_ref()), box_header.as_deref(), dynamics_header.as_deref()];
+    Ok(single_target(spellings)?.map(str::to_owned))
 }
 
 impl FromRequest for Caller {

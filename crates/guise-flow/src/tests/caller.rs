@@ -82,7 +82,7 @@ fn acting_as_a_user_runs_with_the_intersection_of_both_parties() {
     let helpdesk = machine(&w, HELPDESK, true, &["impersonate:users", "read:users", "update:users"]);
 
     let caller = settle_at_t0(&w, helpdesk, Some(ALICE)).unwrap();
-    assert_eq!(caller.acting_as.as_ref().map(|a| a.user_id.as_str()), Some(ALICE));
+    assert_eq!(caller.acting_as.as_deref(), Some(ALICE));
     assert_eq!(caller.effective_user(), Some(ALICE));
     assert_eq!(caller.attribution(), Attribution { by: Some(ALICE.into()), on_behalf_by: Some(HELPDESK.into()) });
     // Both may read users; only the helpdesk may update them, so the call may not.
@@ -147,7 +147,7 @@ fn a_token_is_settled_to_what_its_grant_holds_now_and_refused_without_one() {
     w.store.update_client_grant_scope(&grant, vec!["read:users".into()], audit("narrowed")).unwrap();
     let narrowed = settle_at_t0(&w, worker.clone(), None).unwrap();
     assert_eq!(narrowed.claims.scope, "read:users", "the token still lists read:clients; the grant no longer does");
-    assert_eq!(narrowed.holder().map(|h| &h.holds), Some(&PermissionSet::on(&m, ["read:users"])));
+    assert_eq!(narrowed.chain.links()[0].holds, PermissionSet::on(&m, ["read:users"]));
 
     w.store.delete_client_grant(&grant, audit("deleted")).unwrap();
     let gone = settle_at_t0(&w, worker, None).map(|_| ());
