@@ -7,6 +7,7 @@
 use crate::{Database, DatabaseUrl};
 use chrono::{DateTime, Duration, Utc};
 use guise_core::audit::{Actor, AuditEvent, AuditRecord};
+use guise_core::authorization::AuthorizationCode;
 use guise_core::client::{AppType, Client, hash_client_secret};
 use guise_core::page::PageRequest;
 use guise_core::permission::Permission;
@@ -87,6 +88,25 @@ pub fn session(sid: &str, user_id: &str) -> Session {
         impersonator_id: None,
         impersonation_reason: None,
         impersonation_minted_by: None,
+    }
+}
+
+/// A code for `client_id`, unconsumed, for `API`, living 60 s from `t0`.
+pub fn code(secret: &str, client_id: &str, sid: &str, user_id: &str, scope: &str) -> AuthorizationCode {
+    AuthorizationCode {
+        code_hash: hash_secret(secret),
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        sid: sid.to_owned(),
+        redirect_uri: CALLBACK.to_owned(),
+        scope: scope.split_whitespace().map(str::to_owned).collect(),
+        audience: Some(API.to_owned()),
+        nonce: None,
+        code_challenge: None,
+        auth_time: t0() - Duration::minutes(5),
+        created_at: t0(),
+        expires_at: t0() + Duration::seconds(60),
+        consumed_at: None,
     }
 }
 

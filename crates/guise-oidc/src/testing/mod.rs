@@ -104,19 +104,10 @@ impl World {
     /// a nonce, and a 60 s lifetime from `t0`.
     pub fn code(&self, secret: &str, client_id: &str, sid: &str, user_id: &str, scope: &str) -> AuthorizationCode {
         AuthorizationCode {
-            code_hash: hash_secret(secret),
-            client_id: client_id.to_owned(),
-            user_id: user_id.to_owned(),
-            sid: sid.to_owned(),
-            redirect_uri: CALLBACK.to_owned(),
-            scope: scope.split_whitespace().map(str::to_owned).collect(),
-            audience: Some(API.to_owned()),
             nonce: Some(NONCE.to_owned()),
             code_challenge: Some(CHALLENGE.to_owned()),
-            auth_time: t0() - Duration::minutes(5),
-            created_at: t0(),
             expires_at: t0() + self.settings.code_lifetime,
-            consumed_at: None,
+            ..code(secret, client_id, sid, user_id, scope)
         }
     }
 

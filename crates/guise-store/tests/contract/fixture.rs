@@ -2,35 +2,14 @@
 //! PostgreSQL database on `GUISE_TEST_POSTGRES_URL`, dropped afterwards — with the rows
 //! the contract tests start from, and the raw access a tamperer would have.
 
-use chrono::Duration;
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use guise_core::audit::AuditRecord;
-use guise_core::authorization::AuthorizationCode;
 pub use guise_store::testing::{
-    ADMIN, ALICE, API, CALLBACK, M2M, OTHER_APP, SID, SPA, WEB_APP, WEB_SECRET, audit, client, hash_secret, new_user,
+    ADMIN, ALICE, API, M2M, OTHER_APP, SID, SPA, WEB_APP, WEB_SECRET, audit, client, code, hash_secret, new_user,
     session, t0,
 };
 use guise_store::testing::{add_alice_and_admin, add_clients, audit_log};
 use guise_store::{Backend, Database, DatabaseUrl};
-
-/// A code for `client_id`, saved unconsumed, living 60 s from `t0`.
-pub fn code(secret: &str, client_id: &str, sid: &str, user_id: &str, scope: &str) -> AuthorizationCode {
-    AuthorizationCode {
-        code_hash: hash_secret(secret),
-        client_id: client_id.to_owned(),
-        user_id: user_id.to_owned(),
-        sid: sid.to_owned(),
-        redirect_uri: CALLBACK.to_owned(),
-        scope: scope.split_whitespace().map(str::to_owned).collect(),
-        audience: Some(API.to_owned()),
-        nonce: None,
-        code_challenge: None,
-        auth_time: t0() - Duration::minutes(5),
-        created_at: t0(),
-        expires_at: t0() + Duration::seconds(60),
-        consumed_at: None,
-    }
-}
 
 fn postgres_admin_url() -> String {
     std::env::var("GUISE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
