@@ -1,6 +1,7 @@
 //! Acting on behalf of a user (`as_user_id`, `As-User`, `MSCRMCallerID`): each spelling on
 //! a read and a write, external-id targets, the intersection of permissions, on-behalf-of
-//! records, every refusal (audited, granting nothing) and the self-service routes.
+//! records, every refusal (audited, granting nothing), acting as measured on a grant
+//! narrowed after the token was issued, and the self-service routes.
 
 use crate::both_backends;
 use crate::browser::{Browser, CALLBACK, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user, web_client};
@@ -15,6 +16,7 @@ both_backends!(
     records_say_who_really_acted,
     refusals_are_audited_and_grant_nothing,
     the_intersection_of_permissions_applies,
+    a_narrowed_grant_narrows_acting_as_too,
     self_service_routes_work_on_me_only,
 );
 
@@ -309,6 +311,34 @@ async fn the_intersection_of_permissions_applies(app: TestApp) {
     let (status, _, me) = act(&app, &caller, Spelling::Query, &ordinary, Method::GET, "/api/v2/me", None).await;
     assert_eq!((status, me["user_id"].as_str()), (200, Some(ordinary.as_str())));
     assert!(!app.logs_of_type("fapi").await.is_empty(), "the refused update is audited");
+}
+
+async fn a_narrowed_grant_narrows_acting_as_too(app: TestApp) {
+    // The token lists impersonate:users and delete:users; its grant is narrowed after it
+    // was issued. Acting as is measured on what the grant holds now, not on the token.
+    let strong = target_user(&app, "strong@example.com", None).await;
+    grant(&app, &strong, "Deleter", &["delete:users"]).await;
+    let ordinary = target_user(&app, "ordinary@example.com", None).await;
+    let (id, secret) = app.machine_client("helpdesk", &["impersonate:users", "read:users", "delete:users"]).await;
+    assert_eq!(app.patch(&format!("/api/v2/clients/{id}"), &json!({ "allow_act_as": true })).await.0, 200);
+    let token = app.client_token(&id, &secret, None).await;
+    let (_, grants) = app.get(&format!("/api/v2/client-grants?client_id={id}")).await;
+    let grant_path = format!("/api/v2/client-grants/{}", grants[0]["id"].as_str().unwrap());
+    assert_eq!(act(&app, &token, Spelling::BoxHeader, &strong, Method::GET, "/api/v2/me", None).await.0, 200);
+
+    let narrowed = json!({ "scope": ["impersonate:users", "read:users"] });
+    assert_eq!(app.patch(&grant_path, &narrowed).await.0, 200);
+    for spelling in SPELLINGS {
+        let (status, effective, body) = act(&app, &token, spelling, &strong, Method::GET, "/api/v2/me", None).await;
+        assert_eq!((status, body["errorCode"].as_str()), (403, Some("act_as_forbidden")), "{body}");
+        assert!(effective.is_none(), "nothing ran as the stronger target");
+    }
+    assert_eq!(app.patch(&grant_path, &json!({ "scope": ["read:users"] })).await.0, 200);
+    let (status, effective, body) =
+        act(&app, &token, Spelling::Dynamics, &ordinary, Method::GET, "/api/v2/me", None).await;
+    assert_eq!(status, 403, "impersonate:users left the grant: {body}");
+    assert!(effective.is_none());
+    assert_eq!(app.logs_of_type("guise_act_as_refused").await.len(), 4, "each refusal is audited");
 }
 
 async fn self_service_routes_work_on_me_only(app: TestApp) {
