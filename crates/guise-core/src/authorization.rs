@@ -4,69 +4,160 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A validated authorization request, kept while the user logs in or consents.
+/// A validated sign-in request — OIDC, SAML or WS-Federation — kept while the user logs
+/// in or consents. Stored in the flat shape of [`wire`], which reads and writes the rows
+/// of every version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "wire::Wire", into = "wire::Wire")]
 pub struct PendingAuthorization {
     pub client_id: String,
-    pub redirect_uri: String,
-    pub scope: Vec<String>,
-    pub state: Option<String>,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub audience: Option<String>,
+    /// What the login must be: `none` (no page may be shown: OIDC, SAML `IsPassive`),
+    /// `login` (a fresh login: OIDC, SAML `ForceAuthn`, WS-Fed `wfresh=0`), and for OIDC
+    /// also `consent` and `select_account`.
     pub prompt: Vec<String>,
+    /// The oldest login accepted, in seconds (OIDC `max_age`, WS-Fed `wfresh`).
     pub max_age: Option<i64>,
-    pub login_hint: Option<String>,
-    /// `query` (default) or `form_post`.
-    pub response_mode: String,
     /// The protocol the request came over, and what answering it needs.
-    #[serde(flatten, with = "protocol_wire")]
     pub protocol: PendingProtocol,
 }
 
+/// What a sign-in over SAML or WS-Federation discloses, and so what consent to it covers.
+pub const ASSERTION_SCOPE: [&str; 3] = ["openid", "profile", "email"];
+
+impl PendingAuthorization {
+    /// The scopes the user consents to: the OIDC request's, or what an assertion discloses.
+    pub fn scope(&self) -> Vec<String> {
+        match &self.protocol {
+            PendingProtocol::Oidc(oidc) => oidc.scope.clone(),
+            PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => {
+                ASSERTION_SCOPE.iter().map(|s| (*s).to_owned()).collect()
+            }
+        }
+    }
+
+    /// The address the login page suggests (OIDC `login_hint`).
+    pub fn login_hint(&self) -> Option<&str> {
+        match &self.protocol {
+            PendingProtocol::Oidc(oidc) => oidc.login_hint.as_deref(),
+            PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => None,
+        }
+    }
+}
+
 /// What a pending request is answered with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PendingProtocol {
-    /// An OIDC authorization request: a code (or an error) to `redirect_uri`.
-    #[default]
-    Oidc,
+    /// An OIDC authorization request: a code (or an error) to its `redirect_uri`.
+    Oidc(PendingOidc),
     /// A SAML AuthnRequest or IdP-initiated SSO: a SAML Response.
     Saml(PendingSaml),
     /// A WS-Federation sign-in request: a sign-in response.
     Wsfed(PendingWsfed),
 }
 
-/// The stored shape of `PendingProtocol`: the optional `saml` and `wsfed` members the
-/// pending-request table has always held, so requests in flight across an upgrade (in
-/// either direction) still read. Both set is refused.
-mod protocol_wire {
-    use super::{PendingProtocol, PendingSaml, PendingWsfed};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+/// What an OIDC authorization request needs to be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOidc {
+    /// A registered callback.
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub audience: Option<String>,
+    pub login_hint: Option<String>,
+    /// `query` (default) or `form_post`.
+    pub response_mode: String,
+}
+
+/// The stored shape of a pending request: one flat object with every OIDC member, and the
+/// optional `saml` and `wsfed` members, as the pending-request table has always held it.
+/// A SAML or WS-Fed request is written with the OIDC members an older version expects
+/// (its address as `redirect_uri`, [`ASSERTION_SCOPE`], `form_post`), so requests in
+/// flight across an upgrade, in either direction, still read. Both set is refused.
+mod wire {
+    use super::{ASSERTION_SCOPE, PendingAuthorization, PendingOidc, PendingProtocol, PendingSaml, PendingWsfed};
+    use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize)]
-    #[serde(bound(deserialize = "S: Deserialize<'de>, W: Deserialize<'de>"))]
-    struct Wire<S, W> {
+    pub struct Wire {
+        client_id: String,
+        redirect_uri: String,
+        scope: Vec<String>,
+        state: Option<String>,
+        nonce: Option<String>,
+        code_challenge: Option<String>,
+        audience: Option<String>,
+        prompt: Vec<String>,
+        max_age: Option<i64>,
+        login_hint: Option<String>,
+        response_mode: String,
         #[serde(default)]
-        saml: Option<S>,
+        saml: Option<PendingSaml>,
         #[serde(default)]
-        wsfed: Option<W>,
+        wsfed: Option<PendingWsfed>,
     }
 
-    pub fn serialize<Z: Serializer>(protocol: &PendingProtocol, serializer: Z) -> Result<Z::Ok, Z::Error> {
-        let wire = match protocol {
-            PendingProtocol::Oidc => Wire { saml: None, wsfed: None },
-            PendingProtocol::Saml(saml) => Wire { saml: Some(saml), wsfed: None },
-            PendingProtocol::Wsfed(wsfed) => Wire { saml: None, wsfed: Some(wsfed) },
-        };
-        wire.serialize(serializer)
+    impl From<PendingAuthorization> for Wire {
+        fn from(request: PendingAuthorization) -> Self {
+            let PendingAuthorization { client_id, prompt, max_age, protocol } = request;
+            let assertion = |redirect_uri: String, saml, wsfed| Wire {
+                client_id: client_id.clone(),
+                redirect_uri,
+                scope: ASSERTION_SCOPE.iter().map(|s| (*s).to_owned()).collect(),
+                state: None,
+                nonce: None,
+                code_challenge: None,
+                audience: None,
+                prompt: prompt.clone(),
+                max_age,
+                login_hint: None,
+                response_mode: "form_post".into(),
+                saml,
+                wsfed,
+            };
+            match protocol {
+                PendingProtocol::Saml(saml) => assertion(saml.acs_url.clone(), Some(saml), None),
+                PendingProtocol::Wsfed(wsfed) => assertion(wsfed.reply.clone(), None, Some(wsfed)),
+                PendingProtocol::Oidc(oidc) => Wire {
+                    client_id,
+                    redirect_uri: oidc.redirect_uri,
+                    scope: oidc.scope,
+                    state: oidc.state,
+                    nonce: oidc.nonce,
+                    code_challenge: oidc.code_challenge,
+                    audience: oidc.audience,
+                    prompt,
+                    max_age,
+                    login_hint: oidc.login_hint,
+                    response_mode: oidc.response_mode,
+                    saml: None,
+                    wsfed: None,
+                },
+            }
+        }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PendingProtocol, D::Error> {
-        match Wire::<PendingSaml, PendingWsfed>::deserialize(deserializer)? {
-            Wire { saml: None, wsfed: None } => Ok(PendingProtocol::Oidc),
-            Wire { saml: Some(saml), wsfed: None } => Ok(PendingProtocol::Saml(saml)),
-            Wire { saml: None, wsfed: Some(wsfed) } => Ok(PendingProtocol::Wsfed(wsfed)),
-            Wire { .. } => Err(serde::de::Error::custom("a pending request is either SAML or WS-Federation")),
+    impl TryFrom<Wire> for PendingAuthorization {
+        type Error = &'static str;
+
+        fn try_from(wire: Wire) -> Result<Self, Self::Error> {
+            let protocol = match (wire.saml, wire.wsfed) {
+                (None, None) => PendingProtocol::Oidc(PendingOidc {
+                    redirect_uri: wire.redirect_uri,
+                    scope: wire.scope,
+                    state: wire.state,
+                    nonce: wire.nonce,
+                    code_challenge: wire.code_challenge,
+                    audience: wire.audience,
+                    login_hint: wire.login_hint,
+                    response_mode: wire.response_mode,
+                }),
+                (Some(saml), None) => PendingProtocol::Saml(saml),
+                (None, Some(wsfed)) => PendingProtocol::Wsfed(wsfed),
+                (Some(_), Some(_)) => return Err("a pending request is either SAML or WS-Federation"),
+            };
+            Ok(PendingAuthorization { client_id: wire.client_id, prompt: wire.prompt, max_age: wire.max_age, protocol })
         }
     }
 }
@@ -175,34 +266,86 @@ pub struct AccessTokenRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
-    #[test]
-    fn the_protocol_is_stored_as_the_optional_saml_and_wsfed_members() {
-        let oidc = r#"{"client_id":"c","redirect_uri":"https://a/cb","scope":["openid"],"state":null,"nonce":null,
-            "code_challenge":null,"audience":null,"prompt":[],"max_age":null,"login_hint":null,"response_mode":"query"}"#;
-        let request: PendingAuthorization = serde_json::from_str(oidc).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(request.protocol, PendingProtocol::Oidc);
-        // Rows written before the enum, with explicit nulls, still read.
-        let old = oidc.replace(r#""response_mode":"query""#, r#""response_mode":"query","saml":null,"wsfed":null"#);
-        let request: PendingAuthorization = serde_json::from_str(&old).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(request.protocol, PendingProtocol::Oidc);
-        let wsfed = PendingAuthorization {
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Rows as the version before `PendingOidc` wrote them, and what they read as.
+    fn old_rows() -> Vec<(Value, PendingAuthorization)> {
+        let oidc = json!({"client_id":"c","redirect_uri":"https://a/cb","scope":["openid","read"],"state":"st",
+            "nonce":"n","code_challenge":"cc","audience":"https://api","prompt":["consent"],"max_age":300,
+            "login_hint":"a@x","response_mode":"query","saml":null,"wsfed":null});
+        let saml = json!({"client_id":"s","redirect_uri":"https://sp/acs","scope":["openid","profile","email"],
+            "state":null,"nonce":null,"code_challenge":null,"audience":null,"prompt":["none"],"max_age":null,
+            "login_hint":null,"response_mode":"form_post","saml":{"request_id":"id1","acs_url":"https://sp/acs",
+            "audience":"urn:sp","relay_state":"rs","name_id_format":"urn:f"},"wsfed":null});
+        let wsfed = json!({"client_id":"w","redirect_uri":"https://rp/reply","scope":["openid","profile","email"],
+            "state":null,"nonce":null,"code_challenge":null,"audience":null,"prompt":[],"max_age":600,
+            "login_hint":null,"response_mode":"form_post","saml":null,"wsfed":{"realm":"urn:r",
+            "reply":"https://rp/reply","wctx":"ctx","rms":true}});
+        let oidc_request = PendingAuthorization {
+            client_id: "c".into(),
+            prompt: strings(&["consent"]),
+            max_age: Some(300),
+            protocol: PendingProtocol::Oidc(PendingOidc {
+                redirect_uri: "https://a/cb".into(),
+                scope: strings(&["openid", "read"]),
+                state: Some("st".into()),
+                nonce: Some("n".into()),
+                code_challenge: Some("cc".into()),
+                audience: Some("https://api".into()),
+                login_hint: Some("a@x".into()),
+                response_mode: "query".into(),
+            }),
+        };
+        let saml_request = PendingAuthorization {
+            client_id: "s".into(),
+            prompt: strings(&["none"]),
+            max_age: None,
+            protocol: PendingProtocol::Saml(PendingSaml {
+                request_id: Some("id1".into()),
+                acs_url: "https://sp/acs".into(),
+                audience: "urn:sp".into(),
+                relay_state: Some("rs".into()),
+                name_id_format: "urn:f".into(),
+            }),
+        };
+        let wsfed_request = PendingAuthorization {
+            client_id: "w".into(),
+            prompt: vec![],
+            max_age: Some(600),
             protocol: PendingProtocol::Wsfed(PendingWsfed {
                 realm: "urn:r".into(),
-                reply: "https://a/reply".into(),
-                wctx: None,
-                rms: false,
+                reply: "https://rp/reply".into(),
+                wctx: Some("ctx".into()),
+                rms: true,
             }),
-            ..request
         };
-        let text = serde_json::to_string(&wsfed).unwrap_or_default();
-        assert!(text.contains(r#""saml":null,"wsfed":{"realm":"urn:r""#), "{text}");
-        let back: PendingAuthorization = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, wsfed);
-        let both = text.replace(
-            r#""saml":null"#,
-            r#""saml":{"request_id":null,"acs_url":"x","audience":"y","relay_state":null,"name_id_format":"z"}"#,
-        );
-        assert!(serde_json::from_str::<PendingAuthorization>(&both).is_err());
+        vec![(oidc, oidc_request), (saml, saml_request), (wsfed, wsfed_request)]
+    }
+
+    #[test]
+    fn rows_of_the_old_shape_read_and_new_rows_are_written_in_it() {
+        for (row, request) in old_rows() {
+            let read: PendingAuthorization = serde_json::from_value(row.clone()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(read, request);
+            // Written exactly as the old version wrote it, so it reads the row back.
+            assert_eq!(serde_json::to_value(&request).unwrap_or_default(), row);
+        }
+    }
+
+    #[test]
+    fn oidc_rows_without_the_protocol_members_read_and_both_protocols_are_refused() {
+        let (mut oidc, request) = old_rows().swap_remove(0);
+        if let Some(row) = oidc.as_object_mut() {
+            row.remove("saml");
+            row.remove("wsfed");
+        }
+        assert_eq!(serde_json::from_value::<PendingAuthorization>(oidc).ok(), Some(request));
+        let (mut saml, _) = old_rows().swap_remove(1);
+        saml["wsfed"] = json!({"realm":"urn:r","reply":"https://rp/reply","wctx":null,"rms":false});
+        assert!(serde_json::from_value::<PendingAuthorization>(saml).is_err());
     }
 }

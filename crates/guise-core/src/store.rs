@@ -88,6 +88,20 @@ pub trait ClientStore: Send + Sync {
         audit: AuditEvent,
     ) -> StoreResult<Client>;
     fn delete_client(&self, client_id: &str, audit: AuditEvent) -> StoreResult<()>;
+
+    /// Every client, in `list_clients` order (clients are few; this pages through them).
+    fn all_clients(&self) -> StoreResult<Vec<Client>> {
+        let mut clients = Vec::new();
+        for page in 0.. {
+            let batch = self.list_clients(&ClientFilter::default(), PageRequest::new(Some(page), Some(100)), false)?;
+            let done = batch.items.len() < 100;
+            clients.extend(batch.items);
+            if done {
+                break;
+            }
+        }
+        Ok(clients)
+    }
 }
 
 pub trait ClientGrantStore: Send + Sync {

@@ -11,7 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
-use guise_core::authorization::{AuthorizationRequestRecord, PendingAuthorization, PendingProtocol, PendingSaml};
+use guise_core::authorization::{
+    AuthorizationRequestRecord, PendingAuthorization, PendingOidc, PendingProtocol, PendingSaml,
+};
 use guise_core::ids::new_secret;
 use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
@@ -43,20 +45,16 @@ impl FlowOutcome {
                 let second = if error == "login_required" { STATUS_NO_PASSIVE } else { STATUS_REQUEST_DENIED };
                 Self::saml_error(ctx, saml, STATUS_RESPONDER, second, description)
             }
-            PendingProtocol::Oidc => Self::to_redirect_uri(
+            PendingProtocol::Oidc(oidc) => Self::to_redirect_uri(
                 ctx,
-                request,
+                oidc,
                 vec![("error", error.to_owned()), ("error_description", description.to_owned())],
             ),
         }
     }
 
     /// An OIDC answer to the request's redirect URI: `params`, then `state` and `iss`.
-    fn to_redirect_uri(
-        ctx: &FlowContext<'_>,
-        request: &PendingAuthorization,
-        mut params: Vec<(&'static str, String)>,
-    ) -> Self {
+    fn to_redirect_uri(ctx: &FlowContext<'_>, request: &PendingOidc, mut params: Vec<(&'static str, String)>) -> Self {
         if let Some(state) = &request.state {
             params.push(("state", state.clone()));
         }
@@ -145,6 +143,17 @@ pub fn begin(ctx: &FlowContext<'_>, request: PendingAuthorization) -> Result<Aut
     Ok(record)
 }
 
+/// Keep a validated request and continue it with the session behind the browser's cookie.
+pub fn start(
+    ctx: &FlowContext<'_>,
+    request: PendingAuthorization,
+    cookie: Option<&str>,
+) -> Result<FlowOutcome, FlowError> {
+    let record = begin(ctx, request)?;
+    let session = current_session(ctx, cookie)?;
+    continue_authorization(ctx, &record, session.as_ref(), false)
+}
+
 /// Decide and act: send to login or consent, or answer the request. An impersonation
 /// session is re-checked here, reaches only clients with `allow_impersonation`, and
 /// never gives consent.
@@ -174,7 +183,11 @@ pub fn continue_authorization(
         Some(session) => store.consented_scopes(&session.user_id, &client.client_id)?,
         None => None,
     };
-    let audience = request.audience.clone().unwrap_or_else(|| ctx.settings.userinfo_audience());
+    let audience = match &request.protocol {
+        PendingProtocol::Oidc(oidc) => oidc.audience.clone(),
+        PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => None,
+    };
+    let audience = audience.unwrap_or_else(|| ctx.settings.userinfo_audience());
     let management = ctx.settings.management_audience();
     if client_cap(store, &client.client_id, &audience, &management)? == ClientCap::NotAuthorized {
         return fail("access_denied", NOT_AUTHORIZED);
@@ -216,16 +229,16 @@ pub fn continue_authorization(
             let settings = assertion::wsfed_settings(&client)?;
             assertion::for_login(ctx, &client, Relying::Wsfed(&settings, pending), session)?.into()
         }
-        PendingProtocol::Oidc => {
+        PendingProtocol::Oidc(oidc) => {
             let code_request = CodeRequest {
-                redirect_uri: request.redirect_uri.clone(),
-                scope: request.scope.clone(),
-                audience: request.audience.clone(),
-                nonce: request.nonce.clone(),
-                code_challenge: request.code_challenge.clone(),
+                redirect_uri: oidc.redirect_uri.clone(),
+                scope: oidc.scope.clone(),
+                audience: oidc.audience.clone(),
+                nonce: oidc.nonce.clone(),
+                code_challenge: oidc.code_challenge.clone(),
             };
             let code = issue_code(ctx, &client, session, code_request)?;
-            FlowOutcome::to_redirect_uri(ctx, request, vec![("code", code)])
+            FlowOutcome::to_redirect_uri(ctx, oidc, vec![("code", code)])
         }
     };
     store.delete_authorization_request(&record.id)?;

@@ -1,5 +1,6 @@
-//! The flows of guise, without HTTP: minting and redeeming impersonations, the assertion
-//! a SAML or WS-Federation login produces. Each flow takes a [`FlowContext`] — the stores
+//! The flows of guise, without HTTP: minting and redeeming impersonations, SAML and
+//! WS-Federation requests, continuing an authorization after login, the assertion a SAML
+//! or WS-Federation login produces. Each flow takes a [`FlowContext`] — the stores
 //! as narrow `guise-core` traits, the XML signer, the bewit key, the policies and `now` —
 //! and returns a typed outcome or one [`FlowError`]. `guise-server` turns both into HTTP.
 //!
@@ -12,9 +13,11 @@ pub mod delivery;
 mod error;
 pub mod impersonation;
 pub mod login;
+pub mod saml;
 pub mod session;
 #[cfg(test)]
 mod tests;
+pub mod wsfed;
 
 pub use error::FlowError;
 

@@ -9,4 +9,5 @@ pub mod metadata;
 pub mod request;
 pub mod response;
 pub mod settings;
+pub mod sso;
 pub mod xml;

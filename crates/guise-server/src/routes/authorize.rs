@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use guise_core::StoreError;
 use guise_core::store::ClientStore;
-use guise_flow::authorization::{FlowOutcome, begin, continue_authorization, current_session};
+use guise_flow::authorization::{FlowOutcome, start};
 use guise_oidc::authorize::{AuthorizeError, AuthorizeParams, validate};
 
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Reply {
@@ -51,9 +51,7 @@ async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Authori
                     return Ok(FlowOutcome::Deliver { redirect_uri, response_mode, params });
                 }
             };
-            let record = begin(&ctx, request)?;
-            let session = current_session(&ctx, cookie.as_deref())?;
-            Ok(continue_authorization(&ctx, &record, session.as_ref(), false)?)
+            Ok(start(&ctx, request, cookie.as_deref())?)
         })
         .await;
     match outcome {

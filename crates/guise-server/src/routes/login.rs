@@ -67,8 +67,8 @@ pub async fn login_form(state: web::Data<AppState>, query: web::Query<TxQuery>) 
             Ok::<_, ApiError>(match load_request(&ctx, &tx)? {
                 Ok(record) => {
                     let name = client_name(s, &record.request.client_id)?;
-                    let hint = record.request.login_hint.clone().unwrap_or_default();
-                    login_page(StatusCode::OK, &name, &record, &hint, None, secure)
+                    let hint = record.request.login_hint().unwrap_or_default();
+                    login_page(StatusCode::OK, &name, &record, hint, None, secure)
                 }
                 Err(outcome) => outcome.into_reply(),
             })
@@ -193,7 +193,7 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>, query: w
                 StatusCode::OK,
                 "consent.html",
                 context! {
-                    client_name => name, user_email => user.email, scopes => record.request.scope.clone(),
+                    client_name => name, user_email => user.email, scopes => record.request.scope(),
                     tx => record.id.clone(), csrf => record.csrf_token.clone(),
                 },
             )
@@ -243,13 +243,14 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
                     FlowOutcome::error(&ctx, &record.request, "access_denied", "The user denied access").into_reply()
                 );
             }
+            let scope = record.request.scope();
             let event =
                 AuditEvent::new(event_type::CONSENT, now, Actor::User(session.user_id.clone()), "Consent given")
                     .subject(session.user_id.clone())
                     .client(record.request.client_id.clone())
                     .source_ip(meta.source_ip.clone())
-                    .details(serde_json::json!({ "scope": record.request.scope }));
-            s.db.grant_consent(&session.user_id, &record.request.client_id, &record.request.scope, now, event)?;
+                    .details(serde_json::json!({ "scope": scope }));
+            s.db.grant_consent(&session.user_id, &record.request.client_id, &scope, now, event)?;
             Ok(continue_authorization(&ctx, &record, Some(&session), true)?.into_reply())
         })
         .await;

@@ -1,0 +1,220 @@
+//! A passive requestor's request (`wa`, `wtrealm`, `wreply`, `wctx`, `wfresh`): which
+//! relying party it is for, and what it asks — a sign-in, to a registered `wreply`, as
+//! fresh as `wfresh` wants, or a sign-out, to a registered reply address. WS-Federation
+//! has no error response: every refusal is an error page, and an unregistered `wreply`
+//! is never redirected to.
+
+use crate::settings::{WsfedSettings, from_addons};
+use guise_core::authorization::{PendingAuthorization, PendingProtocol, PendingWsfed};
+use guise_core::client::Client;
+
+/// The request's parameters, from the query string.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct WsfedParams {
+    pub wa: Option<String>,
+    pub wtrealm: Option<String>,
+    pub wreply: Option<String>,
+    pub wctx: Option<String>,
+    pub wfresh: Option<String>,
+}
+
+/// Longest value accepted for any parameter.
+pub const MAX_PARAM: usize = 2048;
+
+/// Why a request is refused; the text is the error page's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("A parameter is too long")]
+    TooLong,
+    #[error("Unknown realm or client, or WS-Federation is not enabled for it")]
+    UnknownRealm,
+    #[error("wtrealm does not match the client's realm")]
+    RealmMismatch,
+    #[error("wreply is not a registered callback of the client")]
+    UnregisteredReply,
+    #[error("The client has no registered callback")]
+    NoCallback,
+    #[error("wfresh must be a number of minutes")]
+    BadFreshness,
+    #[error("wreply is not a registered logout URL of the client")]
+    UnregisteredSignOutReply,
+    #[error("Unsupported wa (wsignin1.0, wsignout1.0 or wsignoutcleanup1.0)")]
+    UnsupportedAction,
+    #[error("Missing wa")]
+    MissingAction,
+}
+
+/// What a valid request asks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WsfedRequest {
+    /// Log the user in and answer with a sign-in response.
+    SignIn(Box<PendingAuthorization>),
+    /// End the session, then go to `reply` (a registered address), or else show that the
+    /// user is logged out.
+    SignOut { reply: Option<String> },
+}
+
+impl WsfedParams {
+    /// No parameter is longer than [`MAX_PARAM`].
+    pub fn check_lengths(&self) -> Result<(), Refusal> {
+        let values = [&self.wa, &self.wtrealm, &self.wreply, &self.wctx, &self.wfresh];
+        match values.iter().any(|v| v.as_ref().is_some_and(|v| v.len() > MAX_PARAM)) {
+            true => Err(Refusal::TooLong),
+            false => Ok(()),
+        }
+    }
+}
+
+/// The client with its WS-Fed settings, if it is a relying party (valid `addons.wsfed`).
+pub fn relying_party(client: Client) -> Option<(Client, WsfedSettings)> {
+    let settings = from_addons(&client.client_id, &client.addons).ok().flatten()?;
+    Some((client, settings))
+}
+
+/// The first of `clients` (oldest first) that is a relying party for `realm`.
+pub fn by_realm(clients: impl IntoIterator<Item = Client>, realm: &str) -> Result<(Client, WsfedSettings), Refusal> {
+    clients
+        .into_iter()
+        .filter_map(relying_party)
+        .find(|(_, settings)| settings.realm == realm)
+        .ok_or(Refusal::UnknownRealm)
+}
+
+/// Validate a request to `client`, a relying party with `settings`.
+pub fn validate(client: &Client, settings: &WsfedSettings, params: &WsfedParams) -> Result<WsfedRequest, Refusal> {
+    if params.wtrealm.as_ref().is_some_and(|realm| *realm != settings.realm) {
+        return Err(Refusal::RealmMismatch);
+    }
+    match params.wa.as_deref() {
+        Some("wsignin1.0") => sign_in(client, settings, params).map(|p| WsfedRequest::SignIn(Box::new(p))),
+        // The reply is checked before anything ends: a refused sign-out leaves the session.
+        Some("wsignout1.0" | "wsignoutcleanup1.0") => match &params.wreply {
+            Some(url) if !client.accepts_sign_out_reply(url) => Err(Refusal::UnregisteredSignOutReply),
+            reply => Ok(WsfedRequest::SignOut { reply: reply.clone() }),
+        },
+        Some(_) => Err(Refusal::UnsupportedAction),
+        None => Err(Refusal::MissingAction),
+    }
+}
+
+fn sign_in(client: &Client, settings: &WsfedSettings, params: &WsfedParams) -> Result<PendingAuthorization, Refusal> {
+    let reply = params.wreply.clone().or_else(|| client.callbacks.first().cloned()).ok_or(Refusal::NoCallback)?;
+    if !client.is_registered_callback(&reply) {
+        return Err(Refusal::UnregisteredReply);
+    }
+    // `wfresh`: the oldest login accepted, in minutes; 0 asks for a new login.
+    let (prompt, max_age) = match params.wfresh.as_deref().map(str::parse::<i64>) {
+        None => (vec![], None),
+        Some(Ok(0)) => (vec!["login".to_owned()], None),
+        Some(Ok(minutes)) if minutes > 0 => (vec![], Some(minutes.saturating_mul(60))),
+        Some(_) => return Err(Refusal::BadFreshness),
+    };
+    Ok(PendingAuthorization {
+        client_id: client.client_id.clone(),
+        prompt,
+        max_age,
+        protocol: PendingProtocol::Wsfed(PendingWsfed {
+            realm: settings.realm.clone(),
+            reply,
+            wctx: params.wctx.clone(),
+            rms: settings.rms,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guise_core::client::AppType;
+    use serde_json::json;
+
+    const REPLY: &str = "https://rp.example/signin";
+    const BYE: &str = "https://rp.example/bye";
+
+    fn client(id: &str, realm: Option<&str>) -> Client {
+        let mut client = Client::new(id, "RP", AppType::RegularWeb, chrono::DateTime::UNIX_EPOCH);
+        client.callbacks = vec![REPLY.into()];
+        client.allowed_logout_urls = vec![BYE.into()];
+        let wsfed = realm.map_or_else(|| json!({}), |realm| json!({ "realm": realm }));
+        client.addons = json!({ "wsfed": wsfed }).as_object().cloned().unwrap_or_default();
+        client
+    }
+
+    fn ask(client: &Client, params: WsfedParams) -> Result<WsfedRequest, Refusal> {
+        let (client, settings) = relying_party(client.clone()).ok_or(Refusal::UnknownRealm)?;
+        validate(&client, &settings, &params)
+    }
+
+    fn sign_in(wreply: Option<&str>, wfresh: Option<&str>) -> WsfedParams {
+        WsfedParams {
+            wa: Some("wsignin1.0".into()),
+            wreply: wreply.map(str::to_owned),
+            wfresh: wfresh.map(str::to_owned),
+            ..WsfedParams::default()
+        }
+    }
+
+    fn pending(result: Result<WsfedRequest, Refusal>) -> PendingAuthorization {
+        match result {
+            Ok(WsfedRequest::SignIn(pending)) => *pending,
+            other => panic!("expected a sign-in, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unregistered_wreply_is_refused_for_sign_in_and_sign_out() {
+        let rp = client("c1", None);
+        assert_eq!(ask(&rp, sign_in(Some("https://evil.example/"), None)), Err(Refusal::UnregisteredReply));
+        let sign_out = |reply: &str| WsfedParams {
+            wa: Some("wsignout1.0".into()),
+            wreply: Some(reply.into()),
+            ..WsfedParams::default()
+        };
+        assert_eq!(ask(&rp, sign_out("https://evil.example/")), Err(Refusal::UnregisteredSignOutReply));
+        assert_eq!(ask(&rp, sign_out(BYE)), Ok(WsfedRequest::SignOut { reply: Some(BYE.into()) }));
+        // No wreply: the first registered callback; none registered, nowhere to answer.
+        let PendingProtocol::Wsfed(wsfed) = pending(ask(&rp, sign_in(None, None))).protocol else { panic!("WS-Fed") };
+        assert_eq!((wsfed.reply.as_str(), wsfed.realm.as_str()), (REPLY, "c1"));
+        let bare = Client { callbacks: vec![], ..rp.clone() };
+        assert_eq!(ask(&bare, sign_in(None, None)), Err(Refusal::NoCallback));
+    }
+
+    #[test]
+    fn wfresh_zero_forces_a_login_and_minutes_cap_its_age() {
+        let rp = client("c1", None);
+        let fresh = pending(ask(&rp, sign_in(Some(REPLY), Some("0"))));
+        assert_eq!((fresh.prompt, fresh.max_age), (vec!["login".to_owned()], None));
+        let recent = pending(ask(&rp, sign_in(Some(REPLY), Some("5"))));
+        assert_eq!((recent.prompt.is_empty(), recent.max_age), (true, Some(300)));
+        let any = pending(ask(&rp, sign_in(Some(REPLY), None)));
+        assert_eq!((any.prompt.is_empty(), any.max_age), (true, None));
+        for bad in ["-1", "soon", ""] {
+            assert_eq!(ask(&rp, sign_in(Some(REPLY), Some(bad))), Err(Refusal::BadFreshness), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_realm_names_a_relying_party_or_nothing() {
+        let clients = || vec![client("plain", None), client("first", Some("urn:rp")), client("second", Some("urn:rp"))];
+        assert_eq!(by_realm(clients(), "urn:unknown").err(), Some(Refusal::UnknownRealm));
+        assert_eq!(by_realm(clients(), "urn:rp").map(|(c, _)| c.client_id), Ok("first".into()));
+        assert_eq!(by_realm(clients(), "plain").map(|(c, _)| c.client_id), Ok("plain".into()));
+        let no_wsfed = Client { addons: Default::default(), ..client("x", None) };
+        assert_eq!(by_realm(vec![no_wsfed.clone()], "x").err(), Some(Refusal::UnknownRealm));
+        assert!(relying_party(no_wsfed).is_none());
+        // At a client's own endpoint, a wtrealm must be its realm.
+        let other_realm = WsfedParams { wtrealm: Some("urn:other".into()), ..sign_in(Some(REPLY), None) };
+        assert_eq!(ask(&client("c1", Some("urn:rp")), other_realm), Err(Refusal::RealmMismatch));
+    }
+
+    #[test]
+    fn actions_and_lengths_are_checked() {
+        let rp = client("c1", None);
+        assert_eq!(ask(&rp, WsfedParams::default()), Err(Refusal::MissingAction));
+        let attribute = WsfedParams { wa: Some("wattr1.0".into()), ..WsfedParams::default() };
+        assert_eq!(ask(&rp, attribute), Err(Refusal::UnsupportedAction));
+        let long = WsfedParams { wctx: Some("x".repeat(MAX_PARAM + 1)), ..sign_in(None, None) };
+        assert_eq!(long.check_lengths(), Err(Refusal::TooLong));
+        assert_eq!(sign_in(Some(REPLY), Some("0")).check_lengths(), Ok(()));
+    }
+}
