@@ -29,9 +29,7 @@ impl PendingAuthorization {
     pub fn scope(&self) -> Vec<String> {
         match &self.protocol {
             PendingProtocol::Oidc(oidc) => oidc.scope.clone(),
-            PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => {
-                ASSERTION_SCOPE.iter().map(|s| (*s).to_owned()).collect()
-            }
+            PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => ASSERTION_SCOPE.map(str::to_owned).to_vec(),
         }
     }
 
@@ -56,7 +54,7 @@ pub enum PendingProtocol {
 }
 
 /// What an OIDC authorization request needs to be answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingOidc {
     /// A registered callback.
     pub redirect_uri: String,
@@ -82,59 +80,35 @@ mod wire {
     #[derive(Serialize, Deserialize)]
     pub struct Wire {
         client_id: String,
-        redirect_uri: String,
-        scope: Vec<String>,
-        state: Option<String>,
-        nonce: Option<String>,
-        code_challenge: Option<String>,
-        audience: Option<String>,
+        #[serde(flatten)]
+        oidc: PendingOidc,
         prompt: Vec<String>,
         max_age: Option<i64>,
-        login_hint: Option<String>,
-        response_mode: String,
         #[serde(default)]
         saml: Option<PendingSaml>,
         #[serde(default)]
         wsfed: Option<PendingWsfed>,
     }
 
+    /// The OIDC members of an assertion's request, as older versions wrote them.
+    fn assertion(address: &str) -> PendingOidc {
+        let scope = ASSERTION_SCOPE.map(str::to_owned).to_vec();
+        PendingOidc {
+            redirect_uri: address.to_owned(),
+            scope,
+            response_mode: "form_post".into(),
+            ..PendingOidc::default()
+        }
+    }
+
     impl From<PendingAuthorization> for Wire {
         fn from(request: PendingAuthorization) -> Self {
-            let PendingAuthorization { client_id, prompt, max_age, protocol } = request;
-            let assertion = |redirect_uri: String, saml, wsfed| Wire {
-                client_id: client_id.clone(),
-                redirect_uri,
-                scope: ASSERTION_SCOPE.iter().map(|s| (*s).to_owned()).collect(),
-                state: None,
-                nonce: None,
-                code_challenge: None,
-                audience: None,
-                prompt: prompt.clone(),
-                max_age,
-                login_hint: None,
-                response_mode: "form_post".into(),
-                saml,
-                wsfed,
+            let (oidc, saml, wsfed) = match request.protocol {
+                PendingProtocol::Oidc(oidc) => (oidc, None, None),
+                PendingProtocol::Saml(saml) => (assertion(&saml.acs_url), Some(saml), None),
+                PendingProtocol::Wsfed(wsfed) => (assertion(&wsfed.reply), None, Some(wsfed)),
             };
-            match protocol {
-                PendingProtocol::Saml(saml) => assertion(saml.acs_url.clone(), Some(saml), None),
-                PendingProtocol::Wsfed(wsfed) => assertion(wsfed.reply.clone(), None, Some(wsfed)),
-                PendingProtocol::Oidc(oidc) => Wire {
-                    client_id,
-                    redirect_uri: oidc.redirect_uri,
-                    scope: oidc.scope,
-                    state: oidc.state,
-                    nonce: oidc.nonce,
-                    code_challenge: oidc.code_challenge,
-                    audience: oidc.audience,
-                    prompt,
-                    max_age,
-                    login_hint: oidc.login_hint,
-                    response_mode: oidc.response_mode,
-                    saml: None,
-                    wsfed: None,
-                },
-            }
+            Wire { client_id: request.client_id, oidc, prompt: request.prompt, max_age: request.max_age, saml, wsfed }
         }
     }
 
@@ -143,16 +117,7 @@ mod wire {
 
         fn try_from(wire: Wire) -> Result<Self, Self::Error> {
             let protocol = match (wire.saml, wire.wsfed) {
-                (None, None) => PendingProtocol::Oidc(PendingOidc {
-                    redirect_uri: wire.redirect_uri,
-                    scope: wire.scope,
-                    state: wire.state,
-                    nonce: wire.nonce,
-                    code_challenge: wire.code_challenge,
-                    audience: wire.audience,
-                    login_hint: wire.login_hint,
-                    response_mode: wire.response_mode,
-                }),
+                (None, None) => PendingProtocol::Oidc(wire.oidc),
                 (Some(saml), None) => PendingProtocol::Saml(saml),
                 (None, Some(wsfed)) => PendingProtocol::Wsfed(wsfed),
                 (Some(_), Some(_)) => return Err("a pending request is either SAML or WS-Federation"),

@@ -38,6 +38,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A lookup's result with `NotFound` as `None`.
+pub fn found<T>(result: StoreResult<T>) -> StoreResult<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub trait UserStore: Send + Sync {
     fn create_user(&self, user: NewUser, audit: AuditEvent) -> StoreResult<User>;
     fn user_by_id(&self, user_id: &str) -> StoreResult<User>;

@@ -17,8 +17,9 @@ use guise_core::authorization::{
 use guise_core::ids::new_secret;
 use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
+use guise_core::store::found;
 use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
-use guise_oidc::authorize::{NextStep, next_step};
+use guise_oidc::authorize::{AuthorizeError, AuthorizeParams, NextStep, next_step, validate};
 use guise_oidc::grant::hash_secret;
 use guise_saml::response::{STATUS_NO_PASSIVE, STATUS_REQUEST_DENIED, STATUS_RESPONDER};
 
@@ -34,6 +35,11 @@ pub enum FlowOutcome {
 }
 
 impl FlowOutcome {
+    /// An error page for a request that cannot be continued or trusted.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        FlowOutcome::ErrorPage { error: "invalid_request".into(), description: description.into() }
+    }
+
     /// The request's error, told to the client by its own protocol.
     pub fn error(ctx: &FlowContext<'_>, request: &PendingAuthorization, error: &str, description: &str) -> Self {
         match &request.protocol {
@@ -116,9 +122,10 @@ pub fn load_request(
     ctx: &FlowContext<'_>,
     tx: &str,
 ) -> Result<Result<AuthorizationRequestRecord, FlowOutcome>, FlowError> {
-    let expired = || FlowOutcome::ErrorPage {
-        error: "invalid_request".into(),
-        description: "This login request has expired or is unknown. Go back to the application and start again.".into(),
+    let expired = || {
+        FlowOutcome::invalid_request(
+            "This login request has expired or is unknown. Go back to the application and start again.",
+        )
     };
     if tx.is_empty() || tx.len() > 64 {
         return Ok(Err(expired()));
@@ -141,6 +148,26 @@ pub fn begin(ctx: &FlowContext<'_>, request: PendingAuthorization) -> Result<Aut
     };
     ctx.store.save_authorization_request(record.clone())?;
     Ok(record)
+}
+
+/// An OIDC authorization request: validated for its client, then started; its error shown,
+/// or sent to the redirect URI once that is known to be registered.
+pub fn authorize(
+    ctx: &FlowContext<'_>,
+    params: &AuthorizeParams,
+    cookie: Option<&str>,
+) -> Result<FlowOutcome, FlowError> {
+    let client_id = params.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 128);
+    let client = client_id.map(|id| found(ctx.store.client_by_id(id))).transpose()?.flatten();
+    match validate(params, client.as_ref()) {
+        Ok(request) => start(ctx, request, cookie),
+        Err(AuthorizeError::Page { error, description }) => Ok(FlowOutcome::ErrorPage { error, description }),
+        Err(AuthorizeError::Redirect { redirect_uri, response_mode, state, error, description }) => {
+            let request = PendingOidc { redirect_uri, response_mode, state, ..PendingOidc::default() };
+            let params = vec![("error", error.to_owned()), ("error_description", description)];
+            Ok(FlowOutcome::to_redirect_uri(ctx, &request, params))
+        }
+    }
 }
 
 /// Keep a validated request and continue it with the session behind the browser's cookie.
@@ -169,15 +196,8 @@ pub fn continue_authorization(
         store.delete_authorization_request(&record.id)?;
         Ok(FlowOutcome::error(ctx, request, error, description))
     };
-    let client = match store.client_by_id(&request.client_id) {
-        Ok(client) => client,
-        Err(StoreError::NotFound) => {
-            return Ok(FlowOutcome::ErrorPage {
-                error: "invalid_request".into(),
-                description: "Unknown client".into(),
-            });
-        }
-        Err(e) => return Err(e.into()),
+    let Some(client) = found(store.client_by_id(&request.client_id))? else {
+        return Ok(FlowOutcome::invalid_request("Unknown client"));
     };
     let consented = match session {
         Some(session) => store.consented_scopes(&session.user_id, &client.client_id)?,
@@ -254,6 +274,17 @@ pub fn recheck_impersonation(
 ) -> Result<Result<(), Refusal>, StoreError> {
     let management = ctx.settings.management_audience();
     guise_oidc::chain::recheck(ctx.chain_stores(), ctx.store, session, client_id, &management, ctx.now)
+}
+
+/// Where the browser goes after a request that may end the session (a WS-Fed request, a
+/// SAML logout).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignOutOutcome {
+    /// Nothing ended: a sign-in continues (login, consent, the answer), or an error page.
+    Continue(FlowOutcome),
+    /// The session has ended (the cookie goes): to `reply` (a registered URL), or else a
+    /// logged-out page.
+    SignedOut { reply: Option<String> },
 }
 
 /// Log out: end the session behind a cookie's value (revoking its tokens), audited.

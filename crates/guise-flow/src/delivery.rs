@@ -7,7 +7,7 @@
 
 use crate::assertion::{self, Relying};
 use crate::{FlowContext, FlowError};
-use guise_core::authorization::{AuthorizationCode, PendingSaml, PendingWsfed};
+use guise_core::authorization::{AuthorizationCode, PendingWsfed};
 use guise_core::client::Client;
 use guise_core::ids::new_secret;
 use guise_core::impersonation::{Protocol, Ticket};
@@ -15,6 +15,7 @@ use guise_core::permission::parse_scope;
 use guise_core::session::Session;
 use guise_core::user::User;
 use guise_oidc::grant::hash_secret;
+use guise_saml::sso::idp_initiated;
 
 /// Where the browser goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,13 +87,7 @@ pub fn impersonation(
     match ticket.protocol {
         Protocol::Samlp => {
             let settings = assertion::saml_settings(client)?;
-            let pending = PendingSaml {
-                request_id: None,
-                acs_url: address()?,
-                audience: settings.entity_id(&client.client_id),
-                relay_state: ticket.state.clone(),
-                name_id_format: settings.name_id_format.clone(),
-            };
+            let pending = idp_initiated(&client.client_id, &settings, address()?, ticket.state.clone());
             assertion::for_login(ctx, client, Relying::Saml(&settings, &pending), session)
         }
         Protocol::Wsfed | Protocol::WsfedRms => {

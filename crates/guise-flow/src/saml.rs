@@ -1,35 +1,25 @@
-//! A SAML single sign-on request, from the client's id to the browser's next step: the
-//! client and its SAML settings looked up, `guise_saml::sso`'s rules applied, then the
-//! shared authorization flow; a refusal is an error page, or a SAML error Response to a
-//! registered ACS.
+//! SAML requests, from the client's id to the browser's next step: the client and its
+//! settings looked up, then single sign-on (`guise_saml::sso`, the shared login flow) or
+//! single logout (`guise_saml::slo`, the replay key redeemed on any node, the session ended).
 
-use crate::authorization::{FlowOutcome, start};
+use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, start};
 use crate::{FlowContext, FlowError};
-use guise_core::StoreError;
 use guise_core::client::Client;
+use guise_core::store::found;
 use guise_saml::response::STATUS_REQUESTER;
 use guise_saml::settings::{SamlSettings, from_addons};
+use guise_saml::slo::{LogoutRefusal, check_logout, response_url};
 use guise_saml::sso::{Binding, SamlParams, SsoRefusal, pending_sso};
 
-fn page(description: impl Into<String>) -> FlowOutcome {
-    FlowOutcome::ErrorPage { error: "invalid_request".into(), description: description.into() }
-}
-
-/// The client and its SAML settings, or the error page for an unknown client or one
-/// without (valid) SAML settings.
-pub fn saml_client(
-    ctx: &FlowContext<'_>,
-    client_id: &str,
-) -> Result<Result<(Client, SamlSettings), FlowOutcome>, FlowError> {
-    let client = match ctx.store.client_by_id(client_id) {
-        Ok(client) => client,
-        Err(StoreError::NotFound) => return Ok(Err(page("Unknown client"))),
-        Err(e) => return Err(e.into()),
+/// The client and its SAML settings, or the error page saying why not.
+pub fn saml_client(ctx: &FlowContext<'_>, id: &str) -> Result<Result<(Client, SamlSettings), FlowOutcome>, FlowError> {
+    let Some(client) = found(ctx.store.client_by_id(id))? else {
+        return Ok(Err(FlowOutcome::invalid_request("Unknown client")));
     };
     Ok(match from_addons(&client.addons) {
         Ok(Some(settings)) => Ok((client, settings)),
-        Ok(None) => Err(page("SAML is not enabled for this client")),
-        Err(e) => Err(page(e.to_string())),
+        Ok(None) => Err(FlowOutcome::invalid_request("SAML is not enabled for this client")),
+        Err(e) => Err(FlowOutcome::invalid_request(e.to_string())),
     })
 }
 
@@ -47,9 +37,41 @@ pub fn sign_in(
     };
     match pending_sso(&client, &settings, params, binding) {
         Ok(pending) => start(ctx, pending, cookie),
-        Err(SsoRefusal::Page(description)) => Ok(page(description)),
+        Err(SsoRefusal::Page(description)) => Ok(FlowOutcome::invalid_request(description)),
         Err(SsoRefusal::ToAcs { pending, status, message }) => {
             Ok(FlowOutcome::saml_error(ctx, &pending, STATUS_REQUESTER, status, message))
         }
     }
+}
+
+/// Single logout at `client_id` (`raw_query` is what a signature covers); a refused
+/// logout ends nothing.
+pub fn logout(
+    ctx: &FlowContext<'_>,
+    client_id: &str,
+    params: &SamlParams,
+    raw_query: &str,
+    cookie: Option<&str>,
+    source_ip: Option<String>,
+) -> Result<SignOutOutcome, FlowError> {
+    let refused =
+        |refusal: LogoutRefusal| Ok(SignOutOutcome::Continue(FlowOutcome::invalid_request(refusal.to_string())));
+    let (client, settings) = match saml_client(ctx, client_id)? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(SignOutOutcome::Continue(outcome)),
+    };
+    let checked = match check_logout(&client.client_id, &settings, params, raw_query, ctx.now) {
+        Ok(checked) => checked,
+        Err(refusal) => return refused(refusal),
+    };
+    if let Some((key, until)) = &checked.replay
+        && !ctx.store.redeem_once(key, ctx.now, *until)?
+    {
+        return refused(LogoutRefusal::Replayed);
+    }
+    let relay_state = params.relay_state.as_deref();
+    let reply = response_url(&ctx.settings.issuer, &client, &settings, &checked, relay_state, ctx.now)
+        .map_err(|e| FlowError::Misconfigured(format!("The client's logout callback is unusable: {e}")))?;
+    end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (SAML)")?;
+    Ok(SignOutOutcome::SignedOut { reply })
 }

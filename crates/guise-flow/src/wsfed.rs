@@ -1,22 +1,13 @@
-//! A WS-Federation passive request, from the client's id (or `wtrealm`) to the browser's
-//! next step: the relying party looked up, `guise_wsfed::request`'s rules applied, then
-//! the shared authorization flow for a sign-in, or the session ended for a sign-out.
+//! A WS-Federation request, from the client's id (or `wtrealm`) to the browser's next
+//! step: the relying party looked up, `guise_wsfed::request`'s rules applied, then the
+//! shared login flow for a sign-in, or the session ended for a sign-out.
 
-use crate::authorization::{FlowOutcome, end_cookie_session, start};
+use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, start};
 use crate::{FlowContext, FlowError};
-use guise_core::StoreError;
 use guise_core::client::Client;
+use guise_core::store::found;
 use guise_wsfed::request::{Refusal, WsfedParams, WsfedRequest, by_realm, relying_party, validate};
 use guise_wsfed::settings::WsfedSettings;
-
-/// Where the browser goes after a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WsfedOutcome {
-    /// The sign-in continues (login, consent, the sign-in response), or an error page.
-    Continue(FlowOutcome),
-    /// The session has ended: to `reply` (registered), or else a logged-out page.
-    SignedOut { reply: Option<String> },
-}
 
 /// The relying party at `/wsfed/{client_id}`, or else the one whose realm is `realm`.
 pub fn relying_party_for(
@@ -25,11 +16,7 @@ pub fn relying_party_for(
     realm: Option<&str>,
 ) -> Result<Result<(Client, WsfedSettings), Refusal>, FlowError> {
     match (client_id, realm) {
-        (Some(id), _) => match ctx.store.client_by_id(id) {
-            Ok(client) => Ok(relying_party(client).ok_or(Refusal::UnknownRealm)),
-            Err(StoreError::NotFound) => Ok(Err(Refusal::UnknownRealm)),
-            Err(e) => Err(e.into()),
-        },
+        (Some(id), _) => Ok(found(ctx.store.client_by_id(id))?.and_then(relying_party).ok_or(Refusal::UnknownRealm)),
         (None, Some(realm)) => Ok(by_realm(ctx.store.all_clients()?, realm)),
         (None, None) => Ok(Err(Refusal::UnknownRealm)),
     }
@@ -42,27 +29,15 @@ pub fn request(
     params: &WsfedParams,
     cookie: Option<&str>,
     source_ip: Option<String>,
-) -> Result<WsfedOutcome, FlowError> {
-    let refused = |refusal: Refusal| {
-        WsfedOutcome::Continue(FlowOutcome::ErrorPage {
-            error: "invalid_request".into(),
-            description: refusal.to_string(),
-        })
-    };
-    if let Err(refusal) = params.check_lengths() {
-        return Ok(refused(refusal));
-    }
-    let (client, settings) = match relying_party_for(ctx, client_id, params.wtrealm.as_deref())? {
-        Ok(found) => found,
-        Err(refusal) => return Ok(refused(refusal)),
-    };
-    match validate(&client, &settings, params) {
-        Ok(WsfedRequest::SignIn(pending)) => Ok(WsfedOutcome::Continue(start(ctx, *pending, cookie)?)),
-        Ok(WsfedRequest::SignOut { reply }) => {
-            let client_id = Some(client.client_id);
-            end_cookie_session(ctx, cookie, client_id, source_ip, "Logged out (WS-Federation)")?;
-            Ok(WsfedOutcome::SignedOut { reply })
+) -> Result<SignOutOutcome, FlowError> {
+    let checked = relying_party_for(ctx, client_id, params.wtrealm.as_deref())?
+        .and_then(|(client, settings)| Ok((validate(&client, &settings, params)?, client)));
+    match checked {
+        Ok((WsfedRequest::SignIn(pending), _)) => Ok(SignOutOutcome::Continue(start(ctx, *pending, cookie)?)),
+        Ok((WsfedRequest::SignOut { reply }, client)) => {
+            end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (WS-Federation)")?;
+            Ok(SignOutOutcome::SignedOut { reply })
         }
-        Err(refusal) => Ok(refused(refusal)),
+        Err(refusal) => Ok(SignOutOutcome::Continue(FlowOutcome::invalid_request(refusal.to_string()))),
     }
 }

@@ -1,9 +1,8 @@
-//! A single sign-on request's rules, before anyone logs in: the binding decoded (for a
-//! client with a `signingCert`, the HTTP-Redirect signature checked), the AuthnRequest's
-//! ACS URL registered, its `Issuer` the registered entity id, its NameID format one guise
-//! produces — or IdP-initiated SSO to the first registered ACS. Until the ACS is known to
-//! be registered a refusal is an error page ([`SsoRefusal::Page`]); after, a SAML error
-//! Response to it ([`SsoRefusal::ToAcs`]).
+//! A single sign-on request's rules: the binding decoded (for a client with a
+//! `signingCert`, the Redirect signature checked), the ACS URL registered, the `Issuer`
+//! the registered entity id, a NameID format guise produces; no request is IdP-initiated
+//! SSO to the first callback. Until the ACS is trusted a refusal is an error page; after,
+//! a SAML error Response to it.
 
 use crate::request::{self, AuthnRequest};
 use crate::response::{STATUS_INVALID_NAMEID_POLICY, STATUS_REQUEST_DENIED};
@@ -20,26 +19,20 @@ pub struct SamlParams {
     pub relay_state: Option<String>,
 }
 
-/// The binding a request came over.
+/// HTTP-Redirect (with the raw query string its signature covers) or HTTP-POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Binding {
-    /// HTTP-Redirect, with the raw query string its signature covers.
-    Redirect {
-        raw_query: String,
-    },
+    Redirect(String),
     Post,
 }
 
-/// Longest `RelayState` accepted.
 pub const MAX_RELAY_STATE: usize = 1024;
 
-/// Why a single sign-on request is not continued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SsoRefusal {
     /// The ACS is not known to be registered: an error page, never a redirect.
     Page(String),
-    /// The ACS is registered: a `Requester` error Response with this second-level
-    /// `status`, posted to it.
+    /// A `Requester` error Response with this second-level `status`, to the registered ACS.
     ToAcs { pending: Box<PendingSaml>, status: &'static str, message: &'static str },
 }
 
@@ -47,8 +40,20 @@ fn page(description: impl ToString) -> SsoRefusal {
     SsoRefusal::Page(description.to_string())
 }
 
-/// The pending login a request for `client` (with its SAML `settings`) becomes; no
-/// `SAMLRequest` is IdP-initiated SSO.
+/// What answering IdP-initiated SSO to `acs_url`, a registered callback, needs. The
+/// audience comes from the registration only (a request's Issuer is checked, never used).
+pub fn idp_initiated(client_id: &str, settings: &SamlSettings, acs_url: String, relay: Option<String>) -> PendingSaml {
+    let name_id_format = settings.name_id_format.clone();
+    PendingSaml {
+        request_id: None,
+        acs_url,
+        audience: settings.entity_id(client_id),
+        relay_state: relay,
+        name_id_format,
+    }
+}
+
+/// The pending login a request for `client` with its SAML `settings` becomes.
 pub fn pending_sso(
     client: &Client,
     settings: &SamlSettings,
@@ -58,48 +63,32 @@ pub fn pending_sso(
     if params.relay_state.as_ref().is_some_and(|r| r.len() > MAX_RELAY_STATE) {
         return Err(page("RelayState is too long"));
     }
-    let parsed = match &params.saml_request {
-        Some(encoded) => Some(authn_request(client, settings, encoded, binding)?),
-        None => None,
-    };
-    let acs_url = parsed
-        .as_ref()
-        .and_then(|r| r.acs_url.clone())
+    let parsed = params.saml_request.as_ref().map(|r| authn_request(client, settings, r, binding)).transpose()?;
+    let acs_url = (parsed.as_ref().and_then(|r| r.acs_url.clone()))
         .or_else(|| client.callbacks.first().cloned())
         .ok_or_else(|| page("The client has no registered ACS URL (callbacks)"))?;
-    let name_id_format = match parsed.as_ref().and_then(|r| r.name_id_format.clone()) {
-        Some(format) if format != NAMEID_UNSPECIFIED => format,
-        _ => settings.name_id_format.clone(),
-    };
-    let pending = PendingSaml {
-        request_id: parsed.as_ref().map(|r| r.id.clone()),
-        acs_url,
-        // From the registration only: the request's Issuer is checked against it, never used.
-        audience: settings.entity_id(&client.client_id),
-        relay_state: params.relay_state.clone(),
-        name_id_format,
-    };
-    if let Some(parsed) = &parsed
-        && !settings.issuer_matches(&client.client_id, parsed.issuer.as_deref())
-    {
-        let message = "The AuthnRequest Issuer is not the entity id registered for this client";
-        return Err(SsoRefusal::ToAcs { pending: Box::new(pending), status: STATUS_REQUEST_DENIED, message });
+    let mut pending = idp_initiated(&client.client_id, settings, acs_url, params.relay_state.clone());
+    let mut prompt = vec![];
+    if let Some(parsed) = parsed {
+        pending.request_id = Some(parsed.id);
+        if let Some(format) = parsed.name_id_format.filter(|f| f != NAMEID_UNSPECIFIED) {
+            pending.name_id_format = format;
+        }
+        let to_acs = |status, message| Err(SsoRefusal::ToAcs { pending: Box::new(pending.clone()), status, message });
+        if !settings.issuer_matches(&client.client_id, parsed.issuer.as_deref()) {
+            return to_acs(STATUS_REQUEST_DENIED, "The AuthnRequest Issuer is not this client's entity id");
+        }
+        if !NAMEID_FORMATS.contains(&pending.name_id_format.as_str()) {
+            return to_acs(STATUS_INVALID_NAMEID_POLICY, "Unsupported NameID format");
+        }
+        if parsed.is_passive {
+            prompt.push("none".to_owned());
+        } else if parsed.force_authn {
+            prompt.push("login".to_owned());
+        }
     }
-    if !NAMEID_FORMATS.contains(&pending.name_id_format.as_str()) {
-        let message = "Unsupported NameID format";
-        return Err(SsoRefusal::ToAcs { pending: Box::new(pending), status: STATUS_INVALID_NAMEID_POLICY, message });
-    }
-    let prompt = match &parsed {
-        Some(r) if r.is_passive => vec!["none".to_owned()],
-        Some(r) if r.force_authn => vec!["login".to_owned()],
-        _ => vec![],
-    };
-    Ok(PendingAuthorization {
-        client_id: client.client_id.clone(),
-        prompt,
-        max_age: None,
-        protocol: PendingProtocol::Saml(pending),
-    })
+    let protocol = PendingProtocol::Saml(pending);
+    Ok(PendingAuthorization { client_id: client.client_id.clone(), prompt, max_age: None, protocol })
 }
 
 /// Decode, check the signature of, and parse an AuthnRequest whose ACS is registered.
@@ -110,7 +99,7 @@ fn authn_request(
     binding: &Binding,
 ) -> Result<AuthnRequest, SsoRefusal> {
     let xml = match binding {
-        Binding::Redirect { raw_query } => {
+        Binding::Redirect(raw_query) => {
             if let Some(cert) = &settings.signing_cert {
                 request::verify_redirect_signature(raw_query, cert).map_err(page)?;
             }
@@ -122,12 +111,12 @@ fn authn_request(
         Binding::Post => request::decode_post(encoded).map_err(page)?,
     };
     let parsed = request::parse_authn_request(&xml).map_err(page)?;
-    if let Some(acs) = &parsed.acs_url
-        && !client.is_registered_callback(acs)
-    {
-        return Err(page("The AssertionConsumerServiceURL is not registered for this client"));
+    match &parsed.acs_url {
+        Some(acs) if !client.is_registered_callback(acs) => {
+            Err(page("The AssertionConsumerServiceURL is not registered for this client"))
+        }
+        _ => Ok(parsed),
     }
-    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -194,7 +183,7 @@ mod tests {
         let signing = settings(json!({ "signingCert": "-----BEGIN CERTIFICATE-----" }));
         let unsigned = pending_sso(&client(&[ACS]), &signing, &posted(ACS, "urn:c1", ""), &Binding::Post);
         assert!(matches!(unsigned, Err(SsoRefusal::Page(_))), "{unsigned:?}");
-        let redirect = Binding::Redirect { raw_query: "SAMLRequest=x".into() };
+        let redirect = Binding::Redirect("SAMLRequest=x".into());
         assert!(matches!(
             pending_sso(&client(&[ACS]), &signing, &posted(ACS, "urn:c1", ""), &redirect),
             Err(SsoRefusal::Page(_))

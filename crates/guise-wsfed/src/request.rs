@@ -1,14 +1,12 @@
-//! A passive requestor's request (`wa`, `wtrealm`, `wreply`, `wctx`, `wfresh`): which
-//! relying party it is for, and what it asks — a sign-in, to a registered `wreply`, as
-//! fresh as `wfresh` wants, or a sign-out, to a registered reply address. WS-Federation
-//! has no error response: every refusal is an error page, and an unregistered `wreply`
-//! is never redirected to.
+//! A passive requestor's request: which relying party it is for (`wtrealm`), and what it
+//! asks (`wa`): a sign-in to a registered `wreply`, as fresh as `wfresh` wants, or a
+//! sign-out to a registered reply address. WS-Federation has no error response: every
+//! refusal is an error page, and an unregistered `wreply` is never redirected to.
 
 use crate::settings::{WsfedSettings, from_addons};
 use guise_core::authorization::{PendingAuthorization, PendingProtocol, PendingWsfed};
 use guise_core::client::Client;
 
-/// The request's parameters, from the query string.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct WsfedParams {
     pub wa: Option<String>,
@@ -44,25 +42,13 @@ pub enum Refusal {
     MissingAction,
 }
 
-/// What a valid request asks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WsfedRequest {
-    /// Log the user in and answer with a sign-in response.
     SignIn(Box<PendingAuthorization>),
-    /// End the session, then go to `reply` (a registered address), or else show that the
-    /// user is logged out.
-    SignOut { reply: Option<String> },
-}
-
-impl WsfedParams {
-    /// No parameter is longer than [`MAX_PARAM`].
-    pub fn check_lengths(&self) -> Result<(), Refusal> {
-        let values = [&self.wa, &self.wtrealm, &self.wreply, &self.wctx, &self.wfresh];
-        match values.iter().any(|v| v.as_ref().is_some_and(|v| v.len() > MAX_PARAM)) {
-            true => Err(Refusal::TooLong),
-            false => Ok(()),
-        }
-    }
+    /// End the session, then go to `reply` (registered), or else say the user logged out.
+    SignOut {
+        reply: Option<String>,
+    },
 }
 
 /// The client with its WS-Fed settings, if it is a relying party (valid `addons.wsfed`).
@@ -72,22 +58,22 @@ pub fn relying_party(client: Client) -> Option<(Client, WsfedSettings)> {
 }
 
 /// The first of `clients` (oldest first) that is a relying party for `realm`.
-pub fn by_realm(clients: impl IntoIterator<Item = Client>, realm: &str) -> Result<(Client, WsfedSettings), Refusal> {
-    clients
-        .into_iter()
-        .filter_map(relying_party)
-        .find(|(_, settings)| settings.realm == realm)
-        .ok_or(Refusal::UnknownRealm)
+pub fn by_realm(clients: Vec<Client>, realm: &str) -> Result<(Client, WsfedSettings), Refusal> {
+    clients.into_iter().filter_map(relying_party).find(|(_, s)| s.realm == realm).ok_or(Refusal::UnknownRealm)
 }
 
 /// Validate a request to `client`, a relying party with `settings`.
 pub fn validate(client: &Client, settings: &WsfedSettings, params: &WsfedParams) -> Result<WsfedRequest, Refusal> {
+    let values = [&params.wa, &params.wtrealm, &params.wreply, &params.wctx, &params.wfresh];
+    if values.iter().any(|v| v.as_ref().is_some_and(|v| v.len() > MAX_PARAM)) {
+        return Err(Refusal::TooLong);
+    }
     if params.wtrealm.as_ref().is_some_and(|realm| *realm != settings.realm) {
         return Err(Refusal::RealmMismatch);
     }
     match params.wa.as_deref() {
         Some("wsignin1.0") => sign_in(client, settings, params).map(|p| WsfedRequest::SignIn(Box::new(p))),
-        // The reply is checked before anything ends: a refused sign-out leaves the session.
+        // Checked before anything ends: a refused sign-out leaves the session as it was.
         Some("wsignout1.0" | "wsignoutcleanup1.0") => match &params.wreply {
             Some(url) if !client.accepts_sign_out_reply(url) => Err(Refusal::UnregisteredSignOutReply),
             reply => Ok(WsfedRequest::SignOut { reply: reply.clone() }),
@@ -102,24 +88,16 @@ fn sign_in(client: &Client, settings: &WsfedSettings, params: &WsfedParams) -> R
     if !client.is_registered_callback(&reply) {
         return Err(Refusal::UnregisteredReply);
     }
-    // `wfresh`: the oldest login accepted, in minutes; 0 asks for a new login.
+    // The oldest login accepted, in minutes; 0 asks for a new login.
     let (prompt, max_age) = match params.wfresh.as_deref().map(str::parse::<i64>) {
         None => (vec![], None),
         Some(Ok(0)) => (vec!["login".to_owned()], None),
         Some(Ok(minutes)) if minutes > 0 => (vec![], Some(minutes.saturating_mul(60))),
         Some(_) => return Err(Refusal::BadFreshness),
     };
-    Ok(PendingAuthorization {
-        client_id: client.client_id.clone(),
-        prompt,
-        max_age,
-        protocol: PendingProtocol::Wsfed(PendingWsfed {
-            realm: settings.realm.clone(),
-            reply,
-            wctx: params.wctx.clone(),
-            rms: settings.rms,
-        }),
-    })
+    let wsfed = PendingWsfed { realm: settings.realm.clone(), reply, wctx: params.wctx.clone(), rms: settings.rms };
+    let protocol = PendingProtocol::Wsfed(wsfed);
+    Ok(PendingAuthorization { client_id: client.client_id.clone(), prompt, max_age, protocol })
 }
 
 #[cfg(test)]
@@ -214,7 +192,6 @@ mod tests {
         let attribute = WsfedParams { wa: Some("wattr1.0".into()), ..WsfedParams::default() };
         assert_eq!(ask(&rp, attribute), Err(Refusal::UnsupportedAction));
         let long = WsfedParams { wctx: Some("x".repeat(MAX_PARAM + 1)), ..sign_in(None, None) };
-        assert_eq!(long.check_lengths(), Err(Refusal::TooLong));
-        assert_eq!(sign_in(Some(REPLY), Some("0")).check_lengths(), Ok(()));
+        assert_eq!(ask(&rp, long), Err(Refusal::TooLong));
     }
 }

@@ -11,10 +11,9 @@ use crate::web::pages::Reply;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
-use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::AuthorizationRequestRecord;
-use guise_core::store::{AuthorizationRequestStore, ClientStore, ConsentStore, UserStore};
+use guise_core::store::{AuthorizationRequestStore, ClientStore, ConsentStore, UserStore, found};
 use guise_flow::authorization::{FlowOutcome, continue_authorization, current_session, load_request};
 use guise_flow::login::{Attempt, LoginOutcome};
 use guise_flow::session::Browser;
@@ -50,11 +49,7 @@ fn login_page(
 }
 
 fn client_name(s: &AppState, client_id: &str) -> Result<String, ApiError> {
-    match s.db.client_by_id(client_id) {
-        Ok(client) => Ok(client.name),
-        Err(StoreError::NotFound) => Ok(client_id.to_owned()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(found(s.db.client_by_id(client_id))?.map_or_else(|| client_id.to_owned(), |client| client.name))
 }
 
 pub async fn login_form(state: web::Data<AppState>, query: web::Query<TxQuery>) -> Reply {

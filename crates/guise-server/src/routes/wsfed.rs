@@ -5,13 +5,12 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{IntoReply, session_cookie};
+use crate::flow::{session_cookie, sign_out_reply};
 use crate::state::AppState;
-use crate::web::cookies::{self, SESSION_COOKIE};
 use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use guise_flow::wsfed::{WsfedOutcome, relying_party_for};
+use guise_flow::wsfed::relying_party_for;
 use guise_wsfed::request::WsfedParams;
 
 pub async fn wsfed_for_client(req: HttpRequest, state: web::Data<AppState>, client_id: web::Path<String>) -> Reply {
@@ -36,13 +35,8 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
             Ok::<_, ApiError>(guise_flow::wsfed::request(&s.flow(), id, &params, cookie, meta.source_ip)?)
         })
         .await;
-    let removal = || cookies::removal(SESSION_COOKIE, secure);
     match result {
-        Ok(WsfedOutcome::Continue(outcome)) => outcome.into_reply(),
-        Ok(WsfedOutcome::SignedOut { reply: Some(url) }) => Reply::redirect(url).with_cookie(removal()),
-        Ok(WsfedOutcome::SignedOut { reply: None }) => {
-            pages::render(StatusCode::OK, "logged_out.html", minijinja::context! {}).with_cookie(removal())
-        }
+        Ok(outcome) => sign_out_reply(outcome, secure),
         Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
     }
 }
@@ -71,17 +65,11 @@ async fn metadata_for(state: web::Data<AppState>, client_id: Option<String>) -> 
             s.keys
                 .saml_signer()
                 .map(|signer| {
-                    guise_wsfed::metadata::federation_metadata(&signer, &crate::saml::entity_id(s), &passive)
+                    guise_wsfed::metadata::federation_metadata(&signer, &s.settings.issuer, &passive)
                         .map_err(|e| ApiError::internal(&e))
                 })
                 .transpose()
         })
         .await;
-    match result {
-        Ok(Some(xml)) => HttpResponse::Ok().content_type("application/xml").body(xml),
-        Ok(None) => HttpResponse::NotFound().json(serde_json::json!({
-            "statusCode": 404, "error": "Not Found", "message": "No WS-Federation client with this id", "errorCode": "inexistent_client",
-        })),
-        Err(e) => actix_web::ResponseError::error_response(&e),
-    }
+    super::samlp::xml_or_not_found(result, "application/xml", "No WS-Federation client with this id")
 }
