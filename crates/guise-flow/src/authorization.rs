@@ -5,7 +5,7 @@
 //! error, told to the client by its own protocol. Ending the session behind a cookie.
 
 use crate::assertion::{self, Relying};
-use crate::delivery::{CodeRequest, Delivery, issue_code};
+use crate::delivery::{Delivery, issue_code};
 use crate::{FlowContext, FlowError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -203,10 +203,7 @@ pub fn continue_authorization(
         Some(session) => store.consented_scopes(&session.user_id, &client.client_id)?,
         None => None,
     };
-    let audience = match &request.protocol {
-        PendingProtocol::Oidc(oidc) => oidc.audience.clone(),
-        PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => None,
-    };
+    let audience = if let PendingProtocol::Oidc(oidc) = &request.protocol { oidc.audience.clone() } else { None };
     let audience = audience.unwrap_or_else(|| ctx.settings.userinfo_audience());
     let management = ctx.settings.management_audience();
     if client_cap(store, &client.client_id, &audience, &management)? == ClientCap::NotAuthorized {
@@ -250,14 +247,7 @@ pub fn continue_authorization(
             assertion::for_login(ctx, &client, Relying::Wsfed(&settings, pending), session)?.into()
         }
         PendingProtocol::Oidc(oidc) => {
-            let code_request = CodeRequest {
-                redirect_uri: oidc.redirect_uri.clone(),
-                scope: oidc.scope.clone(),
-                audience: oidc.audience.clone(),
-                nonce: oidc.nonce.clone(),
-                code_challenge: oidc.code_challenge.clone(),
-            };
-            let code = issue_code(ctx, &client, session, code_request)?;
+            let code = issue_code(ctx, &client, session, oidc)?;
             FlowOutcome::to_redirect_uri(ctx, oidc, vec![("code", code)])
         }
     };
