@@ -181,6 +181,19 @@ pub fn start(
     continue_authorization(ctx, &record, session.as_ref(), false)
 }
 
+/// The user's own session, which may be asked for and give consent to `record`; else
+/// (no session, or an impersonation, which never consents) where the flow goes instead.
+pub fn consenting_session(
+    ctx: &FlowContext<'_>,
+    record: &AuthorizationRequestRecord,
+    cookie: Option<&str>,
+) -> Result<Result<Session, FlowOutcome>, FlowError> {
+    match current_session(ctx, cookie)? {
+        Some(session) if session.impersonator_id.is_none() => Ok(Ok(session)),
+        session => continue_authorization(ctx, record, session.as_ref(), false).map(Err),
+    }
+}
+
 /// Decide and act: send to login or consent, or answer the request. An impersonation
 /// session is re-checked here, reaches only clients with `allow_impersonation`, and
 /// never gives consent.

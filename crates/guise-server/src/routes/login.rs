@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::AuthorizationRequestRecord;
 use guise_core::store::{AuthorizationRequestStore, ClientStore, ConsentStore, UserStore, found};
-use guise_flow::authorization::{FlowOutcome, continue_authorization, current_session, load_request};
+use guise_flow::authorization::{FlowOutcome, consenting_session, continue_authorization, load_request};
 use guise_flow::login::{Attempt, LoginOutcome};
 use guise_flow::session::Browser;
 use guise_store::password::verify_password;
@@ -174,14 +174,10 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>, query: w
                 Ok(record) => record,
                 Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
             };
-            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
-                return Ok(continue_authorization(&ctx, &record, None, false)?.into_reply());
+            let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
+                Ok(session) => session,
+                Err(outcome) => return Ok(outcome.into_reply()),
             };
-            if session.impersonator_id.is_some() {
-                // No consent page renders in an impersonation session: the flow decides
-                // (existing consent of the user's own, or consent_required).
-                return Ok(continue_authorization(&ctx, &record, Some(&session), false)?.into_reply());
-            }
             let user = s.db.user_by_id(&session.user_id)?;
             let name = client_name(s, &record.request.client_id)?;
             Ok(pages::render(
@@ -225,13 +221,11 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
             if !csrf_ok(&record, &form.csrf, csrf_cookie.as_deref()) {
                 return Ok(csrf_failure());
             }
-            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
-                return Ok(continue_authorization(&ctx, &record, None, false)?.into_reply());
+            // No consent is given or recorded during impersonation.
+            let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
+                Ok(session) => session,
+                Err(outcome) => return Ok(outcome.into_reply()),
             };
-            if session.impersonator_id.is_some() {
-                // No consent is given or recorded during impersonation.
-                return Ok(continue_authorization(&ctx, &record, Some(&session), false)?.into_reply());
-            }
             if form.decision != "allow" {
                 s.db.delete_authorization_request(&record.id)?;
                 return Ok(
