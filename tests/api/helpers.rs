@@ -290,22 +290,33 @@ pub async fn split(response: reqwest::Response) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Run one async test body against SQLite and against PostgreSQL.
+/// Run one async test body against SQLite and against PostgreSQL. The body gets an app
+/// (`spawn_app`), or what the function named by `using` makes of the backend:
+/// `using crate::helpers::own_app;` hands it the backend, for tests that start their own
+/// server (a manual clock, a config change).
 #[macro_export]
 macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
+    (using $setup:path; $($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name($crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await).await
+                    super::$name($setup($crate::helpers::Backend::Sqlite).await).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name($crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await).await
+                    super::$name($setup($crate::helpers::Backend::Postgres).await).await
                 }
             }
         )*
     };
+    ($($name:ident),* $(,)?) => {
+        $crate::both_backends!(using $crate::helpers::spawn_app; $($name),*);
+    };
+}
+
+/// For `both_backends!(using crate::helpers::own_app; …)`: the test starts its own server.
+pub async fn own_app(backend: Backend) -> Backend {
+    backend
 }

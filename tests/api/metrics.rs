@@ -9,25 +9,7 @@ const METRICS_TOKEN: &str = "metrics-reader-0123456789abcdef";
 
 both_backends!(metrics_are_off_by_default);
 
-macro_rules! with_metrics_on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::with_metrics(crate::helpers::Backend::Sqlite).await).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::with_metrics(crate::helpers::Backend::Postgres).await).await
-                }
-            }
-        )*
-    };
-}
-
-with_metrics_on_both_backends!(metrics_need_the_bearer_token, metrics_count_what_happened);
+both_backends!(using super::with_metrics; metrics_need_the_bearer_token, metrics_count_what_happened);
 
 async fn with_metrics(backend: Backend) -> TestApp {
     spawn_app_with(backend, |config| config.metrics_token = Some(METRICS_TOKEN.to_owned())).await

@@ -3,6 +3,7 @@
 //! local SMTP server, and OIDC back-channel logout tokens verified by a local RP
 //! against guise's JWKS.
 
+use crate::both_backends;
 use crate::browser::{Browser, CALLBACK, LOGOUT_URL, USER_EMAIL, USER_PASSWORD, authorize_url, callback_params, user};
 use crate::helpers::{ADMIN_EMAIL, Backend, TestApp, spawn_app, spawn_app_with, spawn_app_with_clock, split};
 use crate::impersonation::{impersonation_client, mint_body, mint_with};
@@ -14,24 +15,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::HashMap;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
-on_both_backends!(
+both_backends!(
+    using crate::helpers::own_app;
     webhooks_are_signed_name_both_people_and_are_retried,
     a_webhook_needs_a_caller_who_may_read_what_it_receives,
     the_impersonated_user_is_emailed_when_it_starts_and_ends,

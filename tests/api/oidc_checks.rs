@@ -19,26 +19,6 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Like `both_backends!`, for tests that start their own server (a manual clock or a
-/// config change): the test function gets the backend, not an app.
-macro_rules! both_backends_with_own_app {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::helpers::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name($crate::helpers::Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
 both_backends!(
     a_code_used_twice_is_refused_and_revokes_its_tokens,
     untrusted_redirects_get_an_error_page,
@@ -56,7 +36,8 @@ both_backends!(
     form_post_delivers_the_code_in_an_auto_submitting_form,
 );
 
-both_backends_with_own_app!(
+both_backends!(
+    using crate::helpers::own_app;
     max_age_asks_for_a_fresh_login,
     code_exchange_authenticates_the_client_and_checks_the_code,
     repeated_failures_lock_the_login,

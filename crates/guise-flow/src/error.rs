@@ -1,6 +1,7 @@
 //! The one error of every flow.
 
 use guise_core::StoreError;
+use guise_core::act_as::ActAsRefusal;
 use guise_core::refusal::RefusalKind;
 
 /// Why a flow did not produce its outcome. A refusal is the rules saying no (audited by
@@ -14,6 +15,9 @@ pub enum FlowError {
     /// The rules refuse: `message` is safe to show to the caller.
     #[error("{message}")]
     Refused { kind: RefusalKind, message: String },
+    /// Acting as a user is refused (audited): the API names these refusals its own way.
+    #[error("{0}")]
+    ActAsRefused(ActAsRefusal),
     /// A client's registration cannot serve the flow (no callback, settings that no
     /// longer parse, an unusable registered URL): safe to show, the administrator's to fix.
     #[error("{0}")]

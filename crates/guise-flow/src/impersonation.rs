@@ -117,7 +117,7 @@ fn validate_request(ctx: &FlowContext<'_>, minter: &Minter, req: &MintRequest) -
     Ok(MintParams { protocol, impersonator_id, ttl, reason })
 }
 
-fn refusal_event(now: DateTime<Utc>, actor: Actor, stage: &str, reason: &str, message: &str) -> AuditEvent {
+pub(crate) fn refusal_event(now: DateTime<Utc>, actor: Actor, stage: &str, reason: &str, message: &str) -> AuditEvent {
     AuditEvent::new(event_type::IMPERSONATION_REFUSED, now, actor, format!("Impersonation refused: {message}"))
         .details(json!({ "stage": stage, "reason": reason }))
 }

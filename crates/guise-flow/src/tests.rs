@@ -7,89 +7,48 @@ use crate::delivery::Delivery;
 use crate::impersonation::{MintRequest, Minter, mint, redeem};
 use crate::{FlowContext, FlowError, Policies};
 use chrono::{DateTime, Duration, Utc};
-use guise_core::audit::{Actor, AuditEvent, AuditRecord, event_type};
-use guise_core::client::{AppType, Client, ClientPatch, hash_client_secret};
+use guise_core::audit::{AuditRecord, event_type};
+use guise_core::client::{AppType, Client, ClientPatch};
 use guise_core::impersonation::ImpersonationPolicy;
-use guise_core::page::PageRequest;
-use guise_core::permission::Permission;
 use guise_core::refusal::RefusalKind;
-use guise_core::role::Role;
 use guise_core::session::SessionLifetimes;
-use guise_core::store::{AuditFilter, AuditStore, ClientStore, RoleStore, SessionStore, UserStore};
+use guise_core::store::{ClientStore, SessionStore, UserStore};
 use guise_core::throttle::ThrottlePolicy;
 use guise_core::user::NewUser;
 use guise_oidc::OidcSettings;
 use guise_oidc::grant::hash_secret;
-use guise_store::{Database, DatabaseUrl};
+use guise_store::Database;
+use guise_store::testing::*;
 
-pub const ISSUER: &str = "https://idp.example.com/";
-pub const API: &str = "https://api.example.com/";
-pub const CALLBACK: &str = "https://app.example.com/callback";
-pub const APP: &str = "webappclient0000000000000000000A";
+/// The app that accepts impersonation (the first-party `WEB_APP`).
+pub const APP: &str = WEB_APP;
 pub const CLOSED_APP: &str = "closedappclient000000000000000B";
 pub const THIRD_PARTY: &str = "thirdpartyclient00000000000000C";
-pub const ALICE: &str = "guise|a11ce0000000000000000000";
-pub const ALICE_EMAIL: &str = "alice@example.com";
-pub const ADMIN: &str = "guise|ad31a0000000000000000000";
-pub const ADMIN_EMAIL: &str = "support@example.com";
 
-/// The fixed "now" of every test: 2026-01-15T10:00:00Z.
-pub fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_768_471_200, 0).expect("a valid timestamp")
-}
-
-fn audit(description: &str) -> AuditEvent {
-    AuditEvent::new("sapi", t0(), Actor::System, description)
-}
-
-fn permission(audience: &str, name: &str) -> Permission {
-    Permission { resource_server_identifier: audience.into(), permission_name: name.into() }
-}
-
-/// A tenant on a fresh SQLite file:
+/// A tenant on a fresh SQLite file: `guise_store::testing`'s Alice and support agent, and
 /// - `APP`: a confidential first-party web app that accepts impersonation;
 /// - `CLOSED_APP`: the same, without `allow_impersonation`;
-/// - `ALICE` holds `read:things` on `API`;
-/// - `ADMIN` holds `impersonate:users` and `read:things`.
+/// - `THIRD_PARTY`: a third-party app that accepts impersonation.
 pub struct World {
     pub store: Database,
     pub settings: OidcSettings,
-    _dir: tempfile::TempDir,
+    _dir: TempDir,
 }
 
 impl World {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = DatabaseUrl::Sqlite(dir.path().join("guise.db"));
-        let store = Database::connect(&url, 4, std::time::Duration::from_secs(10)).expect("a SQLite database");
+        let (store, dir) = temporary_database();
         let world = World { settings: OidcSettings::new(ISSUER, Duration::hours(1)), store, _dir: dir };
         let s = &world.store;
         for (id, allow_impersonation, is_first_party) in
             [(APP, true, true), (CLOSED_APP, false, true), (THIRD_PARTY, true, false)]
         {
-            let client = Client {
-                client_secret_hash: Some(hash_client_secret("a-secret-of-the-web-app-0123456789abcdef")),
-                callbacks: vec![CALLBACK.to_owned()],
-                allow_impersonation,
-                is_first_party,
-                ..Client::new(id, format!("client {id}"), AppType::RegularWeb, t0())
-            };
-            s.create_client(client, audit("client")).expect("client created");
+            let app =
+                Client { allow_impersonation, is_first_party, ..client(id, AppType::RegularWeb, Some(WEB_SECRET)) };
+            s.create_client(app, audit("client")).expect("client created");
         }
-        for (id, email) in [(ALICE, ALICE_EMAIL), (ADMIN, ADMIN_EMAIL)] {
-            let user = NewUser { email_verified: true, ..NewUser::new(id, email, t0() - Duration::days(30)) };
-            s.create_user(user, audit("user")).expect("user created");
-        }
-        let management = world.settings.management_audience();
-        for (role, user, permissions) in [
-            ("rol_reader", ALICE, vec![permission(API, "read:things")]),
-            ("rol_support", ADMIN, vec![permission(API, "read:things"), permission(&management, "impersonate:users")]),
-        ] {
-            s.create_role(Role { id: role.into(), name: role.into(), description: String::new() }, audit("role"))
-                .expect("role created");
-            s.add_role_permissions(role, &permissions, audit("permissions")).expect("permissions added");
-            s.assign_roles(user, &[role.into()], audit("assign")).expect("role assigned");
-        }
+        add_alice_and_admin(s);
+        make_admin_support(s, &world.settings.management_audience());
         crate::bewit_keys::ensure(s, t0()).expect("a bewit key");
         world
     }
@@ -120,10 +79,8 @@ impl World {
 
     /// Event types appended after the setup's own events, oldest first.
     pub fn events(&self) -> Vec<AuditRecord> {
-        let filter = AuditFilter { ascending: true, ..AuditFilter::default() };
-        let page = self.store.audit_records(&filter, PageRequest::new(None, Some(100)), true).expect("audit log");
         let setup = ["sapi", event_type::BEWIT_KEY_ROTATED];
-        page.items.into_iter().filter(|r| !setup.contains(&r.event.event_type.as_str())).collect()
+        audit_log(&self.store).into_iter().filter(|r| !setup.contains(&r.event.event_type.as_str())).collect()
     }
 }
 
@@ -144,6 +101,8 @@ fn path_and_query(url: &str) -> String {
     let url = url::Url::parse(url).expect("a URL");
     format!("{}?{}", url.path(), url.query().unwrap_or_default())
 }
+
+mod caller;
 
 mod impersonation {
     use super::*;

@@ -291,33 +291,7 @@ fn create_client(
     guise_core::client::validate_urls("callbacks", &callbacks, policy)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.clock.now();
-    let client = Client {
-        client_id: new_client_id(),
-        client_secret_hash: None,
-        name,
-        description: String::new(),
-        app_type,
-        is_first_party: true,
-        callbacks,
-        allowed_logout_urls: vec![],
-        grant_types: app_type.default_grant_types(),
-        token_endpoint_auth_method: app_type.default_auth_method(),
-        allow_impersonation: false,
-        allow_act_as: false,
-        allow_token_exchange: false,
-        initiate_login_uri: None,
-        addons: Default::default(),
-        jwt_configuration: Default::default(),
-        web_origins: Vec::new(),
-        allowed_origins: Vec::new(),
-        oidc_conformant: true,
-        logo_uri: None,
-        client_metadata: Default::default(),
-        backchannel_logout_uri: None,
-        backchannel_logout_session_required: false,
-        created_at: now,
-        updated_at: now,
-    };
+    let client = Client { callbacks, ..Client::new(new_client_id(), name, app_type, now) };
     let (client, secret) = crate::management::create_client(&state.db, client, cli_event(state, "Create a client"))?;
     if management {
         let audience = state.settings.management_audience();

@@ -90,8 +90,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// A flow's error: a refusal by its kind (`status_of`), a client misconfiguration as a
-/// `400` naming it, a store or internal fault as a logged, generic `500`.
+/// A flow's error: a refusal by its kind (`status_of`; acting-as refusals with their own
+/// codes), a client misconfiguration as a `400` naming it, a store or internal fault as a
+/// logged, generic `500`.
 impl From<guise_flow::FlowError> for ApiError {
     fn from(e: guise_flow::FlowError) -> Self {
         use guise_flow::FlowError;
@@ -105,6 +106,14 @@ impl From<guise_flow::FlowError> for ApiError {
                     RefusalKind::UnknownUser => "inexistent_user",
                 };
                 Self::new(status_of(kind), code, message)
+            }
+            FlowError::ActAsRefused(refusal) => {
+                let code = match refusal.kind() {
+                    RefusalKind::Invalid => "invalid_act_as",
+                    RefusalKind::UnknownUser => "inexistent_user",
+                    RefusalKind::Forbidden | RefusalKind::Unauthenticated => "act_as_forbidden",
+                };
+                Self::new(status_of(refusal.kind()), code, refusal.to_string())
             }
             FlowError::Misconfigured(message) => {
                 tracing::warn!(%message, "a client's registration cannot serve the flow");

@@ -92,12 +92,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
             "statusCode": 404, "error": "Not Found", "message": "Not Found", "errorCode": "not_found",
         }));
     };
-    let presented = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let presented = crate::auth::bearer_token(&req).unwrap_or_default();
     if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
         return HttpResponse::Unauthorized()
             .insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\""))

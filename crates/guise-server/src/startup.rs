@@ -256,7 +256,7 @@ async fn caller_effects(
     let mut response = next.call(req).await?;
     let effective = response.request().extensions().get::<crate::auth::Caller>().and_then(|c| c.acting_as.clone());
     if let Some(acting) = effective
-        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&acting.user_id)
+        && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&acting)
     {
         response
             .headers_mut()

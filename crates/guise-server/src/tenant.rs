@@ -90,31 +90,11 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
         None => {
             let now = state.clock.now();
             let client = Client {
-                client_id: new_client_id(),
-                client_secret_hash: None,
-                name: MANAGEMENT_CLIENT.to_owned(),
                 description: "Created by guise init: a machine client holding every Management API scope".into(),
-                app_type: AppType::NonInteractive,
-                is_first_party: true,
-                callbacks: vec![],
-                allowed_logout_urls: vec![],
                 grant_types: vec!["client_credentials".into()],
                 token_endpoint_auth_method: TokenEndpointAuthMethod::ClientSecretPost,
-                allow_impersonation: false,
                 allow_act_as: true,
-                allow_token_exchange: false,
-                initiate_login_uri: None,
-                addons: Default::default(),
-                jwt_configuration: Default::default(),
-                web_origins: Vec::new(),
-                allowed_origins: Vec::new(),
-                oidc_conformant: true,
-                logo_uri: None,
-                client_metadata: Default::default(),
-                backchannel_logout_uri: None,
-                backchannel_logout_session_required: false,
-                created_at: now,
-                updated_at: now,
+                ..Client::new(new_client_id(), MANAGEMENT_CLIENT, AppType::NonInteractive, now)
             };
             let (client, secret) =
                 crate::management::create_client(&state.db, client, event(state, "Management client created"))?;

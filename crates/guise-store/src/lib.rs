@@ -19,6 +19,8 @@ mod read_cache;
 mod roles;
 mod schema;
 mod sessions;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod throttle;
 mod tokens;
 mod users;

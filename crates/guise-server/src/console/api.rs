@@ -104,7 +104,7 @@ async fn answer(response: reqwest::Response) -> Result<String, ApiFailure> {
 fn agent_address(req: &HttpRequest) -> Option<String> {
     let trust =
         req.app_data::<actix_web::web::Data<crate::state::AppState>>().is_some_and(|s| s.config.trust_forwarded_for);
-    crate::auth::RequestMeta::from_request(req, trust).source_ip
+    crate::auth::RequestMeta::from_request(req, trust).0.source_ip
 }
 
 /// A loopback call that names the agent's address, vouched for by the relay key.

@@ -170,7 +170,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::grant(s, &caller, &id)?;
+            guise_flow::ceiling::grant(&s.flow(), &caller, &id)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Delete client grant");
             audit.details["grant"] = json!({ "id": id });
             s.db.delete_client_grant(&id, audit).map_err(|e| ApiError::from_store(e, "client grant"))

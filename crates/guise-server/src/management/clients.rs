@@ -384,7 +384,7 @@ async fn patch(
             let mut preview = s.db.client_by_id(&id).map_err(|e| ApiError::from_store(e, "client"))?;
             patch.clone().apply_to(&mut preview);
             validate(&preview, s.config.allow_insecure_http_urls)?;
-            super::ceiling::client(s, &caller, &id)?;
+            guise_flow::ceiling::client(&s.flow(), &caller, &id)?;
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Update a client");
             audit.details["client"] = json!({ "client_id": id });
@@ -410,7 +410,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::client(s, &caller, &id)?;
+            guise_flow::ceiling::client(&s.flow(), &caller, &id)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Delete a client");
             audit.details["client"] = json!({ "client_id": id });
             s.db.delete_client(&id, audit).map_err(|e| ApiError::from_store(e, "client"))
@@ -439,7 +439,7 @@ async fn rotate_secret(
                 return Err(ApiError::bad_request("A public client has no secret to rotate"));
             }
             // Whoever holds the new secret holds the client's grants.
-            super::ceiling::client(s, &caller, &id)?;
+            guise_flow::ceiling::client(&s.flow(), &caller, &id)?;
             let secret = new_secret();
             let now = s.clock.now();
             let mut audit = meta.api_event(&caller, now, "Rotate a client secret");

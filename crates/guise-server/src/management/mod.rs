@@ -1,7 +1,6 @@
 //! The Management API v2 under `/api/v2/`, in Auth0's request and response shapes.
 //! Every route checks its scope; every write carries its audit event into the store.
 
-mod ceiling;
 mod client_grants;
 mod clients;
 mod impersonations;

@@ -144,7 +144,7 @@ async fn patch(
     let role = state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::roles(s, &caller, [&id])?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Update a role");
             audit.details["role"] = json!({ "id": id });
             s.db.update_role(&id, RolePatch { name: p.name, description: p.description }, audit)
@@ -169,7 +169,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::roles(s, &caller, [&id])?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Delete a role");
             audit.details["role"] = json!({ "id": id });
             s.db.delete_role(&id, audit).map_err(|e| ApiError::from_store(e, "role"))
@@ -256,7 +256,7 @@ async fn add_permissions(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::roles(s, &caller, [&id])?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
             caller.require_cover(&PermissionSet::new(permissions.iter().cloned()))?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Add permissions to a role");
             audit.details["role"] = json!({ "id": id, "permissions": permissions });
@@ -284,7 +284,7 @@ async fn remove_permissions(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::roles(s, &caller, [&id])?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Remove permissions from a role");
             audit.details["role"] = json!({ "id": id, "permissions": permissions });
             s.db.remove_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
@@ -345,7 +345,7 @@ async fn assign_users(
         .into_inner()
         .blocking(move |s| {
             s.db.role_by_id(&id).map_err(|e| ApiError::from_store(e, "role"))?;
-            super::ceiling::roles(s, &caller, [&id])?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
             let now = s.clock.now();
             let events = users
                 .iter()

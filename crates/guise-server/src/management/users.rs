@@ -418,7 +418,7 @@ async fn patch(
         .into_inner()
         .blocking(move |s| {
             if touches_authority {
-                super::ceiling::user(s, &caller, &id)?;
+                guise_flow::ceiling::user(&s.flow(), &caller, &id)?;
             }
             patch.password_hash = password.as_deref().map(hash_password).transpose().map_err(password_error)?;
             let now = s.clock.now();
@@ -446,7 +446,7 @@ async fn delete(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::user(s, &caller, &id)?;
+            guise_flow::ceiling::user(&s.flow(), &caller, &id)?;
             let audit = meta.api_event(&caller, s.clock.now(), "Delete a user").subject(id.clone());
             s.db.delete_user(&id, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
@@ -509,7 +509,7 @@ async fn assign_roles(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::roles(s, &caller, &roles)?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, &roles)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Assign roles to a user").subject(id.clone());
             audit.details["roles"] = json!(roles);
             s.db.assign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
@@ -537,7 +537,7 @@ async fn unassign_roles(
     state
         .into_inner()
         .blocking(move |s| {
-            super::ceiling::roles(s, &caller, &roles)?;
+            guise_flow::ceiling::roles(&s.flow(), &caller, &roles)?;
             let mut audit = meta.api_event(&caller, s.clock.now(), "Remove roles from a user").subject(id.clone());
             audit.details["roles"] = json!(roles);
             s.db.unassign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))

@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// What a webhook's receiver learns: the caller must be able to read it anyway.
 fn require_reader_of_user_data(s: &AppState, caller: &Caller) -> Result<(), ApiError> {
     let audience = s.settings.management_audience();
-    caller.require_cover(&PermissionSet::on(&audience, [scopes::READ_USERS, scopes::READ_LOGS]))
+    Ok(caller.require_cover(&PermissionSet::on(&audience, [scopes::READ_USERS, scopes::READ_LOGS]))?)
 }
 
 /// A webhook subscription. `secret` appears only in the answer to its creation (and

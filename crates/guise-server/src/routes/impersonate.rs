@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::permission::scopes;
 use guise_flow::FlowError;
 use guise_flow::delivery::Delivery;
-use guise_flow::impersonation::{MintRequest, Minter, mint, redeem};
+use guise_flow::impersonation::{MintRequest, mint, redeem};
 use serde_json::{Map, Value};
 
 const ADDITIONAL: &str = "additionalParameters";
@@ -220,17 +220,11 @@ pub async fn impersonate(
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let request = mint_request(user_id.into_inner(), &parameters(req.query_string(), content_type, &body)?)?;
     let token_client = Some(caller.claims.azp.clone());
-    // A call acting as someone may not mint; otherwise the token holder is the first
-    // link of the impersonation's chain, with what it holds now.
-    let minter = match (caller.holder(), &caller.acting_as) {
-        (Some(holder), None) => Minter::Token(holder.clone()),
-        (Some(holder), Some(_)) => Minter::ActingAs(holder.principal.clone()),
-        (None, _) => return Err(ApiError::internal(&"a verified caller without a token holder")),
-    };
+    let minter = caller.minter().ok_or_else(|| ApiError::internal(&"a verified caller without a token holder"))?;
     let url = state
         .into_inner()
         .blocking(move |s| {
-            mint(&s.flow(), minter, scope_granted, request, meta.source_ip, token_client).map_err(ApiError::from)
+            mint(&s.flow(), minter, scope_granted, request, meta.0.source_ip, token_client).map_err(ApiError::from)
         })
         .await?;
     Ok(HttpResponse::Ok()
@@ -253,7 +247,7 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let secure = state.secure_cookies();
     let result = state
         .into_inner()
-        .blocking(move |s| Ok::<_, ApiError>(redeem(&s.flow(), &path_and_query, meta.source_ip, user_agent)))
+        .blocking(move |s| Ok::<_, ApiError>(redeem(&s.flow(), &path_and_query, meta.0.source_ip, user_agent)))
         .await
         .and_then(|outcome| match outcome {
             Err(FlowError::Refused { kind, message }) => Ok(Err((kind, message))),

@@ -177,7 +177,7 @@ fn decide(
             &s.flow(),
             cookie.as_deref(),
             client_id,
-            meta.source_ip,
+            meta.0.source_ip,
             "Logged out",
         )?;
     }

@@ -315,7 +315,7 @@ pub async fn token(
             requested_token_type: form.requested_token_type,
             resource: form.resource,
         },
-        source_ip: meta.source_ip,
+        source_ip: meta.0.source_ip,
     };
     let response = state
         .into_inner()

@@ -97,7 +97,14 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
         .into_inner()
         .blocking(move |s| {
             let (ctx, cookie) = (s.flow(), cookie.as_deref());
-            Ok::<_, ApiError>(guise_flow::saml::logout(&ctx, &client_id, &params, &raw_query, cookie, meta.source_ip)?)
+            Ok::<_, ApiError>(guise_flow::saml::logout(
+                &ctx,
+                &client_id,
+                &params,
+                &raw_query,
+                cookie,
+                meta.source_ip.clone(),
+            )?)
         })
         .await;
     match result {

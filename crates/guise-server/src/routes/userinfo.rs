@@ -1,5 +1,6 @@
 //! `GET`/`POST /userinfo` (OIDC Core §5.3), bearer token in the header or (POST) body.
 
+use crate::auth::bearer_token;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
@@ -10,12 +11,6 @@ use serde::Deserialize;
 #[derive(Debug, Default, Deserialize)]
 pub struct BodyToken {
     access_token: Option<String>,
-}
-
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 /// RFC 6750 §3: errors in `WWW-Authenticate`.
@@ -53,7 +48,7 @@ async fn answer(state: web::Data<AppState>, token: Option<String>) -> HttpRespon
 }
 
 pub async fn userinfo_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    answer(state, bearer(&req)).await
+    answer(state, bearer_token(&req)).await
 }
 
 pub async fn userinfo_post(
@@ -62,7 +57,7 @@ pub async fn userinfo_post(
     body: Option<web::Form<BodyToken>>,
 ) -> HttpResponse {
     let from_body = body.and_then(|b| b.into_inner().access_token);
-    match (bearer(&req), from_body) {
+    match (bearer_token(&req), from_body) {
         (Some(_), Some(_)) => challenge(StatusCode::BAD_REQUEST, "invalid_request", "Send the token in one place only"),
         (header, body) => answer(state, header.or(body)).await,
     }

@@ -32,7 +32,7 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
         .into_inner()
         .blocking(move |s| {
             let (id, cookie) = (client_id.as_deref(), cookie.as_deref());
-            Ok::<_, ApiError>(guise_flow::wsfed::request(&s.flow(), id, &params, cookie, meta.source_ip)?)
+            Ok::<_, ApiError>(guise_flow::wsfed::request(&s.flow(), id, &params, cookie, meta.source_ip.clone())?)
         })
         .await;
     match result {
