@@ -4,69 +4,122 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// A validated authorization request, kept while the user logs in or consents.
+/// A validated sign-in request — OIDC, SAML or WS-Federation — kept while the user logs
+/// in or consents. Stored in the flat shape of [`wire`], which reads and writes the rows
+/// of every version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "wire::Wire", into = "wire::Wire")]
 pub struct PendingAuthorization {
     pub client_id: String,
-    pub redirect_uri: String,
-    pub scope: Vec<String>,
-    pub state: Option<String>,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub audience: Option<String>,
+    /// What the login must be: `none` (no page may be shown: OIDC, SAML `IsPassive`),
+    /// `login` (a fresh login: OIDC, SAML `ForceAuthn`, WS-Fed `wfresh=0`), and for OIDC
+    /// also `consent` and `select_account`.
     pub prompt: Vec<String>,
+    /// The oldest login accepted, in seconds (OIDC `max_age`, WS-Fed `wfresh`).
     pub max_age: Option<i64>,
-    pub login_hint: Option<String>,
-    /// `query` (default) or `form_post`.
-    pub response_mode: String,
     /// The protocol the request came over, and what answering it needs.
-    #[serde(flatten, with = "protocol_wire")]
     pub protocol: PendingProtocol,
 }
 
+/// What a sign-in over SAML or WS-Federation discloses, and so what consent to it covers.
+pub const ASSERTION_SCOPE: [&str; 3] = ["openid", "profile", "email"];
+
+impl PendingAuthorization {
+    /// The scopes the user consents to: the OIDC request's, or what an assertion discloses.
+    pub fn scope(&self) -> Vec<String> {
+        match &self.protocol {
+            PendingProtocol::Oidc(oidc) => oidc.scope.clone(),
+            PendingProtocol::Saml(_) | PendingProtocol::Wsfed(_) => ASSERTION_SCOPE.map(str::to_owned).to_vec(),
+        }
+    }
+
+    /// The address the login page suggests (OIDC `login_hint`).
+    pub fn login_hint(&self) -> Option<&str> {
+        if let PendingProtocol::Oidc(oidc) = &self.protocol { oidc.login_hint.as_deref() } else { None }
+    }
+}
+
 /// What a pending request is answered with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PendingProtocol {
-    /// An OIDC authorization request: a code (or an error) to `redirect_uri`.
-    #[default]
-    Oidc,
+    /// An OIDC authorization request: a code (or an error) to its `redirect_uri`.
+    Oidc(PendingOidc),
     /// A SAML AuthnRequest or IdP-initiated SSO: a SAML Response.
     Saml(PendingSaml),
     /// A WS-Federation sign-in request: a sign-in response.
     Wsfed(PendingWsfed),
 }
 
-/// The stored shape of `PendingProtocol`: the optional `saml` and `wsfed` members the
-/// pending-request table has always held, so requests in flight across an upgrade (in
-/// either direction) still read. Both set is refused.
-mod protocol_wire {
-    use super::{PendingProtocol, PendingSaml, PendingWsfed};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+/// What an OIDC authorization request needs to be answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOidc {
+    /// A registered callback.
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub audience: Option<String>,
+    pub login_hint: Option<String>,
+    /// `query` (default) or `form_post`.
+    pub response_mode: String,
+}
+
+/// The stored shape of a pending request: one flat object with every OIDC member, and the
+/// optional `saml` and `wsfed` members, as the pending-request table has always held it.
+/// A SAML or WS-Fed request is written with the OIDC members an older version expects
+/// (its address as `redirect_uri`, [`ASSERTION_SCOPE`], `form_post`), so requests in
+/// flight across an upgrade, in either direction, still read. Both set is refused.
+mod wire {
+    use super::{ASSERTION_SCOPE, PendingAuthorization, PendingOidc, PendingProtocol, PendingSaml, PendingWsfed};
+    use serde::{Deserialize, Serialize};
 
     #[derive(Serialize, Deserialize)]
-    #[serde(bound(deserialize = "S: Deserialize<'de>, W: Deserialize<'de>"))]
-    struct Wire<S, W> {
+    pub struct Wire {
+        client_id: String,
+        #[serde(flatten)]
+        oidc: PendingOidc,
+        prompt: Vec<String>,
+        max_age: Option<i64>,
         #[serde(default)]
-        saml: Option<S>,
+        saml: Option<PendingSaml>,
         #[serde(default)]
-        wsfed: Option<W>,
+        wsfed: Option<PendingWsfed>,
     }
 
-    pub fn serialize<Z: Serializer>(protocol: &PendingProtocol, serializer: Z) -> Result<Z::Ok, Z::Error> {
-        let wire = match protocol {
-            PendingProtocol::Oidc => Wire { saml: None, wsfed: None },
-            PendingProtocol::Saml(saml) => Wire { saml: Some(saml), wsfed: None },
-            PendingProtocol::Wsfed(wsfed) => Wire { saml: None, wsfed: Some(wsfed) },
-        };
-        wire.serialize(serializer)
+    /// The OIDC members of an assertion's request, as older versions wrote them.
+    fn assertion(address: &str) -> PendingOidc {
+        let scope = ASSERTION_SCOPE.map(str::to_owned).to_vec();
+        PendingOidc {
+            redirect_uri: address.to_owned(),
+            scope,
+            response_mode: "form_post".into(),
+            ..PendingOidc::default()
+        }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PendingProtocol, D::Error> {
-        match Wire::<PendingSaml, PendingWsfed>::deserialize(deserializer)? {
-            Wire { saml: None, wsfed: None } => Ok(PendingProtocol::Oidc),
-            Wire { saml: Some(saml), wsfed: None } => Ok(PendingProtocol::Saml(saml)),
-            Wire { saml: None, wsfed: Some(wsfed) } => Ok(PendingProtocol::Wsfed(wsfed)),
-            Wire { .. } => Err(serde::de::Error::custom("a pending request is either SAML or WS-Federation")),
+    impl From<PendingAuthorization> for Wire {
+        fn from(request: PendingAuthorization) -> Self {
+            let (oidc, saml, wsfed) = match request.protocol {
+                PendingProtocol::Oidc(oidc) => (oidc, None, None),
+                PendingProtocol::Saml(saml) => (assertion(&saml.acs_url), Some(saml), None),
+                PendingProtocol::Wsfed(wsfed) => (assertion(&wsfed.reply), None, Some(wsfed)),
+            };
+            Wire { client_id: request.client_id, oidc, prompt: request.prompt, max_age: request.max_age, saml, wsfed }
+        }
+    }
+
+    impl TryFrom<Wire> for PendingAuthorization {
+        type Error = &'static str;
+
+        fn try_from(wire: Wire) -> Result<Self, Self::Error> {
+            let protocol = match (wire.saml, wire.wsfed) {
+                (None, None) => PendingProtocol::Oidc(wire.oidc),
+                (Some(saml), None) => PendingProtocol::Saml(saml),
+                (None, Some(wsfed)) => PendingProtocol::Wsfed(wsfed),
+                (Some(_), Some(_)) => return Err("a pending request is either SAML or WS-Federation"),
+            };
+            Ok(PendingAuthorization { client_id: wire.client_id, prompt: wire.prompt, max_age: wire.max_age, protocol })
         }
     }
 }
@@ -173,36 +226,4 @@ pub struct AccessTokenRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_protocol_is_stored_as_the_optional_saml_and_wsfed_members() {
-        let oidc = r#"{"client_id":"c","redirect_uri":"https://a/cb","scope":["openid"],"state":null,"nonce":null,
-            "code_challenge":null,"audience":null,"prompt":[],"max_age":null,"login_hint":null,"response_mode":"query"}"#;
-        let request: PendingAuthorization = serde_json::from_str(oidc).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(request.protocol, PendingProtocol::Oidc);
-        // Rows written before the enum, with explicit nulls, still read.
-        let old = oidc.replace(r#""response_mode":"query""#, r#""response_mode":"query","saml":null,"wsfed":null"#);
-        let request: PendingAuthorization = serde_json::from_str(&old).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(request.protocol, PendingProtocol::Oidc);
-        let wsfed = PendingAuthorization {
-            protocol: PendingProtocol::Wsfed(PendingWsfed {
-                realm: "urn:r".into(),
-                reply: "https://a/reply".into(),
-                wctx: None,
-                rms: false,
-            }),
-            ..request
-        };
-        let text = serde_json::to_string(&wsfed).unwrap_or_default();
-        assert!(text.contains(r#""saml":null,"wsfed":{"realm":"urn:r""#), "{text}");
-        let back: PendingAuthorization = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(back, wsfed);
-        let both = text.replace(
-            r#""saml":null"#,
-            r#""saml":{"request_id":null,"acs_url":"x","audience":"y","relay_state":null,"name_id_format":"z"}"#,
-        );
-        assert!(serde_json::from_str::<PendingAuthorization>(&both).is_err());
-    }
-}
+mod tests;

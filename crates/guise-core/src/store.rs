@@ -38,6 +38,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A lookup's result with `NotFound` as `None`.
+pub fn found<T>(result: StoreResult<T>) -> StoreResult<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub trait UserStore: Send + Sync {
     fn create_user(&self, user: NewUser, audit: AuditEvent) -> StoreResult<User>;
     fn user_by_id(&self, user_id: &str) -> StoreResult<User>;
@@ -88,6 +97,20 @@ pub trait ClientStore: Send + Sync {
         audit: AuditEvent,
     ) -> StoreResult<Client>;
     fn delete_client(&self, client_id: &str, audit: AuditEvent) -> StoreResult<()>;
+
+    /// Every client, in `list_clients` order (clients are few; this pages through them).
+    fn all_clients(&self) -> StoreResult<Vec<Client>> {
+        let mut clients = Vec::new();
+        for page in 0.. {
+            let batch = self.list_clients(&ClientFilter::default(), PageRequest::new(Some(page), Some(100)), false)?;
+            let done = batch.items.len() < 100;
+            clients.extend(batch.items);
+            if done {
+                break;
+            }
+        }
+        Ok(clients)
+    }
 }
 
 pub trait ClientGrantStore: Send + Sync {

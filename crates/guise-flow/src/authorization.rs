@@ -5,18 +5,21 @@
 //! error, told to the client by its own protocol. Ending the session behind a cookie.
 
 use crate::assertion::{self, Relying};
-use crate::delivery::{CodeRequest, Delivery, issue_code};
+use crate::delivery::{Delivery, issue_code};
 use crate::{FlowContext, FlowError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
-use guise_core::authorization::{AuthorizationRequestRecord, PendingAuthorization, PendingProtocol, PendingSaml};
+use guise_core::authorization::{
+    AuthorizationRequestRecord, PendingAuthorization, PendingOidc, PendingProtocol, PendingSaml,
+};
 use guise_core::ids::new_secret;
 use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
+use guise_core::store::found;
 use guise_oidc::api_access::{ClientCap, NOT_AUTHORIZED, client_cap};
-use guise_oidc::authorize::{NextStep, next_step};
+use guise_oidc::authorize::{AuthorizeError, AuthorizeParams, NextStep, next_step, validate};
 use guise_oidc::grant::hash_secret;
 use guise_saml::response::{STATUS_NO_PASSIVE, STATUS_REQUEST_DENIED, STATUS_RESPONDER};
 
@@ -32,6 +35,11 @@ pub enum FlowOutcome {
 }
 
 impl FlowOutcome {
+    /// An error page for a request that cannot be continued or trusted.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        FlowOutcome::ErrorPage { error: "invalid_request".into(), description: description.into() }
+    }
+
     /// The request's error, told to the client by its own protocol.
     pub fn error(ctx: &FlowContext<'_>, request: &PendingAuthorization, error: &str, description: &str) -> Self {
         match &request.protocol {
@@ -43,20 +51,16 @@ impl FlowOutcome {
                 let second = if error == "login_required" { STATUS_NO_PASSIVE } else { STATUS_REQUEST_DENIED };
                 Self::saml_error(ctx, saml, STATUS_RESPONDER, second, description)
             }
-            PendingProtocol::Oidc => Self::to_redirect_uri(
+            PendingProtocol::Oidc(oidc) => Self::to_redirect_uri(
                 ctx,
-                request,
+                oidc,
                 vec![("error", error.to_owned()), ("error_description", description.to_owned())],
             ),
         }
     }
 
     /// An OIDC answer to the request's redirect URI: `params`, then `state` and `iss`.
-    fn to_redirect_uri(
-        ctx: &FlowContext<'_>,
-        request: &PendingAuthorization,
-        mut params: Vec<(&'static str, String)>,
-    ) -> Self {
+    fn to_redirect_uri(ctx: &FlowContext<'_>, request: &PendingOidc, mut params: Vec<(&'static str, String)>) -> Self {
         if let Some(state) = &request.state {
             params.push(("state", state.clone()));
         }
@@ -118,9 +122,10 @@ pub fn load_request(
     ctx: &FlowContext<'_>,
     tx: &str,
 ) -> Result<Result<AuthorizationRequestRecord, FlowOutcome>, FlowError> {
-    let expired = || FlowOutcome::ErrorPage {
-        error: "invalid_request".into(),
-        description: "This login request has expired or is unknown. Go back to the application and start again.".into(),
+    let expired = || {
+        FlowOutcome::invalid_request(
+            "This login request has expired or is unknown. Go back to the application and start again.",
+        )
     };
     if tx.is_empty() || tx.len() > 64 {
         return Ok(Err(expired()));
@@ -145,6 +150,50 @@ pub fn begin(ctx: &FlowContext<'_>, request: PendingAuthorization) -> Result<Aut
     Ok(record)
 }
 
+/// An OIDC authorization request: validated for its client, then started; its error shown,
+/// or sent to the redirect URI once that is known to be registered.
+pub fn authorize(
+    ctx: &FlowContext<'_>,
+    params: &AuthorizeParams,
+    cookie: Option<&str>,
+) -> Result<FlowOutcome, FlowError> {
+    let client_id = params.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 128);
+    let client = client_id.map(|id| found(ctx.store.client_by_id(id))).transpose()?.flatten();
+    match validate(params, client.as_ref()) {
+        Ok(request) => start(ctx, request, cookie),
+        Err(AuthorizeError::Page { error, description }) => Ok(FlowOutcome::ErrorPage { error, description }),
+        Err(AuthorizeError::Redirect { redirect_uri, response_mode, state, error, description }) => {
+            let request = PendingOidc { redirect_uri, response_mode, state, ..PendingOidc::default() };
+            let params = vec![("error", error.to_owned()), ("error_description", description)];
+            Ok(FlowOutcome::to_redirect_uri(ctx, &request, params))
+        }
+    }
+}
+
+/// Keep a validated request and continue it with the session behind the browser's cookie.
+pub fn start(
+    ctx: &FlowContext<'_>,
+    request: PendingAuthorization,
+    cookie: Option<&str>,
+) -> Result<FlowOutcome, FlowError> {
+    let record = begin(ctx, request)?;
+    let session = current_session(ctx, cookie)?;
+    continue_authorization(ctx, &record, session.as_ref(), false)
+}
+
+/// The user's own session, which may be asked for and give consent to `record`; else
+/// (no session, or an impersonation, which never consents) where the flow goes instead.
+pub fn consenting_session(
+    ctx: &FlowContext<'_>,
+    record: &AuthorizationRequestRecord,
+    cookie: Option<&str>,
+) -> Result<Result<Session, FlowOutcome>, FlowError> {
+    match current_session(ctx, cookie)? {
+        Some(session) if session.impersonator_id.is_none() => Ok(Ok(session)),
+        session => continue_authorization(ctx, record, session.as_ref(), false).map(Err),
+    }
+}
+
 /// Decide and act: send to login or consent, or answer the request. An impersonation
 /// session is re-checked here, reaches only clients with `allow_impersonation`, and
 /// never gives consent.
@@ -160,21 +209,15 @@ pub fn continue_authorization(
         store.delete_authorization_request(&record.id)?;
         Ok(FlowOutcome::error(ctx, request, error, description))
     };
-    let client = match store.client_by_id(&request.client_id) {
-        Ok(client) => client,
-        Err(StoreError::NotFound) => {
-            return Ok(FlowOutcome::ErrorPage {
-                error: "invalid_request".into(),
-                description: "Unknown client".into(),
-            });
-        }
-        Err(e) => return Err(e.into()),
+    let Some(client) = found(store.client_by_id(&request.client_id))? else {
+        return Ok(FlowOutcome::invalid_request("Unknown client"));
     };
     let consented = match session {
         Some(session) => store.consented_scopes(&session.user_id, &client.client_id)?,
         None => None,
     };
-    let audience = request.audience.clone().unwrap_or_else(|| ctx.settings.userinfo_audience());
+    let audience = if let PendingProtocol::Oidc(oidc) = &request.protocol { oidc.audience.clone() } else { None };
+    let audience = audience.unwrap_or_else(|| ctx.settings.userinfo_audience());
     let management = ctx.settings.management_audience();
     if client_cap(store, &client.client_id, &audience, &management)? == ClientCap::NotAuthorized {
         return fail("access_denied", NOT_AUTHORIZED);
@@ -216,16 +259,9 @@ pub fn continue_authorization(
             let settings = assertion::wsfed_settings(&client)?;
             assertion::for_login(ctx, &client, Relying::Wsfed(&settings, pending), session)?.into()
         }
-        PendingProtocol::Oidc => {
-            let code_request = CodeRequest {
-                redirect_uri: request.redirect_uri.clone(),
-                scope: request.scope.clone(),
-                audience: request.audience.clone(),
-                nonce: request.nonce.clone(),
-                code_challenge: request.code_challenge.clone(),
-            };
-            let code = issue_code(ctx, &client, session, code_request)?;
-            FlowOutcome::to_redirect_uri(ctx, request, vec![("code", code)])
+        PendingProtocol::Oidc(oidc) => {
+            let code = issue_code(ctx, &client, session, oidc)?;
+            FlowOutcome::to_redirect_uri(ctx, oidc, vec![("code", code)])
         }
     };
     store.delete_authorization_request(&record.id)?;
@@ -241,6 +277,17 @@ pub fn recheck_impersonation(
 ) -> Result<Result<(), Refusal>, StoreError> {
     let management = ctx.settings.management_audience();
     guise_oidc::chain::recheck(ctx.chain_stores(), ctx.store, session, client_id, &management, ctx.now)
+}
+
+/// Where the browser goes after a request that may end the session (a WS-Fed request, a
+/// SAML logout).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignOutOutcome {
+    /// Nothing ended: a sign-in continues (login, consent, the answer), or an error page.
+    Continue(FlowOutcome),
+    /// The session has ended (the cookie goes): to `reply` (a registered URL), or else a
+    /// logged-out page.
+    SignedOut { reply: Option<String> },
 }
 
 /// Log out: end the session behind a cookie's value (revoking its tokens), audited.

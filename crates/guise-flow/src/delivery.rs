@@ -7,7 +7,7 @@
 
 use crate::assertion::{self, Relying};
 use crate::{FlowContext, FlowError};
-use guise_core::authorization::{AuthorizationCode, PendingSaml, PendingWsfed};
+use guise_core::authorization::{AuthorizationCode, PendingOidc, PendingWsfed};
 use guise_core::client::Client;
 use guise_core::ids::new_secret;
 use guise_core::impersonation::{Protocol, Ticket};
@@ -15,6 +15,7 @@ use guise_core::permission::parse_scope;
 use guise_core::session::Session;
 use guise_core::user::User;
 use guise_oidc::grant::hash_secret;
+use guise_saml::sso::idp_initiated;
 
 /// Where the browser goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,22 +32,13 @@ fn unusable(e: url::ParseError) -> FlowError {
     FlowError::Misconfigured(format!("A registered URL of the client is unusable: {e}"))
 }
 
-/// What a new code is for: the request's parameters that the token endpoint checks.
-#[derive(Debug, Clone)]
-pub struct CodeRequest {
-    pub redirect_uri: String,
-    pub scope: Vec<String>,
-    pub audience: Option<String>,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-}
-
-/// Save a new authorization code for `session`'s login to `client`; the code itself.
+/// Save a new authorization code for `session`'s login to `client`, for what `request`
+/// asked that the token endpoint checks (redirect URI, scope, audience, nonce, PKCE).
 pub fn issue_code(
     ctx: &FlowContext<'_>,
     client: &Client,
     session: &Session,
-    request: CodeRequest,
+    request: &PendingOidc,
 ) -> Result<String, FlowError> {
     let code = new_secret();
     ctx.store.save_code(AuthorizationCode {
@@ -54,11 +46,11 @@ pub fn issue_code(
         client_id: client.client_id.clone(),
         user_id: session.user_id.clone(),
         sid: session.sid.clone(),
-        redirect_uri: request.redirect_uri,
-        scope: request.scope,
-        audience: request.audience,
-        nonce: request.nonce,
-        code_challenge: request.code_challenge,
+        redirect_uri: request.redirect_uri.clone(),
+        scope: request.scope.clone(),
+        audience: request.audience.clone(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
         auth_time: session.auth_time,
         created_at: ctx.now,
         expires_at: ctx.now + ctx.settings.code_lifetime,
@@ -86,13 +78,7 @@ pub fn impersonation(
     match ticket.protocol {
         Protocol::Samlp => {
             let settings = assertion::saml_settings(client)?;
-            let pending = PendingSaml {
-                request_id: None,
-                acs_url: address()?,
-                audience: settings.entity_id(&client.client_id),
-                relay_state: ticket.state.clone(),
-                name_id_format: settings.name_id_format.clone(),
-            };
+            let pending = idp_initiated(&client.client_id, &settings, address()?, ticket.state.clone());
             assertion::for_login(ctx, client, Relying::Saml(&settings, &pending), session)
         }
         Protocol::Wsfed | Protocol::WsfedRms => {
@@ -131,14 +117,9 @@ fn oauth2(
     }
     let redirect_uri = address()?;
     let mut url = url::Url::parse(&redirect_uri).map_err(unusable)?;
-    let request = CodeRequest {
-        redirect_uri,
-        scope: parse_scope(ticket.scope.as_deref().unwrap_or("openid")),
-        audience: None,
-        nonce: ticket.nonce.clone(),
-        code_challenge: None,
-    };
-    let code = issue_code(ctx, client, session, request)?;
+    let scope = parse_scope(ticket.scope.as_deref().unwrap_or("openid"));
+    let request = PendingOidc { redirect_uri, scope, nonce: ticket.nonce.clone(), ..PendingOidc::default() };
+    let code = issue_code(ctx, client, session, &request)?;
     {
         let mut query = url.query_pairs_mut();
         query.append_pair("code", &code);

@@ -1,6 +1,7 @@
-//! The flows of guise, without HTTP: minting and redeeming impersonations, the assertion
-//! a SAML or WS-Federation login produces, settling a Management API caller and the
-//! authority ceiling on its writes. Each flow takes a [`FlowContext`] — the stores
+//! The flows of guise, without HTTP: minting and redeeming impersonations, SAML and
+//! WS-Federation requests, continuing an authorization after login, the assertion a SAML
+//! or WS-Federation login produces, settling a Management API caller and the authority
+//! ceiling on its writes. Each flow takes a [`FlowContext`] — the stores
 //! as narrow `guise-core` traits, the XML signer, the bewit key, the policies and `now` —
 //! and returns a typed outcome or one [`FlowError`]. `guise-server` turns both into HTTP.
 //!
@@ -15,9 +16,11 @@ pub mod delivery;
 mod error;
 pub mod impersonation;
 pub mod login;
+pub mod saml;
 pub mod session;
 #[cfg(test)]
 mod tests;
+pub mod wsfed;
 
 pub use error::FlowError;
 

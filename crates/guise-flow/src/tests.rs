@@ -193,23 +193,24 @@ mod authorization {
     use super::*;
     use crate::authorization::{FlowOutcome, begin, continue_authorization};
     use crate::session::{Browser, Impersonated, open};
-    use guise_core::authorization::{PendingAuthorization, PendingProtocol};
+    use guise_core::authorization::{PendingAuthorization, PendingOidc, PendingProtocol};
     use guise_core::store::ConsentStore;
 
     fn oidc_request(client_id: &str) -> PendingAuthorization {
         PendingAuthorization {
             client_id: client_id.into(),
-            redirect_uri: CALLBACK.into(),
-            scope: vec!["openid".into(), "profile".into()],
-            state: Some("st".into()),
-            nonce: None,
-            code_challenge: None,
-            audience: None,
             prompt: vec![],
             max_age: None,
-            login_hint: None,
-            response_mode: "query".into(),
-            protocol: PendingProtocol::Oidc,
+            protocol: PendingProtocol::Oidc(PendingOidc {
+                redirect_uri: CALLBACK.into(),
+                scope: vec!["openid".into(), "profile".into()],
+                state: Some("st".into()),
+                nonce: None,
+                code_challenge: None,
+                audience: None,
+                login_hint: None,
+                response_mode: "query".into(),
+            }),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::pkce;
 use chrono::{DateTime, Duration, Utc};
-use guise_core::authorization::{PendingAuthorization, PendingProtocol};
+use guise_core::authorization::{PendingAuthorization, PendingOidc, PendingProtocol};
 use guise_core::client::{Client, TokenEndpointAuthMethod};
 use guise_core::permission::{is_valid_scope_token, parse_scope};
 use guise_core::session::Session;
@@ -157,17 +157,18 @@ pub fn validate(params: &AuthorizeParams, client: Option<&Client>) -> Result<Pen
     }
     Ok(PendingAuthorization {
         client_id: client.client_id.clone(),
-        redirect_uri,
-        scope,
-        state,
-        nonce: params.nonce.clone(),
-        code_challenge: params.code_challenge.clone(),
-        audience: params.audience.clone(),
         prompt,
         max_age,
-        login_hint: params.login_hint.clone(),
-        response_mode,
-        protocol: PendingProtocol::Oidc,
+        protocol: PendingProtocol::Oidc(PendingOidc {
+            redirect_uri,
+            scope,
+            state,
+            nonce: params.nonce.clone(),
+            code_challenge: params.code_challenge.clone(),
+            audience: params.audience.clone(),
+            login_hint: params.login_hint.clone(),
+            response_mode,
+        }),
     })
 }
 
@@ -216,7 +217,7 @@ pub fn next_step(
     if consent_given_now {
         return NextStep::IssueCode;
     }
-    let covered = consented.is_some_and(|c| request.scope.iter().all(|s| c.contains(s)));
+    let covered = consented.is_some_and(|c| request.scope().iter().all(|s| c.contains(s)));
     let forced = request.prompt.iter().any(|p| p == "consent");
     if (!client.is_first_party && !covered) || forced {
         return if prompt_none {

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use guise_core::StoreError;
 use guise_core::client::origin_allowed;
-use guise_core::store::ClientStore;
+use guise_core::store::{ClientStore, found};
 
 /// The paths that answer cross-origin requests from registered origins.
 pub const PATHS: &[&str] = &["/oauth/token", "/userinfo", "/.well-known/jwks.json"];
@@ -26,11 +26,7 @@ pub struct CallingClient(pub String);
 
 /// Whether `client_id` registered `origin` in its `web_origins`.
 pub fn registered_by(db: &dyn ClientStore, client_id: &str, origin: &str) -> Result<bool, StoreError> {
-    match db.client_by_id(client_id) {
-        Ok(client) => Ok(origin_allowed(&client.web_origins, origin)),
-        Err(StoreError::NotFound) => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(found(db.client_by_id(client_id))?.is_some_and(|client| origin_allowed(&client.web_origins, origin)))
 }
 
 /// Whether any client registered `origin` in its `web_origins` (read through the

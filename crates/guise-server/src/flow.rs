@@ -1,11 +1,12 @@
 //! The HTTP side of the authorization flow (`guise_flow::authorization`): the session
-//! cookie, and a `FlowOutcome` as a reply — a redirect, an auto-POST form or an error page.
+//! cookie, and a `FlowOutcome` as a reply — a redirect, an auto-POST form or an error page
+//! — or a `SignOutOutcome` (the cookie removed when the session ended).
 
-use crate::web::cookies::SESSION_COOKIE;
+use crate::web::cookies::{self, SESSION_COOKIE};
 use crate::web::pages::{self, Reply};
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
-use guise_flow::authorization::FlowOutcome;
+use guise_flow::authorization::{FlowOutcome, SignOutOutcome};
 
 /// A flow's outcome as the browser's next step.
 pub trait IntoReply {
@@ -24,6 +25,19 @@ impl IntoReply for FlowOutcome {
             }
         }
     }
+}
+
+/// A request that may have ended the session as the browser's next step: the cookie goes
+/// only when the session ended.
+pub fn sign_out_reply(outcome: SignOutOutcome, secure: bool) -> Reply {
+    let reply = match outcome {
+        SignOutOutcome::Continue(outcome) => return outcome.into_reply(),
+        SignOutOutcome::SignedOut { reply: Some(url) } => Reply::redirect(url),
+        SignOutOutcome::SignedOut { reply: None } => {
+            pages::render(StatusCode::OK, "logged_out.html", minijinja::context! {})
+        }
+    };
+    reply.with_cookie(cookies::removal(SESSION_COOKIE, secure))
 }
 
 /// Send parameters to a (validated) redirect URI by query string or auto-POST form.

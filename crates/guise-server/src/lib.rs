@@ -16,7 +16,6 @@ pub mod metrics;
 pub mod outbox;
 pub mod readiness_probe;
 pub mod routes;
-pub mod saml;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

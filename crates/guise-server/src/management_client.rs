@@ -6,28 +6,13 @@ use guise_core::StoreError;
 use guise_core::audit::AuditEvent;
 use guise_core::client::Client;
 use guise_core::ids::new_client_grant_id;
-use guise_core::page::PageRequest;
 use guise_core::permission::scopes;
 use guise_core::role::ClientGrant;
 use guise_core::store::{ClientGrantStore, ClientStore};
 
-/// Every client (clients are few; this pages through them).
-pub fn all_clients(db: &dyn ClientStore) -> Result<Vec<Client>, ApiError> {
-    let mut clients = Vec::new();
-    for page in 0.. {
-        let batch = db.list_clients(&Default::default(), PageRequest::new(Some(page), Some(100)), false)?;
-        let done = batch.items.len() < 100;
-        clients.extend(batch.items);
-        if done {
-            break;
-        }
-    }
-    Ok(clients)
-}
-
 /// Find a client by exact name.
 pub fn find_client_by_name(db: &dyn ClientStore, name: &str) -> Result<Option<Client>, ApiError> {
-    Ok(all_clients(db)?.into_iter().find(|c| c.name == name))
+    Ok(db.all_clients()?.into_iter().find(|c| c.name == name))
 }
 
 /// Grant `client_id` every Management API scope (creating or widening its grant).

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::authorize::{AuthorizeError, AuthorizeParams, NextStep, next_step, validate};
-use guise_core::authorization::PendingAuthorization;
+use guise_core::authorization::{PendingAuthorization, PendingProtocol};
 
 fn some(s: &str) -> Option<String> {
     Some(s.to_owned())
@@ -195,7 +195,7 @@ fn validate_decides_between_an_error_page_a_redirected_error_and_a_valid_request
     for (name, params, client, expect) in cases {
         let outcome = validate(&params, client);
         match (&expect, outcome) {
-            (Expect::Valid, Ok(pending)) => {
+            (Expect::Valid, Ok(PendingAuthorization { protocol: PendingProtocol::Oidc(pending), .. })) => {
                 assert_eq!(pending.redirect_uri, params.redirect_uri.unwrap_or_default(), "{name}");
                 assert_eq!(pending.state, params.state, "{name}");
             }
@@ -230,16 +230,17 @@ fn a_valid_request_keeps_everything_the_next_steps_need() {
     };
     let pending: PendingAuthorization = validate(&request, Some(&web)).expect("a valid request");
     assert_eq!(pending.client_id, WEB_APP);
-    assert_eq!(pending.redirect_uri, CALLBACK);
-    assert_eq!(pending.scope, ["openid", "profile", "read:things"], "deduplicated, in order");
-    assert_eq!(pending.state, some("af0ifjsldkj"));
-    assert_eq!(pending.nonce, some(NONCE));
-    assert_eq!(pending.code_challenge, some(CHALLENGE));
-    assert_eq!(pending.audience, some(API));
     assert_eq!(pending.prompt, ["login", "consent"]);
     assert_eq!(pending.max_age, Some(300));
-    assert_eq!(pending.login_hint, some(ALICE_EMAIL));
-    assert_eq!(pending.response_mode, "form_post");
+    let PendingProtocol::Oidc(oidc) = pending.protocol else { panic!("an OIDC request") };
+    assert_eq!(oidc.redirect_uri, CALLBACK);
+    assert_eq!(oidc.scope, ["openid", "profile", "read:things"], "deduplicated, in order");
+    assert_eq!(oidc.state, some("af0ifjsldkj"));
+    assert_eq!(oidc.nonce, some(NONCE));
+    assert_eq!(oidc.code_challenge, some(CHALLENGE));
+    assert_eq!(oidc.audience, some(API));
+    assert_eq!(oidc.login_hint, some(ALICE_EMAIL));
+    assert_eq!(oidc.response_mode, "form_post");
     // Errors after the redirect URI is trusted go back in the mode asked for.
     let plain = AuthorizeParams { code_challenge_method: some("plain"), ..request };
     match validate(&plain, Some(&web)) {

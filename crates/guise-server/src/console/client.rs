@@ -29,7 +29,7 @@ fn event(state: &AppState, description: &str) -> AuditEvent {
 pub fn ensure(state: &AppState) -> Result<Client, ApiError> {
     let callback = callback_url(&state.settings.issuer);
     let client = match find_client_by_name(&state.db, CONSOLE_CLIENT)? {
-        Some(client) if client.callbacks.contains(&callback) => client,
+        Some(client) if client.is_registered_callback(&callback) => client,
         Some(client) => {
             let mut callbacks = client.callbacks.clone();
             callbacks.push(callback);

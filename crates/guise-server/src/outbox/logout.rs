@@ -56,7 +56,7 @@ pub async fn saml(state: &Arc<AppState>, http: &reqwest::Client, delivery: &Deli
         };
         let signer = s.keys.saml_signer().ok_or("no SAML signing certificate")?;
         let subject = LogoutSubject { name_id: &name_id, name_id_format: &format, session_index: &sid };
-        let envelope = logout_request_soap(&signer, &crate::saml::entity_id(s), &uri, &subject, s.clock.now())
+        let envelope = logout_request_soap(&signer, &s.settings.issuer, &uri, &subject, s.clock.now())
             .map_err(|e| format!("signing the LogoutRequest failed: {e}"))?;
         Ok((uri, envelope))
     })

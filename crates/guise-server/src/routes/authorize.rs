@@ -1,4 +1,4 @@
-//! `GET`/`POST /authorize`: validate, then hand over to login, consent or code delivery.
+//! `GET`/`POST /authorize`: the HTTP of `guise_flow::authorization::authorize`.
 
 use crate::error::ApiError;
 use crate::flow::{IntoReply, session_cookie};
@@ -7,10 +7,7 @@ use crate::web::pages;
 use crate::web::pages::Reply;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use guise_core::StoreError;
-use guise_core::store::ClientStore;
-use guise_flow::authorization::{FlowOutcome, begin, continue_authorization, current_session};
-use guise_oidc::authorize::{AuthorizeError, AuthorizeParams, validate};
+use guise_oidc::authorize::AuthorizeParams;
 
 pub async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     match web::Query::<AuthorizeParams>::from_query(req.query_string()) {
@@ -28,32 +25,7 @@ async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: Authori
     let outcome = state
         .into_inner()
         .blocking(move |s| {
-            let ctx = s.flow();
-            let client = match params.client_id.as_deref().filter(|id| !id.is_empty() && id.len() <= 128) {
-                Some(id) => match s.db.client_by_id(id) {
-                    Ok(client) => Some(client),
-                    Err(StoreError::NotFound) => None,
-                    Err(e) => return Err(ApiError::from(e)),
-                },
-                None => None,
-            };
-            let request = match validate(&params, client.as_ref()) {
-                Ok(request) => request,
-                Err(AuthorizeError::Page { error, description }) => {
-                    return Ok(FlowOutcome::ErrorPage { error, description });
-                }
-                Err(AuthorizeError::Redirect { redirect_uri, response_mode, state, error, description }) => {
-                    let mut params = vec![("error", error.to_owned()), ("error_description", description)];
-                    if let Some(state) = state {
-                        params.push(("state", state));
-                    }
-                    params.push(("iss", s.settings.issuer.clone()));
-                    return Ok(FlowOutcome::Deliver { redirect_uri, response_mode, params });
-                }
-            };
-            let record = begin(&ctx, request)?;
-            let session = current_session(&ctx, cookie.as_deref())?;
-            Ok(continue_authorization(&ctx, &record, session.as_ref(), false)?)
+            Ok::<_, ApiError>(guise_flow::authorization::authorize(&s.flow(), &params, cookie.as_deref())?)
         })
         .await;
     match outcome {

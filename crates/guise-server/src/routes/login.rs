@@ -11,11 +11,10 @@ use crate::web::pages::Reply;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
 use chrono::{DateTime, Utc};
-use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::authorization::AuthorizationRequestRecord;
-use guise_core::store::{AuthorizationRequestStore, ClientStore, ConsentStore, UserStore};
-use guise_flow::authorization::{FlowOutcome, continue_authorization, current_session, load_request};
+use guise_core::store::{AuthorizationRequestStore, ClientStore, ConsentStore, UserStore, found};
+use guise_flow::authorization::{FlowOutcome, consenting_session, continue_authorization, load_request};
 use guise_flow::login::{Attempt, LoginOutcome};
 use guise_flow::session::Browser;
 use guise_store::password::verify_password;
@@ -50,11 +49,7 @@ fn login_page(
 }
 
 fn client_name(s: &AppState, client_id: &str) -> Result<String, ApiError> {
-    match s.db.client_by_id(client_id) {
-        Ok(client) => Ok(client.name),
-        Err(StoreError::NotFound) => Ok(client_id.to_owned()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(found(s.db.client_by_id(client_id))?.map_or_else(|| client_id.to_owned(), |client| client.name))
 }
 
 pub async fn login_form(state: web::Data<AppState>, query: web::Query<TxQuery>) -> Reply {
@@ -67,8 +62,8 @@ pub async fn login_form(state: web::Data<AppState>, query: web::Query<TxQuery>) 
             Ok::<_, ApiError>(match load_request(&ctx, &tx)? {
                 Ok(record) => {
                     let name = client_name(s, &record.request.client_id)?;
-                    let hint = record.request.login_hint.clone().unwrap_or_default();
-                    login_page(StatusCode::OK, &name, &record, &hint, None, secure)
+                    let hint = record.request.login_hint().unwrap_or_default();
+                    login_page(StatusCode::OK, &name, &record, hint, None, secure)
                 }
                 Err(outcome) => outcome.into_reply(),
             })
@@ -179,21 +174,17 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>, query: w
                 Ok(record) => record,
                 Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
             };
-            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
-                return Ok(continue_authorization(&ctx, &record, None, false)?.into_reply());
+            let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
+                Ok(session) => session,
+                Err(outcome) => return Ok(outcome.into_reply()),
             };
-            if session.impersonator_id.is_some() {
-                // No consent page renders in an impersonation session: the flow decides
-                // (existing consent of the user's own, or consent_required).
-                return Ok(continue_authorization(&ctx, &record, Some(&session), false)?.into_reply());
-            }
             let user = s.db.user_by_id(&session.user_id)?;
             let name = client_name(s, &record.request.client_id)?;
             Ok(pages::render(
                 StatusCode::OK,
                 "consent.html",
                 context! {
-                    client_name => name, user_email => user.email, scopes => record.request.scope.clone(),
+                    client_name => name, user_email => user.email, scopes => record.request.scope(),
                     tx => record.id.clone(), csrf => record.csrf_token.clone(),
                 },
             )
@@ -230,26 +221,25 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
             if !csrf_ok(&record, &form.csrf, csrf_cookie.as_deref()) {
                 return Ok(csrf_failure());
             }
-            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
-                return Ok(continue_authorization(&ctx, &record, None, false)?.into_reply());
+            // No consent is given or recorded during impersonation.
+            let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
+                Ok(session) => session,
+                Err(outcome) => return Ok(outcome.into_reply()),
             };
-            if session.impersonator_id.is_some() {
-                // No consent is given or recorded during impersonation.
-                return Ok(continue_authorization(&ctx, &record, Some(&session), false)?.into_reply());
-            }
             if form.decision != "allow" {
                 s.db.delete_authorization_request(&record.id)?;
                 return Ok(
                     FlowOutcome::error(&ctx, &record.request, "access_denied", "The user denied access").into_reply()
                 );
             }
+            let scope = record.request.scope();
             let event =
                 AuditEvent::new(event_type::CONSENT, now, Actor::User(session.user_id.clone()), "Consent given")
                     .subject(session.user_id.clone())
                     .client(record.request.client_id.clone())
                     .source_ip(meta.source_ip.clone())
-                    .details(serde_json::json!({ "scope": record.request.scope }));
-            s.db.grant_consent(&session.user_id, &record.request.client_id, &record.request.scope, now, event)?;
+                    .details(serde_json::json!({ "scope": scope }));
+            s.db.grant_consent(&session.user_id, &record.request.client_id, &scope, now, event)?;
             Ok(continue_authorization(&ctx, &record, Some(&session), true)?.into_reply())
         })
         .await;

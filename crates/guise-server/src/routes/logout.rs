@@ -18,9 +18,8 @@ use crate::web::pages;
 use crate::web::pages::Reply;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, web};
-use guise_core::StoreError;
 use guise_core::ids::new_secret;
-use guise_core::store::ClientStore;
+use guise_core::store::{ClientStore, found};
 use guise_flow::authorization::current_session;
 use guise_oidc::logout::verify_id_token_hint;
 use serde::Deserialize;
@@ -133,10 +132,9 @@ fn decide(
     };
     let client = match &client_id {
         None => None,
-        Some(id) => match s.db.client_by_id(id) {
-            Ok(client) => Some(client),
-            Err(StoreError::NotFound) => return refused("Unknown client"),
-            Err(e) => return Err(e.into()),
+        Some(id) => match found(s.db.client_by_id(id))? {
+            Some(client) => Some(client),
+            None => return refused("Unknown client"),
         },
     };
     // Checked before anything happens: the redirect must be registered for the client.

@@ -1,0 +1,77 @@
+//! SAML requests, from the client's id to the browser's next step: the client and its
+//! settings looked up, then single sign-on (`guise_saml::sso`, the shared login flow) or
+//! single logout (`guise_saml::slo`, the replay key redeemed on any node, the session ended).
+
+use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, start};
+use crate::{FlowContext, FlowError};
+use guise_core::client::Client;
+use guise_core::store::found;
+use guise_saml::response::STATUS_REQUESTER;
+use guise_saml::settings::{SamlSettings, from_addons};
+use guise_saml::slo::{LogoutRefusal, check_logout, response_url};
+use guise_saml::sso::{Binding, SamlParams, SsoRefusal, pending_sso};
+
+/// The client and its SAML settings, or the error page saying why not.
+pub fn saml_client(ctx: &FlowContext<'_>, id: &str) -> Result<Result<(Client, SamlSettings), FlowOutcome>, FlowError> {
+    let Some(client) = found(ctx.store.client_by_id(id))? else {
+        return Ok(Err(FlowOutcome::invalid_request("Unknown client")));
+    };
+    Ok(match from_addons(&client.addons) {
+        Ok(Some(settings)) => Ok((client, settings)),
+        Ok(None) => Err(FlowOutcome::invalid_request("SAML is not enabled for this client")),
+        Err(e) => Err(FlowOutcome::invalid_request(e.to_string())),
+    })
+}
+
+/// Begin (or refuse) single sign-on to `client_id` for the browser with `cookie`.
+pub fn sign_in(
+    ctx: &FlowContext<'_>,
+    client_id: &str,
+    params: &SamlParams,
+    binding: &Binding,
+    cookie: Option<&str>,
+) -> Result<FlowOutcome, FlowError> {
+    let (client, settings) = match saml_client(ctx, client_id)? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(outcome),
+    };
+    match pending_sso(&client, &settings, params, binding) {
+        Ok(pending) => start(ctx, pending, cookie),
+        Err(SsoRefusal::Page(description)) => Ok(FlowOutcome::invalid_request(description)),
+        Err(SsoRefusal::ToAcs { pending, status, message }) => {
+            Ok(FlowOutcome::saml_error(ctx, &pending, STATUS_REQUESTER, status, message))
+        }
+    }
+}
+
+/// Single logout at `client_id` (`raw_query` is what a signature covers); a refused
+/// logout ends nothing.
+pub fn logout(
+    ctx: &FlowContext<'_>,
+    client_id: &str,
+    params: &SamlParams,
+    raw_query: &str,
+    cookie: Option<&str>,
+    source_ip: Option<String>,
+) -> Result<SignOutOutcome, FlowError> {
+    let refused =
+        |refusal: LogoutRefusal| Ok(SignOutOutcome::Continue(FlowOutcome::invalid_request(refusal.to_string())));
+    let (client, settings) = match saml_client(ctx, client_id)? {
+        Ok(found) => found,
+        Err(outcome) => return Ok(SignOutOutcome::Continue(outcome)),
+    };
+    let checked = match check_logout(&client.client_id, &settings, params, raw_query, ctx.now) {
+        Ok(checked) => checked,
+        Err(refusal) => return refused(refusal),
+    };
+    if let Some((key, until)) = &checked.replay
+        && !ctx.store.redeem_once(key, ctx.now, *until)?
+    {
+        return refused(LogoutRefusal::Replayed);
+    }
+    let relay_state = params.relay_state.as_deref();
+    let reply = response_url(&ctx.settings.issuer, &client, &settings, &checked, relay_state, ctx.now)
+        .map_err(|e| FlowError::Misconfigured(format!("The client's logout callback is unusable: {e}")))?;
+    end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (SAML)")?;
+    Ok(SignOutOutcome::SignedOut { reply })
+}
