@@ -16,6 +16,7 @@ pub mod delivery;
 mod error;
 pub mod impersonation;
 pub mod login;
+pub mod logout;
 pub mod saml;
 pub mod session;
 #[cfg(test)]

@@ -103,6 +103,7 @@ fn path_and_query(url: &str) -> String {
 }
 
 mod caller;
+mod logout;
 
 mod impersonation {
     use super::*;
