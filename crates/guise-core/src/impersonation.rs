@@ -360,6 +360,17 @@ mod tests {
         }
     }
 
+    /// `impersonator` impersonating `target` through `client`, on the audience "api".
+    fn parties<'a>(
+        target: &'a User,
+        target_permissions: &'a PermissionSet,
+        impersonator: &'a User,
+        chain: &'a Chain,
+        client: &'a Client,
+    ) -> Parties<'a> {
+        Parties { target, target_permissions, impersonator, chain, management_audience: "api", client }
+    }
+
     #[test]
     fn the_rules() {
         let (admin, target) = (user("admin"), user("target"));
@@ -367,14 +378,7 @@ mod tests {
         let none = perms(&[]);
         let enabled = client(true);
         let chain = chain_of(None, &strong);
-        let ok = Parties {
-            target: &target,
-            target_permissions: &none,
-            impersonator: &admin,
-            chain: &chain,
-            management_audience: "api",
-            client: &enabled,
-        };
+        let ok = parties(&target, &none, &admin, &chain, &enabled);
         assert_eq!(check_parties(&ok), Ok(()));
         assert_eq!(check_parties(&Parties { target: &admin, ..ok }), Err(Refusal::SelfImpersonation));
         let stronger_target = perms(&["delete:users"]);
@@ -401,14 +405,7 @@ mod tests {
         let target_holds = perms(&["create:clients"]);
         let enabled = client(true);
         let chain = chain_of(Some(&only_impersonate), &everything);
-        let parties = Parties {
-            target: &target,
-            target_permissions: &target_holds,
-            impersonator: &admin,
-            chain: &chain,
-            management_audience: "api",
-            client: &enabled,
-        };
+        let parties = parties(&target, &target_holds, &admin, &chain, &enabled);
         let refusal = check_parties(&parties);
         assert_eq!(
             refusal.as_ref().map_err(ToString::to_string),
@@ -429,14 +426,7 @@ mod tests {
         let none = perms(&[]);
         let enabled = client(true);
         let chain = chain_of(None, &strong);
-        let parties = Parties {
-            target: &target,
-            target_permissions: &none,
-            impersonator: &admin,
-            chain: &chain,
-            management_audience: "api",
-            client: &enabled,
-        };
+        let parties = parties(&target, &none, &admin, &chain, &enabled);
         let t0 = Utc::now();
         let session = Session {
             sid: "s".into(),

@@ -131,18 +131,6 @@ impl PermissionSet {
         Self(self.0.union(&other.0).cloned().collect())
     }
 
-    /// This set, with `audience` narrowed to `names` (a token's scope on that API).
-    pub fn narrowed_on<'a>(&self, audience: &str, names: impl IntoIterator<Item = &'a str>) -> PermissionSet {
-        let names: BTreeSet<&str> = names.into_iter().collect();
-        Self(
-            self.0
-                .iter()
-                .filter(|p| p.resource_server_identifier != audience || names.contains(p.permission_name.as_str()))
-                .cloned()
-                .collect(),
-        )
-    }
-
     /// The permissions on one audience.
     pub fn only(&self, audience: &str) -> PermissionSet {
         Self(self.0.iter().filter(|p| p.resource_server_identifier == audience).cloned().collect())

@@ -4,14 +4,14 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::startup::{Application, StartupError, build_state};
 use crate::state::AppState;
-use crate::tenant::init_tenant;
+use crate::tenant::{email_user, init_tenant};
 use clap::{Parser, Subcommand};
 use guise_core::SystemClock;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::client::{AppType, Client};
-use guise_core::ids::{new_client_id, new_user_id};
+use guise_core::ids::new_client_id;
 use guise_core::store::{AuditStore, UserStore};
-use guise_core::user::{Attribution, NewUser, validate_email};
+use guise_core::user::validate_email;
 use guise_store::password::hash_password;
 use serde_json::json;
 use std::path::PathBuf;
@@ -253,28 +253,9 @@ fn cli_event(state: &AppState, description: &str) -> AuditEvent {
 fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Option<String>) -> Result<(), ApiError> {
     let email = validate_email(email).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let password_hash = password.map(hash_password).transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let user_id = new_user_id();
-    let user = state.db.create_user(
-        NewUser {
-            user_id: user_id.clone(),
-            email: email.clone(),
-            username: None,
-            email_verified: false,
-            name: name.or_else(|| Some(email.clone())),
-            given_name: None,
-            family_name: None,
-            nickname: email.split('@').next().map(str::to_owned),
-            picture: None,
-            blocked: false,
-            app_metadata: Default::default(),
-            user_metadata: Default::default(),
-            external_id: None,
-            password_hash,
-            attribution: Attribution::default(),
-            created_at: state.clock.now(),
-        },
-        cli_event(state, "Create a user").subject(user_id),
-    )?;
+    let new = email_user(state, &email, name, false, password_hash);
+    let user_id = new.user_id.clone();
+    let user = state.db.create_user(new, cli_event(state, "Create a user").subject(user_id))?;
     print_json(&crate::management::UserView::from(user));
     Ok(())
 }

@@ -42,6 +42,35 @@ fn event(state: &AppState, description: &str) -> AuditEvent {
     AuditEvent::new(event_type::TENANT_INITIALISED, state.clock.now(), Actor::System, description)
 }
 
+/// A new user known by email (named after it unless `name` is given), as the tenant set-up
+/// and the CLI create one.
+pub(crate) fn email_user(
+    state: &AppState,
+    email: &str,
+    name: Option<String>,
+    email_verified: bool,
+    password_hash: Option<String>,
+) -> NewUser {
+    NewUser {
+        user_id: new_user_id(),
+        email: email.to_owned(),
+        username: None,
+        email_verified,
+        name: name.or_else(|| Some(email.to_owned())),
+        given_name: None,
+        family_name: None,
+        nickname: email.split('@').next().map(str::to_owned),
+        picture: None,
+        blocked: false,
+        app_metadata: Default::default(),
+        user_metadata: Default::default(),
+        external_id: None,
+        password_hash,
+        attribution: Attribution::default(),
+        created_at: state.clock.now(),
+    }
+}
+
 /// Create what is missing: the admin role with every Management API permission, the
 /// admin user holding it, the management client and its grant on every scope.
 pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<InitOutcome, ApiError> {
@@ -52,25 +81,8 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
         Ok(user) => user,
         Err(StoreError::NotFound) => {
             let password_hash = hash_password(password).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let user_id = new_user_id();
-            let new = NewUser {
-                user_id: user_id.clone(),
-                email: email.clone(),
-                username: None,
-                email_verified: true,
-                name: Some(email.clone()),
-                given_name: None,
-                family_name: None,
-                nickname: email.split('@').next().map(str::to_owned),
-                picture: None,
-                blocked: false,
-                app_metadata: Default::default(),
-                user_metadata: Default::default(),
-                external_id: None,
-                password_hash: Some(password_hash),
-                attribution: Attribution::default(),
-                created_at: state.clock.now(),
-            };
+            let new = email_user(state, &email, None, true, Some(password_hash));
+            let user_id = new.user_id.clone();
             state.db.create_user(new, event(state, "Administrator created").subject(user_id))?
         }
         Err(e) => return Err(e.into()),

@@ -2,7 +2,7 @@
 //! client, redirect URI and PKCE verifier; a replayed code revokes what it issued.
 
 use super::issue::{Claimed, UserGrant, hash_secret, issue_user_tokens};
-use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse};
+use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse, required};
 use crate::error::OAuthError;
 use crate::pkce;
 use guise_core::StoreError;
@@ -29,11 +29,7 @@ impl GrantHandler for AuthorizationCodeGrant {
         request: &TokenRequest,
         ctx: &TokenContext<'_>,
     ) -> Result<TokenResponse, OAuthError> {
-        let code = request
-            .code
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: code"))?;
+        let code = required(request.code.as_deref(), "code")?;
         let code_hash = hash_secret(code);
         let code = match ctx.codes.consume_code(&code_hash, ctx.now) {
             Ok(CodeRedemption::Redeemed(code)) => code,

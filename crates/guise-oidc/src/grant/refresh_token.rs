@@ -2,7 +2,7 @@
 //! reused token revokes its whole family; the family's lifetime is absolute.
 
 use super::issue::{Claimed, UserGrant, hash_secret, issue_user_tokens};
-use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse, requested_scope};
+use super::{GrantEvents, GrantHandler, TokenContext, TokenRequest, TokenResponse, requested_scope, required};
 use crate::error::{OAuthError, OAuthErrorCode};
 use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
@@ -28,11 +28,7 @@ impl GrantHandler for RefreshTokenGrant {
         request: &TokenRequest,
         ctx: &TokenContext<'_>,
     ) -> Result<TokenResponse, OAuthError> {
-        let token = request
-            .refresh_token
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| OAuthError::invalid_request("Missing required parameter: refresh_token"))?;
+        let token = required(request.refresh_token.as_deref(), "refresh_token")?;
         let hash = hash_secret(token);
         // A token of another client, or a request asking too much, must not burn the
         // token: check before using it.

@@ -7,10 +7,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::ids::new_role_id;
-use guise_core::permission::PermissionSet;
-use guise_core::permission::{Permission, is_valid_scope_token, scopes};
+use guise_core::permission::{Permission, PermissionSet, is_valid_scope_token, scopes};
 use guise_core::role::{Role, RolePatch};
 use guise_core::store::RoleStore;
+use guise_store::Database;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -213,6 +213,9 @@ pub struct PermissionName {
     resource_server_identifier: String,
 }
 
+/// What a write of a role's permissions takes from the request.
+type PermissionsWrite = (web::Data<AppState>, Caller, RequestMeta, web::Path<String>, web::Json<PermissionList>);
+
 fn validate_permissions(management_audience: &str, body: PermissionList) -> Result<Vec<Permission>, ApiError> {
     if body.permissions.is_empty() || body.permissions.len() > 100 {
         return Err(ApiError::bad_request("Payload validation error: 'permissions' must hold 1 to 100 items"));
@@ -243,27 +246,8 @@ fn validate_permissions(management_audience: &str, body: PermissionList) -> Resu
     request_body = PermissionList,
     responses((status = 201)),
     security(("bearer" = ["update:roles"])))]
-async fn add_permissions(
-    state: web::Data<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    id: web::Path<String>,
-    body: web::Json<PermissionList>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(scopes::UPDATE_ROLES)?;
-    let permissions = validate_permissions(&state.settings.management_audience(), body.into_inner())?;
-    let id = id.into_inner();
-    state
-        .into_inner()
-        .blocking(move |s| {
-            guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
-            caller.require_cover(&PermissionSet::new(permissions.iter().cloned()))?;
-            let mut audit = meta.api_event(&caller, s.clock.now(), "Add permissions to a role");
-            audit.details["role"] = json!({ "id": id, "permissions": permissions });
-            s.db.add_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
-        })
-        .await?;
-    Ok(HttpResponse::Created().finish())
+async fn add_permissions(request: PermissionsWrite) -> Result<HttpResponse, ApiError> {
+    change_permissions(request, true).await
 }
 
 #[utoipa::path(delete, path = "/roles/{id}/permissions", tag = "roles", summary = "Remove permissions from a role",
@@ -271,12 +255,14 @@ async fn add_permissions(
     request_body = PermissionList,
     responses((status = 204)),
     security(("bearer" = ["update:roles"])))]
-async fn remove_permissions(
-    state: web::Data<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    id: web::Path<String>,
-    body: web::Json<PermissionList>,
+async fn remove_permissions(request: PermissionsWrite) -> Result<HttpResponse, ApiError> {
+    change_permissions(request, false).await
+}
+
+/// Add (`adding`) or remove a role's permissions; adding needs the caller to hold them.
+async fn change_permissions(
+    (state, caller, meta, id, body): PermissionsWrite,
+    adding: bool,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_ROLES)?;
     let permissions = validate_permissions(&state.settings.management_audience(), body.into_inner())?;
@@ -285,12 +271,19 @@ async fn remove_permissions(
         .into_inner()
         .blocking(move |s| {
             guise_flow::ceiling::roles(&s.flow(), &caller, [&id])?;
-            let mut audit = meta.api_event(&caller, s.clock.now(), "Remove permissions from a role");
+            let description = if adding {
+                caller.require_cover(&PermissionSet::new(permissions.iter().cloned()))?;
+                "Add permissions to a role"
+            } else {
+                "Remove permissions from a role"
+            };
+            let mut audit = meta.api_event(&caller, s.clock.now(), description);
             audit.details["role"] = json!({ "id": id, "permissions": permissions });
-            s.db.remove_role_permissions(&id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
+            let apply = if adding { Database::add_role_permissions } else { Database::remove_role_permissions };
+            apply(&s.db, &id, &permissions, audit).map_err(|e| ApiError::from_store(e, "role"))
         })
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(if adding { HttpResponse::Created() } else { HttpResponse::NoContent() }.finish())
 }
 
 #[utoipa::path(get, path = "/roles/{id}/users", tag = "roles", summary = "Users holding a role",

@@ -11,6 +11,7 @@ use guise_core::permission::scopes;
 use guise_core::store::{RoleStore, SessionStore, UserStore};
 use guise_core::user::{NewUser, UserPatch, validate_email, validate_external_id, validate_length, validate_username};
 use guise_core::user_query::{UserSort, UserSortField, parse_user_query};
+use guise_store::Database;
 use guise_store::password::{PasswordError, hash_password};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -483,6 +484,9 @@ pub struct RoleIds {
     roles: Vec<String>,
 }
 
+/// What a write of a user's roles takes from the request.
+type RolesWrite = (web::Data<AppState>, Caller, RequestMeta, web::Path<String>, web::Json<RoleIds>);
+
 fn role_ids(body: RoleIds) -> Result<Vec<String>, ApiError> {
     if body.roles.is_empty() || body.roles.len() > 100 {
         return Err(ApiError::bad_request("Payload validation error: 'roles' must hold 1 to 100 role ids"));
@@ -495,27 +499,8 @@ fn role_ids(body: RoleIds) -> Result<Vec<String>, ApiError> {
     request_body = RoleIds,
     responses((status = 204)),
     security(("bearer" = ["update:users", "update:roles"])))]
-async fn assign_roles(
-    state: web::Data<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    id: web::Path<String>,
-    body: web::Json<RoleIds>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(scopes::UPDATE_USERS)?;
-    caller.require(scopes::UPDATE_ROLES)?;
-    let roles = role_ids(body.into_inner())?;
-    let id = id.into_inner();
-    state
-        .into_inner()
-        .blocking(move |s| {
-            guise_flow::ceiling::roles(&s.flow(), &caller, &roles)?;
-            let mut audit = meta.api_event(&caller, s.clock.now(), "Assign roles to a user").subject(id.clone());
-            audit.details["roles"] = json!(roles);
-            s.db.assign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+async fn assign_roles(request: RolesWrite) -> Result<HttpResponse, ApiError> {
+    change_roles(request, true).await
 }
 
 #[utoipa::path(delete, path = "/users/{id}/roles", tag = "users", summary = "Remove roles from a user",
@@ -523,13 +508,12 @@ async fn assign_roles(
     request_body = RoleIds,
     responses((status = 204)),
     security(("bearer" = ["update:users", "update:roles"])))]
-async fn unassign_roles(
-    state: web::Data<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    id: web::Path<String>,
-    body: web::Json<RoleIds>,
-) -> Result<HttpResponse, ApiError> {
+async fn unassign_roles(request: RolesWrite) -> Result<HttpResponse, ApiError> {
+    change_roles(request, false).await
+}
+
+/// Assign (`assign`) or remove a user's roles.
+async fn change_roles((state, caller, meta, id, body): RolesWrite, assign: bool) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::UPDATE_USERS)?;
     caller.require(scopes::UPDATE_ROLES)?;
     let roles = role_ids(body.into_inner())?;
@@ -538,9 +522,11 @@ async fn unassign_roles(
         .into_inner()
         .blocking(move |s| {
             guise_flow::ceiling::roles(&s.flow(), &caller, &roles)?;
-            let mut audit = meta.api_event(&caller, s.clock.now(), "Remove roles from a user").subject(id.clone());
+            let description = if assign { "Assign roles to a user" } else { "Remove roles from a user" };
+            let mut audit = meta.api_event(&caller, s.clock.now(), description).subject(id.clone());
             audit.details["roles"] = json!(roles);
-            s.db.unassign_roles(&id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
+            let apply = if assign { Database::assign_roles } else { Database::unassign_roles };
+            apply(&s.db, &id, &roles, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
