@@ -22,9 +22,6 @@ use std::time::{Duration, Instant};
 
 /// After a lost connection, how long checkouts are checked (`SELECT 1`) before use: the
 /// other pooled connections most likely went with it (a restart, a failover, a reset).
-/// Connections the pool keeps open while idle.
-const IDLE_CONNECTIONS: u32 = 2;
-
 const CHECK_AFTER_LOSS: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -218,6 +215,8 @@ pub struct Database {
     event_counts: Arc<EventCounts>,
     /// Cached clients and grants (`read_cache.rs`).
     read_cache: Arc<crate::read_cache::ReadCache>,
+    /// Stops and waits for the read cache's PostgreSQL listener when the last handle goes.
+    pub(crate) cache_listener: Arc<crate::read_cache::ListenerGuard>,
 }
 
 /// The pool's occupancy at one instant (for `/metrics`).
@@ -292,10 +291,6 @@ impl Database {
         let manager = Manager { url: url.clone() };
         let pool = Pool::builder()
             .max_size(max_connections.max(1))
-            // Open the rest on demand: an idle node holds two connections, not the whole
-            // pool (memory here, a backend process each on PostgreSQL); r2d2 closes what
-            // load opened once it has been idle for ten minutes.
-            .min_idle(Some(IDLE_CONNECTIONS.min(max_connections.max(1))))
             // Also the longest a request waits for a connection while the database is
             // unreachable before it is answered 503.
             .connection_timeout(acquire_timeout.max(Duration::from_millis(1)))
@@ -314,6 +309,7 @@ impl Database {
             waiting: Arc::new(AtomicI64::new(0)),
             event_counts: Arc::new(EventCounts::default()),
             read_cache: Arc::new(crate::read_cache::ReadCache::new(url)),
+            cache_listener: Arc::default(),
             unavailable_since: Arc::new(AtomicI64::new(0)),
             sqlite_file: match url {
                 DatabaseUrl::Sqlite(path) => Some((path.clone(), file_id(path))),
@@ -595,9 +591,9 @@ mod tests {
 
     /// The bundled SQLite keeps a cached statement across rebinds (`.cargo/config.toml`
     /// builds it with `SQLITE_ENABLE_QPSG`; without it every `.first()` — `LIMIT ?` —
-    /// was parsed and planned again on each use), and an idle pool holds two connections.
+    /// was parsed and planned again on each use).
     #[test]
-    fn sqlite_keeps_its_statements_and_an_idle_pool_stays_small() {
+    fn sqlite_keeps_its_statements() {
         let dir = tempfile::tempdir().unwrap();
         let url = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("g.db").display())).unwrap();
         let db = Database::connect(&url, 16, Duration::from_secs(5)).unwrap();
@@ -605,10 +601,5 @@ mod tests {
             .get_result(&mut *db.conn().unwrap())
             .unwrap();
         assert_eq!(qpsg, 1, "the bundled SQLite is built without SQLITE_ENABLE_QPSG");
-        let usage = db.pool_usage();
-        // Start-up's own checkouts (the WAL switch, the migrations) each made r2d2 open
-        // one more to keep two idle; the rest of the 16 open only under load.
-        assert!(usage.open <= 2 * IDLE_CONNECTIONS, "an idle pool opened {} connections", usage.open);
-        assert_eq!(usage.max, 16);
     }
 }
