@@ -11,7 +11,6 @@ use guise_core::refusal::RefusalKind;
 use guise_core::store::found;
 use guise_oidc::keys::KeyRing;
 use guise_oidc::logout::verify_id_token_hint;
-use subtle::ConstantTimeEq;
 
 /// A logout request's parameters (query or form).
 #[derive(Debug, Default)]
@@ -23,7 +22,8 @@ pub struct LogoutRequest {
     pub confirmation: Confirmation,
 }
 
-/// Whether the request was confirmed by the user on the confirmation page.
+/// Whether the request was confirmed by the user on the confirmation page (the server
+/// checks the form's CSRF field against its double-submit cookie).
 #[derive(Debug, Default)]
 pub enum Confirmation {
     /// No CSRF field: not the confirmation form.
@@ -31,21 +31,6 @@ pub enum Confirmation {
     Absent,
     Valid,
     Invalid,
-}
-
-impl Confirmation {
-    /// The confirmation form's CSRF field against its double-submit cookie.
-    pub fn of(form_value: Option<&str>, cookie: Option<&str>) -> Self {
-        match form_value {
-            None => Self::Absent,
-            Some(value) => {
-                let valid = !value.is_empty()
-                    && cookie
-                        .is_some_and(|c| c.len() == value.len() && bool::from(c.as_bytes().ct_eq(value.as_bytes())));
-                if valid { Self::Valid } else { Self::Invalid }
-            }
-        }
-    }
 }
 
 /// What the browser is answered.

@@ -28,12 +28,11 @@ fn a_logout_without_proof_is_asked_about_and_a_confirmed_one_ends_the_session() 
     assert!(matches!(asked, LogoutOutcome::Confirm { .. }), "{asked:?}");
     assert!(current_session(&ctx, Some(&cookie)).unwrap().is_some(), "asking ends nothing");
 
-    let forged = LogoutRequest { confirmation: Confirmation::of(Some("abc"), Some("abd")), ..LogoutRequest::default() };
+    let forged = LogoutRequest { confirmation: Confirmation::Invalid, ..LogoutRequest::default() };
     assert_eq!(refusal(rp_initiated(&ctx, &keys, forged, Some(&cookie), None)), RefusalKind::Forbidden);
     assert!(current_session(&ctx, Some(&cookie)).unwrap().is_some());
 
-    let confirmed =
-        LogoutRequest { confirmation: Confirmation::of(Some("abc"), Some("abc")), ..LogoutRequest::default() };
+    let confirmed = LogoutRequest { confirmation: Confirmation::Valid, ..LogoutRequest::default() };
     let done = rp_initiated(&ctx, &keys, confirmed, Some(&cookie), None).unwrap();
     assert!(matches!(done, LogoutOutcome::LoggedOut), "{done:?}");
     assert!(current_session(&ctx, Some(&cookie)).unwrap().is_none(), "the session ended");
@@ -44,7 +43,7 @@ fn a_logout_returns_only_to_a_registered_url_and_trusts_only_our_id_tokens() {
     let (w, keys) = (World::new(), keys());
     let ctx = w.ctx(t0());
     let (cookie, _) = open(&ctx, ALICE, Browser::default(), None, |_| audit("opened")).unwrap();
-    let confirmation = Confirmation::of(Some("abc"), Some("abc"));
+    let confirmation = Confirmation::Valid;
 
     let elsewhere = LogoutRequest {
         client_id: Some(APP.into()),

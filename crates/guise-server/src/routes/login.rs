@@ -2,6 +2,7 @@
 //! per account and per address with temporary lockout, one generic failure message.
 
 use crate::auth::RequestMeta;
+use crate::console::session::tokens_match;
 use crate::error::ApiError;
 use crate::flow::{IntoReply, session_cookie};
 use crate::state::AppState;
@@ -20,7 +21,6 @@ use guise_flow::session::Browser;
 use guise_store::password::verify_password;
 use minijinja::context;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 /// The one message every failed login gets, whatever the reason.
 pub const LOGIN_FAILED: &str = "Wrong email or password.";
@@ -86,9 +86,7 @@ pub struct LoginForm {
 
 /// Both the form field and the cookie must carry the request's CSRF token.
 fn csrf_ok(record: &AuthorizationRequestRecord, form_value: &str, cookie: Option<&str>) -> bool {
-    let expected = record.csrf_token.as_bytes();
-    bool::from(form_value.as_bytes().ct_eq(expected))
-        && cookie.is_some_and(|c| bool::from(c.as_bytes().ct_eq(expected)))
+    tokens_match(&record.csrf_token, form_value) && cookie.is_some_and(|c| tokens_match(&record.csrf_token, c))
 }
 
 fn csrf_failure() -> Reply {

@@ -7,6 +7,7 @@
 //! `guise_logout_csrf` cookie (double-submit).
 
 use crate::auth::RequestMeta;
+use crate::console::session::tokens_match;
 use crate::error::{ApiError, status_of};
 use crate::flow::session_cookie;
 use crate::state::AppState;
@@ -46,7 +47,11 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>, params: LogoutPara
     let source_ip = RequestMeta::from_request(&req, state.config.trust_forwarded_for).0.source_ip;
     let secure = state.secure_cookies();
     let request = LogoutRequest {
-        confirmation: Confirmation::of(params.csrf.as_deref(), csrf_cookie.as_deref()),
+        confirmation: match params.csrf.as_deref() {
+            None => Confirmation::Absent,
+            Some(value) if csrf_cookie.as_deref().is_some_and(|c| tokens_match(c, value)) => Confirmation::Valid,
+            Some(_) => Confirmation::Invalid,
+        },
         id_token_hint: params.id_token_hint,
         post_logout_redirect_uri: params.post_logout_redirect_uri,
         state: params.state,
