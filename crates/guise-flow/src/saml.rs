@@ -39,6 +39,8 @@ pub fn sign_in(
         Ok(pending) => start(ctx, pending, cookie),
         Err(SsoRefusal::Page(description)) => Ok(FlowOutcome::invalid_request(description)),
         Err(SsoRefusal::ToAcs { pending, status, message }) => {
+            // Answered to the registered ACS, so the operator may be the only one to see it.
+            tracing::warn!(client_id = %client.client_id, %message, "SAML AuthnRequest refused");
             Ok(FlowOutcome::saml_error(ctx, &pending, STATUS_REQUESTER, status, message))
         }
     }
@@ -64,14 +66,16 @@ pub fn logout(
         Ok(checked) => checked,
         Err(refusal) => return refused(refusal),
     };
+    // The answer is built before the request is spent, so a misconfigured client does not
+    // burn a LogoutRequest that would succeed once it is fixed.
+    let relay_state = params.relay_state.as_deref();
+    let reply = response_url(&ctx.settings.issuer, &client, &settings, &checked, relay_state, ctx.now)
+        .map_err(|e| FlowError::Misconfigured(format!("The client's logout callback is unusable: {e}")))?;
     if let Some((key, until)) = &checked.replay
         && !ctx.store.redeem_once(key, ctx.now, *until)?
     {
         return refused(LogoutRefusal::Replayed);
     }
-    let relay_state = params.relay_state.as_deref();
-    let reply = response_url(&ctx.settings.issuer, &client, &settings, &checked, relay_state, ctx.now)
-        .map_err(|e| FlowError::Misconfigured(format!("The client's logout callback is unusable: {e}")))?;
     end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (SAML)")?;
     Ok(SignOutOutcome::SignedOut { reply })
 }
