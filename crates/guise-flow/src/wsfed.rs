@@ -30,8 +30,11 @@ pub fn request(
     cookie: Option<&str>,
     source_ip: Option<String>,
 ) -> Result<SignOutOutcome, FlowError> {
-    let checked = relying_party_for(ctx, client_id, params.wtrealm.as_deref())?
-        .and_then(|(client, settings)| Ok((validate(&client, &settings, params)?, client)));
+    let checked = match params.check_lengths() {
+        Ok(()) => relying_party_for(ctx, client_id, params.wtrealm.as_deref())?,
+        Err(refusal) => Err(refusal),
+    };
+    let checked = checked.and_then(|(client, settings)| Ok((validate(&client, &settings, params)?, client)));
     match checked {
         Ok((WsfedRequest::SignIn(pending), _)) => Ok(SignOutOutcome::Continue(start(ctx, *pending, cookie)?)),
         Ok((WsfedRequest::SignOut { reply }, client)) => {

@@ -19,6 +19,17 @@ pub struct WsfedParams {
 /// Longest value accepted for any parameter.
 pub const MAX_PARAM: usize = 2048;
 
+impl WsfedParams {
+    /// Refuse an over-long parameter, before anything is looked up for it.
+    pub fn check_lengths(&self) -> Result<(), Refusal> {
+        let values = [&self.wa, &self.wtrealm, &self.wreply, &self.wctx, &self.wfresh];
+        match values.iter().any(|v| v.as_ref().is_some_and(|v| v.len() > MAX_PARAM)) {
+            true => Err(Refusal::TooLong),
+            false => Ok(()),
+        }
+    }
+}
+
 /// Why a request is refused; the text is the error page's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -62,12 +73,9 @@ pub fn by_realm(clients: Vec<Client>, realm: &str) -> Result<(Client, WsfedSetti
     clients.into_iter().filter_map(relying_party).find(|(_, s)| s.realm == realm).ok_or(Refusal::UnknownRealm)
 }
 
-/// Validate a request to `client`, a relying party with `settings`.
+/// Validate a request to `client`, a relying party with `settings`, whose lengths
+/// `WsfedParams::check_lengths` has passed.
 pub fn validate(client: &Client, settings: &WsfedSettings, params: &WsfedParams) -> Result<WsfedRequest, Refusal> {
-    let values = [&params.wa, &params.wtrealm, &params.wreply, &params.wctx, &params.wfresh];
-    if values.iter().any(|v| v.as_ref().is_some_and(|v| v.len() > MAX_PARAM)) {
-        return Err(Refusal::TooLong);
-    }
     if params.wtrealm.as_ref().is_some_and(|realm| *realm != settings.realm) {
         return Err(Refusal::RealmMismatch);
     }

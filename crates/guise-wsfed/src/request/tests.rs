@@ -90,5 +90,7 @@ fn actions_and_lengths_are_checked() {
     let attribute = WsfedParams { wa: Some("wattr1.0".into()), ..WsfedParams::default() };
     assert_eq!(ask(&rp, attribute), Err(Refusal::UnsupportedAction));
     let long = WsfedParams { wctx: Some("x".repeat(MAX_PARAM + 1)), ..sign_in(None, None) };
-    assert_eq!(ask(&rp, long), Err(Refusal::TooLong));
+    assert_eq!(long.check_lengths(), Err(Refusal::TooLong));
+    let longest = WsfedParams { wctx: Some("x".repeat(MAX_PARAM)), ..sign_in(None, None) };
+    assert_eq!(longest.check_lengths(), Ok(()));
 }
