@@ -63,6 +63,14 @@ pub fn decode_redirect(encoded: &str) -> Result<String, RequestError> {
     to_string(xml)
 }
 
+/// A message for the HTTP-Redirect binding: DEFLATE, then base64 (before URL-encoding).
+pub fn encode_redirect(xml: &str) -> String {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = std::io::Write::write_all(&mut encoder, xml.as_bytes());
+    STANDARD.encode(encoder.finish().unwrap_or_default())
+}
+
 /// `SAMLRequest` of the HTTP-POST binding: base64.
 pub fn decode_post(encoded: &str) -> Result<String, RequestError> {
     to_string(base64_decode(encoded)?)
@@ -188,13 +196,7 @@ pub fn verify_redirect_signature(raw_query: &str, sp_cert_pem: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn deflate(xml: &str) -> String {
-        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        let _ = encoder.write_all(xml.as_bytes());
-        STANDARD.encode(encoder.finish().unwrap_or_default())
-    }
+    use encode_redirect as deflate;
 
     const REQUEST: &str = r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_req1" Version="2.0" IssueInstant="2026-01-01T00:00:00Z" AssertionConsumerServiceURL="https://sp.example/acs" ForceAuthn="true"><saml:Issuer>https://sp.example/</saml:Issuer><samlp:NameIDPolicy Format="urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"/></samlp:AuthnRequest>"#;
 

@@ -6,12 +6,9 @@
 use crate::request::{self, LogoutRequest, RequestError};
 use crate::settings::SamlSettings;
 use crate::sso::SamlParams;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, Utc};
 use guise_core::bewit::MAX_CLOCK_SKEW_SECS;
 use guise_core::client::Client;
-use std::io::Write;
 
 /// How old a signed LogoutRequest may be (its ID is remembered as long, plus the skew).
 pub const LOGOUT_REQUEST_WINDOW_MINUTES: i64 = 10;
@@ -81,10 +78,8 @@ pub fn response_url(
     let callback = settings.logout_callback.as_ref().filter(|c| client.accepts_sign_out_reply(c));
     let (Some(request), Some(callback)) = (&checked.request, callback) else { return Ok(None) };
     let xml = crate::response::logout_response(issuer, callback, &request.id, now);
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = encoder.write_all(xml.as_bytes());
     let mut url = url::Url::parse(callback)?;
-    url.query_pairs_mut().append_pair("SAMLResponse", &STANDARD.encode(encoder.finish().unwrap_or_default()));
+    url.query_pairs_mut().append_pair("SAMLResponse", &request::encode_redirect(&xml));
     if let Some(relay) = relay_state {
         url.query_pairs_mut().append_pair("RelayState", relay);
     }

@@ -42,9 +42,7 @@ fn signed(issuer: &str, at: DateTime<Utc>) -> (SamlParams, String, SamlSettings)
         r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_l1" IssueInstant="{}"><saml:Issuer>{issuer}</saml:Issuer></samlp:LogoutRequest>"#,
         at.to_rfc3339()
     );
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    let _ = encoder.write_all(xml.as_bytes());
-    let encoded = STANDARD.encode(encoder.finish().unwrap_or_default());
+    let encoded = crate::request::encode_redirect(&xml);
     let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let signed = format!("SAMLRequest={}&SigAlg={}", enc(&encoded), enc(crate::dsig::RSA_SHA256));
     let signature = signer.sign_bytes(signed.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
