@@ -153,6 +153,10 @@ async fn bad_wsfed_input_gets_an_error_page(app: TestApp) {
         assert!(page.location.is_none(), "{name}: never a redirect");
         assert!(!page.body.contains("wresult"), "{name}");
     }
+    // An over-long parameter is refused as such before any realm is looked up.
+    let long_realm = format!("{}?wa=wsignin1.0&wtrealm={}", app.url("/wsfed"), "x".repeat(4000));
+    let page = browser.get(&long_realm).await;
+    assert!(page.status == 400 && page.body.contains("A parameter is too long"), "{} {}", page.status, page.body);
     let (status, _) = split(
         app.http.get(app.url("/wsfed/nope/FederationMetadata/2007-06/FederationMetadata.xml")).send().await.unwrap(),
     )
