@@ -31,6 +31,21 @@ impl Default for PageRequest {
     }
 }
 
+/// Every item `fetch` yields, page by page at the largest page size, until a short page.
+pub fn every_page<T, E>(mut fetch: impl FnMut(PageRequest) -> Result<Page<T>, E>) -> Result<Vec<T>, E> {
+    let mut items = Vec::new();
+    let mut request = PageRequest::new(Some(0), Some(MAX_PER_PAGE));
+    loop {
+        let page = fetch(request)?;
+        let last = page.items.len() < MAX_PER_PAGE as usize;
+        items.extend(page.items);
+        if last {
+            return Ok(items);
+        }
+        request.page += 1;
+    }
+}
+
 /// One page of results and, when asked for, the total count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

@@ -100,16 +100,7 @@ pub trait ClientStore: Send + Sync {
 
     /// Every client, in `list_clients` order (clients are few; this pages through them).
     fn all_clients(&self) -> StoreResult<Vec<Client>> {
-        let mut clients = Vec::new();
-        for page in 0.. {
-            let batch = self.list_clients(&ClientFilter::default(), PageRequest::new(Some(page), Some(100)), false)?;
-            let done = batch.items.len() < 100;
-            clients.extend(batch.items);
-            if done {
-                break;
-            }
-        }
-        Ok(clients)
+        crate::page::every_page(|page| self.list_clients(&ClientFilter::default(), page, false))
     }
 }
 

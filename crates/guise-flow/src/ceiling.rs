@@ -6,36 +6,19 @@
 use crate::caller::Caller;
 use crate::{FlowContext, FlowError};
 use guise_core::StoreError;
-use guise_core::page::{MAX_PER_PAGE, PageRequest};
+use guise_core::page::every_page;
 use guise_core::permission::PermissionSet;
-
-/// What a lookup found, or nothing for an unknown id.
-fn found(result: Result<PermissionSet, StoreError>) -> Result<PermissionSet, StoreError> {
-    match result {
-        Err(StoreError::NotFound) => Ok(PermissionSet::default()),
-        result => result,
-    }
-}
+use guise_core::store::found;
 
 /// Every permission a role holds.
 fn role_permissions(ctx: &FlowContext<'_>, role_id: &str) -> Result<PermissionSet, StoreError> {
-    let mut held = PermissionSet::default();
-    let mut page = PageRequest::new(Some(0), Some(MAX_PER_PAGE));
-    loop {
-        let found = ctx.store.role_permissions(role_id, page)?;
-        let last = i64::try_from(found.items.len()).map_or(true, |n| n < page.limit());
-        held = held.union(&PermissionSet::new(found.items));
-        if last {
-            return Ok(held);
-        }
-        page.page += 1;
-    }
+    every_page(|page| ctx.store.role_permissions(role_id, page)).map(PermissionSet::new)
 }
 
 /// Changing a user's credentials, email, blocked flag or existence, or their roles:
 /// the caller must hold what the user holds.
 pub fn user(ctx: &FlowContext<'_>, caller: &Caller, user_id: &str) -> Result<(), FlowError> {
-    caller.require_cover(&found(ctx.store.user_permission_set(user_id))?)
+    caller.require_cover(&found(ctx.store.user_permission_set(user_id))?.unwrap_or_default())
 }
 
 /// Assigning, unassigning, editing or deleting roles: the caller must hold what they hold.
@@ -46,7 +29,7 @@ pub fn roles<'a>(
 ) -> Result<(), FlowError> {
     let mut needed = PermissionSet::default();
     for id in role_ids {
-        needed = needed.union(&found(role_permissions(ctx, id))?);
+        needed = needed.union(&found(role_permissions(ctx, id))?.unwrap_or_default());
     }
     caller.require_cover(&needed)
 }
@@ -61,5 +44,5 @@ pub fn client(ctx: &FlowContext<'_>, caller: &Caller, client_id: &str) -> Result
 /// Editing or deleting a client grant: the caller must hold what it grants now.
 pub fn grant(ctx: &FlowContext<'_>, caller: &Caller, grant_id: &str) -> Result<(), FlowError> {
     let grant = ctx.store.client_grant_by_id(grant_id).map(|grant| PermissionSet::on(&grant.audience, grant.scope));
-    caller.require_cover(&found(grant)?)
+    caller.require_cover(&found(grant)?.unwrap_or_default())
 }
