@@ -126,6 +126,16 @@ impl NewUser {
             created_at: at,
         }
     }
+
+    /// A user known by email, as Auth0 names one that is given no profile: the name is
+    /// the email, the nickname its local part.
+    pub fn named_after_email(user_id: impl Into<String>, email: &str, at: DateTime<Utc>) -> Self {
+        NewUser {
+            name: Some(email.to_owned()),
+            nickname: email.split('@').next().map(str::to_owned),
+            ..NewUser::new(user_id, email, at)
+        }
+    }
 }
 
 /// A partial update. `Some(None)` clears an optional field; metadata objects are merged

@@ -4,14 +4,14 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::startup::{Application, StartupError, build_state};
 use crate::state::AppState;
-use crate::tenant::{email_user, init_tenant};
+use crate::tenant::init_tenant;
 use clap::{Parser, Subcommand};
 use guise_core::SystemClock;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::client::{AppType, Client};
-use guise_core::ids::new_client_id;
+use guise_core::ids::{new_client_id, new_user_id};
 use guise_core::store::{AuditStore, UserStore};
-use guise_core::user::validate_email;
+use guise_core::user::{NewUser, validate_email};
 use guise_store::password::hash_password;
 use serde_json::json;
 use std::path::PathBuf;
@@ -253,7 +253,8 @@ fn cli_event(state: &AppState, description: &str) -> AuditEvent {
 fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Option<String>) -> Result<(), ApiError> {
     let email = validate_email(email).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let password_hash = password.map(hash_password).transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let new = email_user(state, &email, name, false, password_hash);
+    let named = NewUser::named_after_email(new_user_id(), &email, state.clock.now());
+    let new = NewUser { name: name.or(named.name.clone()), password_hash, ..named };
     let user_id = new.user_id.clone();
     let user = state.db.create_user(new, cli_event(state, "Create a user").subject(user_id))?;
     print_json(&crate::management::UserView::from(user));

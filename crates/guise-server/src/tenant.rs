@@ -11,7 +11,7 @@ use guise_core::page::PageRequest;
 use guise_core::permission::{Permission, scopes};
 use guise_core::role::Role;
 use guise_core::store::{RoleStore, UserStore};
-use guise_core::user::{Attribution, NewUser, validate_email};
+use guise_core::user::{NewUser, validate_email};
 use guise_store::password::hash_password;
 use serde::Serialize;
 use serde_json::json;
@@ -42,35 +42,6 @@ fn event(state: &AppState, description: &str) -> AuditEvent {
     AuditEvent::new(event_type::TENANT_INITIALISED, state.clock.now(), Actor::System, description)
 }
 
-/// A new user known by email (named after it unless `name` is given), as the tenant set-up
-/// and the CLI create one.
-pub(crate) fn email_user(
-    state: &AppState,
-    email: &str,
-    name: Option<String>,
-    email_verified: bool,
-    password_hash: Option<String>,
-) -> NewUser {
-    NewUser {
-        user_id: new_user_id(),
-        email: email.to_owned(),
-        username: None,
-        email_verified,
-        name: name.or_else(|| Some(email.to_owned())),
-        given_name: None,
-        family_name: None,
-        nickname: email.split('@').next().map(str::to_owned),
-        picture: None,
-        blocked: false,
-        app_metadata: Default::default(),
-        user_metadata: Default::default(),
-        external_id: None,
-        password_hash,
-        attribution: Attribution::default(),
-        created_at: state.clock.now(),
-    }
-}
-
 /// Create what is missing: the admin role with every Management API permission, the
 /// admin user holding it, the management client and its grant on every scope.
 pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<InitOutcome, ApiError> {
@@ -81,7 +52,11 @@ pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<Init
         Ok(user) => user,
         Err(StoreError::NotFound) => {
             let password_hash = hash_password(password).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let new = email_user(state, &email, None, true, Some(password_hash));
+            let new = NewUser {
+                email_verified: true,
+                password_hash: Some(password_hash),
+                ..NewUser::named_after_email(new_user_id(), &email, state.clock.now())
+            };
             let user_id = new.user_id.clone();
             state.db.create_user(new, event(state, "Administrator created").subject(user_id))?
         }

@@ -145,27 +145,23 @@ async fn create(
         .blocking(move |s| {
             let password_hash = body.password.as_deref().map(hash_password).transpose().map_err(password_error)?;
             let now = s.clock.now();
-            let nickname = body.nickname.or_else(|| email.split('@').next().map(str::to_owned));
-            let name = body.name.or_else(|| Some(email.clone()));
-            let attribution = caller.attribution();
             let audit = meta.api_event(&caller, now, "Create a user").subject(user_id.clone());
+            let named = NewUser::named_after_email(user_id, &email, now);
             let new = NewUser {
-                user_id,
-                email,
                 username,
                 email_verified: body.email_verified,
-                name,
+                name: body.name.or(named.name.clone()),
                 given_name: body.given_name,
                 family_name: body.family_name,
-                nickname,
+                nickname: body.nickname.or(named.nickname.clone()),
                 picture: body.picture,
                 blocked: body.blocked,
                 app_metadata: body.app_metadata.unwrap_or_default(),
                 user_metadata: body.user_metadata.unwrap_or_default(),
                 external_id: body.external_id,
                 password_hash,
-                attribution,
-                created_at: now,
+                attribution: caller.attribution(),
+                ..named
             };
             s.db.create_user(new, audit).map_err(|e| ApiError::from_store(e, "user"))
         })
