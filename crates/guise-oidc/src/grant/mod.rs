@@ -126,7 +126,6 @@ pub(crate) fn requested_scope(requested: Option<&str>, granted: &[String]) -> Re
     }
 }
 
-/// The grant handlers guise serves, in one place.
 /// A parameter the grant cannot go without: absent or empty is `invalid_request`.
 pub(crate) fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str, OAuthError> {
     value
@@ -134,6 +133,7 @@ pub(crate) fn required<'a>(value: Option<&'a str>, name: &str) -> Result<&'a str
         .ok_or_else(|| OAuthError::invalid_request(format!("Missing required parameter: {name}")))
 }
 
+/// The grant handlers guise serves, in one place.
 pub fn handlers() -> Vec<Box<dyn GrantHandler>> {
     vec![
         Box::new(AuthorizationCodeGrant),
