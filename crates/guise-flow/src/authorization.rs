@@ -103,18 +103,20 @@ impl From<Delivery> for FlowOutcome {
     }
 }
 
+/// The session a cookie's value names, ended or not, if any.
+fn session_behind(ctx: &FlowContext<'_>, cookie: Option<&str>) -> Result<Option<Session>, StoreError> {
+    match cookie.filter(|v| !v.is_empty() && v.len() <= 128) {
+        Some(value) => found(ctx.store.session_by_cookie_hash(&hash_secret(value))),
+        None => Ok(None),
+    }
+}
+
 /// The live session behind a cookie's value, if any; its idle expiry is extended.
 pub fn current_session(ctx: &FlowContext<'_>, cookie: Option<&str>) -> Result<Option<Session>, FlowError> {
-    let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) else { return Ok(None) };
-    match ctx.store.session_by_cookie_hash(&hash_secret(value)) {
-        Ok(session) if session.is_live(ctx.now) => {
-            let idle = session.extended_idle_expiry(ctx.now, ctx.policies.sessions);
-            ctx.store.touch_session(&session.sid, ctx.now, idle)?;
-            Ok(Some(session))
-        }
-        Ok(_) | Err(StoreError::NotFound) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    let Some(session) = session_behind(ctx, cookie)?.filter(|s| s.is_live(ctx.now)) else { return Ok(None) };
+    let idle = session.extended_idle_expiry(ctx.now, ctx.policies.sessions);
+    ctx.store.touch_session(&session.sid, ctx.now, idle)?;
+    Ok(Some(session))
 }
 
 /// A pending request by id; an expired or unknown one ends with an error page.
@@ -130,11 +132,7 @@ pub fn load_request(
     if tx.is_empty() || tx.len() > 64 {
         return Ok(Err(expired()));
     }
-    match ctx.store.authorization_request(tx) {
-        Ok(record) if record.expires_at > ctx.now => Ok(Ok(record)),
-        Ok(_) | Err(StoreError::NotFound) => Ok(Err(expired())),
-        Err(e) => Err(e.into()),
-    }
+    Ok(found(ctx.store.authorization_request(tx))?.filter(|r| r.expires_at > ctx.now).ok_or_else(expired))
 }
 
 /// Keep a validated request while the user logs in or consents.
@@ -298,28 +296,22 @@ pub fn end_cookie_session(
     source_ip: Option<String>,
     description: &str,
 ) -> Result<(), FlowError> {
-    let Some(value) = cookie.filter(|v| !v.is_empty() && v.len() <= 128) else { return Ok(()) };
-    match ctx.store.session_by_cookie_hash(&hash_secret(value)) {
-        Ok(session) if session.ended_at.is_none() => {
-            // Logging out of an impersonation ends the impersonation: the impersonator
-            // acted, the user is its subject.
-            let (kind, actor) = match &session.impersonator_id {
-                Some(impersonator) => (event_type::IMPERSONATION_ENDED, Actor::User(impersonator.clone())),
-                None => (event_type::LOGOUT, Actor::User(session.user_id.clone())),
-            };
-            let mut event = AuditEvent::new(kind, ctx.now, actor, description)
-                .subject(session.user_id.clone())
-                .source_ip(source_ip)
-                .details(serde_json::json!({ "sid": session.sid }))
-                .caused_by(&session);
-            if session.impersonator_id.is_some() {
-                event.details["reason"] = serde_json::json!("logout");
-            }
-            event.client_id = client_id;
-            ctx.store.end_session(&session.sid, ctx.now, event)?;
-            Ok(())
-        }
-        Ok(_) | Err(StoreError::NotFound) => Ok(()),
-        Err(e) => Err(e.into()),
+    let Some(session) = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none()) else { return Ok(()) };
+    // Logging out of an impersonation ends the impersonation: the impersonator acted, the
+    // user is its subject.
+    let (kind, actor) = match &session.impersonator_id {
+        Some(impersonator) => (event_type::IMPERSONATION_ENDED, Actor::User(impersonator.clone())),
+        None => (event_type::LOGOUT, Actor::User(session.user_id.clone())),
+    };
+    let mut event = AuditEvent::new(kind, ctx.now, actor, description)
+        .subject(session.user_id.clone())
+        .source_ip(source_ip)
+        .details(serde_json::json!({ "sid": session.sid }))
+        .caused_by(&session);
+    if session.impersonator_id.is_some() {
+        event.details["reason"] = serde_json::json!("logout");
     }
+    event.client_id = client_id;
+    ctx.store.end_session(&session.sid, ctx.now, event)?;
+    Ok(())
 }

@@ -12,6 +12,7 @@ use guise_core::authority::{Chain, Link, LinkKind, Principal};
 use guise_core::impersonation::Refusal;
 use guise_core::permission::{PermissionSet, scopes};
 use guise_core::refusal::RefusalKind;
+use guise_core::store::found;
 use guise_core::user::Attribution;
 use guise_oidc::OidcSettings;
 use guise_oidc::access_token::{AccessTokenClaims, TokenRejection, verify, verify_any_audience};
@@ -158,10 +159,8 @@ fn token_holder(ctx: &FlowContext<'_>, claims: &AccessTokenClaims, audience: &st
                 Err(StoreError::NotFound) => return Err(unauthenticated("Unknown access token")),
                 Err(e) => return Err(e.into()),
             }
-            match store.user_by_id(&claims.sub) {
-                Ok(user) if !user.blocked => {}
-                Ok(_) | Err(StoreError::NotFound) => return Err(unauthenticated("The user is blocked or gone")),
-                Err(e) => return Err(e.into()),
+            if found(store.user_by_id(&claims.sub))?.is_none_or(|user| user.blocked) {
+                return Err(unauthenticated("The user is blocked or gone"));
             }
             // A user token is capped by its client's grant on the Management API, too (a
             // deleted client has none: its grants went with it).

@@ -6,9 +6,9 @@
 
 use crate::session::{self, Browser};
 use crate::{FlowContext, FlowError};
-use guise_core::StoreError;
 use guise_core::audit::{Actor, AuditEvent, event_type};
 use guise_core::session::Session;
+use guise_core::store::found;
 use guise_core::throttle::{ThrottleCounter, account_key, address_key};
 
 /// A valid argon2id hash of a random password: verifying against it when the account
@@ -58,13 +58,9 @@ pub fn authenticate(
             .client(attempt.client_id.to_owned())
             .source_ip(source_ip.clone())
     };
-    let found =
+    let lookup =
         if identifier.contains('@') { store.user_by_email(&identifier) } else { store.user_by_username(&identifier) };
-    let user = match found {
-        Ok(user) => Some(user),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let user = found(lookup)?;
     let account = user.as_ref().map_or_else(|| identifier.clone(), |u| u.email.clone());
     let keys = [account_key(&account), address_key(source_ip.as_deref().unwrap_or("unknown"))];
     let mut counters = Vec::with_capacity(2);

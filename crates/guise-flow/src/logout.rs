@@ -48,10 +48,6 @@ pub enum LogoutOutcome {
     },
 }
 
-fn refused(kind: RefusalKind, message: &str) -> FlowError {
-    FlowError::Refused { kind, message: message.to_owned() }
-}
-
 /// Decide a logout request and, when it may, end the session of `cookie`.
 pub fn rp_initiated(
     ctx: &FlowContext<'_>,
@@ -60,7 +56,7 @@ pub fn rp_initiated(
     cookie: Option<&str>,
     source_ip: Option<String>,
 ) -> Result<LogoutOutcome, FlowError> {
-    let invalid = |message: &str| refused(RefusalKind::Invalid, message);
+    let invalid = |message: &str| FlowError::refused(RefusalKind::Invalid, message);
     let hint = match request.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
         Some(token) => Some(
             verify_id_token_hint(keys, &ctx.settings.issuer, token)
@@ -101,7 +97,7 @@ pub fn rp_initiated(
             Confirmation::Valid => {}
             Confirmation::Invalid => {
                 let message = "The form could not be verified (CSRF). Reload the page and try again.";
-                return Err(refused(RefusalKind::Forbidden, message));
+                return Err(FlowError::refused(RefusalKind::Forbidden, message));
             }
             Confirmation::Absent => {
                 return Ok(LogoutOutcome::Confirm {

@@ -12,7 +12,7 @@ use crate::keys::KeyRing;
 use chrono::{DateTime, Utc};
 use guise_core::StoreError;
 use guise_core::client::Client;
-use guise_core::store::TokenStore;
+use guise_core::store::{TokenStore, found};
 use serde_json::{Value, json};
 
 /// Revoke `token` if it belongs to `client`. Unknown tokens are not an error (§2.2).
@@ -39,14 +39,11 @@ pub fn revoke(
         Ok(claims) if claims.azp == client.client_id => claims,
         _ => return Ok(false),
     };
-    match tokens.access_token_record(&claims.jti) {
-        Ok(_) => {
-            tokens.revoke_access_token(&claims.jti, now)?;
-            Ok(true)
-        }
-        Err(StoreError::NotFound) => Ok(false),
-        Err(e) => Err(e),
+    if found(tokens.access_token_record(&claims.jti))?.is_none() {
+        return Ok(false);
     }
+    tokens.revoke_access_token(&claims.jti, now)?;
+    Ok(true)
 }
 
 /// Introspect `token` for an authenticated client: refresh tokens of that client, and
@@ -81,16 +78,11 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
         Err(e) => return Err(e),
     }
     let Ok(claims) = verify_any_audience(keys, token, &settings.issuer, now) else { return Ok(inactive) };
-    let record = match tokens.access_token_record(&claims.jti) {
-        Ok(record) if record.revoked_at.is_some() => return Ok(inactive),
-        Ok(record) => Some(record),
-        Err(StoreError::NotFound) => None,
-        Err(e) => return Err(e),
-    };
-    match ctx.clients.client_by_id(&claims.azp) {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Ok(inactive),
-        Err(e) => return Err(e),
+    let record = found(tokens.access_token_record(&claims.jti))?;
+    if record.as_ref().is_some_and(|r| r.revoked_at.is_some())
+        || found(ctx.clients.client_by_id(&claims.azp))?.is_none()
+    {
+        return Ok(inactive);
     }
     let mut claims = claims;
     if claims.machine_client().is_some() {
@@ -106,10 +98,8 @@ pub fn introspect(ctx: &TokenContext<'_>, client: &Client, token: &str) -> Resul
         if record.is_none() {
             return Ok(inactive);
         }
-        match ctx.users.user_by_id(&claims.sub) {
-            Ok(user) if !user.blocked => {}
-            Ok(_) | Err(StoreError::NotFound) => return Ok(inactive),
-            Err(e) => return Err(e),
+        if found(ctx.users.user_by_id(&claims.sub))?.is_none_or(|user| user.blocked) {
+            return Ok(inactive);
         }
         let held = ctx.roles.user_permission_set(&claims.sub)?.names_for(&claims.aud);
         let cap = client_cap(ctx.client_grants, &claims.azp, &claims.aud, &settings.management_audience())?;

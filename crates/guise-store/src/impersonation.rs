@@ -1,6 +1,6 @@
 //! Bewit keys, the bewit replay store and impersonation-session queries on diesel.
 
-use crate::connection::Database;
+use crate::connection::{AnyConnection, Database};
 use crate::convert::millis;
 use crate::schema::{bewit_keys, bewit_redemptions, sessions};
 use base64::Engine;
@@ -15,6 +15,18 @@ use guise_core::store::{BewitStore, ImpersonationFilter, ImpersonationSessionSto
 
 const ACTIVE: &str = "active";
 const RETIRED: &str = "retired";
+
+/// Store `key` as the active bewit key.
+fn insert_active(conn: &mut AnyConnection, key: &BewitKey, at: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::insert_into(bewit_keys::table)
+        .values((
+            bewit_keys::kid.eq(&key.id),
+            bewit_keys::key_material.eq(STANDARD.encode(&key.key)),
+            bewit_keys::state.eq(ACTIVE),
+            bewit_keys::created_at.eq(millis(at)),
+        ))
+        .execute(conn)
+}
 
 impl BewitStore for Database {
     fn bewit_keys(&self) -> StoreResult<Vec<(BewitKey, bool)>> {
@@ -40,14 +52,7 @@ impl BewitStore for Database {
                 if active > 0 {
                     return Ok((false, vec![]));
                 }
-                diesel::insert_into(bewit_keys::table)
-                    .values((
-                        bewit_keys::kid.eq(&key.id),
-                        bewit_keys::key_material.eq(STANDARD.encode(&key.key)),
-                        bewit_keys::state.eq(ACTIVE),
-                        bewit_keys::created_at.eq(millis(at)),
-                    ))
-                    .execute(conn)?;
+                insert_active(conn, &key, at)?;
                 Ok((true, vec![audit.clone()]))
             })?;
             Ok(installed)
@@ -60,14 +65,7 @@ impl BewitStore for Database {
                 diesel::update(bewit_keys::table.filter(bewit_keys::state.eq(ACTIVE)))
                     .set(bewit_keys::state.eq(RETIRED))
                     .execute(conn)?;
-                diesel::insert_into(bewit_keys::table)
-                    .values((
-                        bewit_keys::kid.eq(&key.id),
-                        bewit_keys::key_material.eq(STANDARD.encode(&key.key)),
-                        bewit_keys::state.eq(ACTIVE),
-                        bewit_keys::created_at.eq(millis(at)),
-                    ))
-                    .execute(conn)?;
+                insert_active(conn, &key, at)?;
                 Ok(())
             })?;
             Ok(())

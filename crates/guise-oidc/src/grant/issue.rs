@@ -9,12 +9,12 @@ use crate::error::OAuthError;
 use crate::id_token::{self, IdTokenInput};
 use crate::impersonation_claims::Impersonation;
 use chrono::{DateTime, Utc};
-use guise_core::StoreError;
 use guise_core::authorization::{AccessTokenRecord, RefreshTokenRecord};
 use guise_core::client::Client;
 use guise_core::ids::{new_secret, new_token_id};
 use guise_core::impersonation::{Refusal, impersonation_may_reach};
 use guise_core::session::Session;
+use guise_core::store::found;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -58,11 +58,7 @@ pub fn hash_secret(secret: &str) -> String {
 pub fn impersonation_claims(session: &Session, ctx: &TokenContext<'_>) -> Result<Map<String, Value>, OAuthError> {
     let mut claims = Map::new();
     if let Some(impersonator) = &session.impersonator_id {
-        let email = match ctx.users.user_by_id(impersonator) {
-            Ok(user) => Some(user.email),
-            Err(StoreError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let email = found(ctx.users.user_by_id(impersonator))?.map(|user| user.email);
         Impersonation::new(impersonator, email).write_into(&mut claims);
     }
     Ok(claims)
@@ -74,19 +70,13 @@ pub fn issue_user_tokens(
     grant: UserGrant,
     ctx: &TokenContext<'_>,
 ) -> Result<TokenResponse, OAuthError> {
-    let user = match ctx.users.user_by_id(&grant.user_id) {
-        Ok(user) => user,
-        Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("The user no longer exists")),
-        Err(e) => return Err(e.into()),
-    };
+    let user = found(ctx.users.user_by_id(&grant.user_id))?
+        .ok_or_else(|| OAuthError::invalid_grant("The user no longer exists"))?;
     if user.blocked {
         return Err(OAuthError::invalid_grant("The user is blocked"));
     }
-    let session = match ctx.sessions.session_by_sid(&grant.sid) {
-        Ok(session) => session,
-        Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("The session no longer exists")),
-        Err(e) => return Err(e.into()),
-    };
+    let session = found(ctx.sessions.session_by_sid(&grant.sid))?
+        .ok_or_else(|| OAuthError::invalid_grant("The session no longer exists"))?;
     if session.ended_at.is_some() {
         return Err(OAuthError::invalid_grant("The session has ended"));
     }
