@@ -2,10 +2,12 @@
 //! cookie, and a `FlowOutcome` as a reply — a redirect, an auto-POST form or an error page
 //! — or a `SignOutOutcome` (the cookie removed when the session ended).
 
+use crate::error::ApiError;
+use crate::state::AppState;
 use crate::web::cookies::{self, SESSION_COOKIE};
 use crate::web::pages::{self, Reply};
-use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, web};
 use guise_flow::authorization::{FlowOutcome, SignOutOutcome};
 
 /// A flow's outcome as the browser's next step.
@@ -25,6 +27,20 @@ impl IntoReply for FlowOutcome {
             }
         }
     }
+}
+
+/// A browser page's work, run off the async workers; a failure there (the database, say)
+/// is the error page with its status.
+pub async fn page(
+    state: web::Data<AppState>,
+    work: impl FnOnce(&AppState) -> Result<Reply, ApiError> + Send + 'static,
+) -> Reply {
+    state.into_inner().blocking(work).await.unwrap_or_else(|e| failed(e.status))
+}
+
+/// The page for a request that could not be completed.
+pub fn failed(status: StatusCode) -> Reply {
+    pages::error_page(status, "server_error", "The request could not be completed")
 }
 
 /// A request that may have ended the session as the browser's next step: the cookie goes

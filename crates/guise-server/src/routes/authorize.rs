@@ -1,7 +1,6 @@
 //! `GET`/`POST /authorize`: the HTTP of `guise_flow::authorization::authorize`.
 
-use crate::error::ApiError;
-use crate::flow::{IntoReply, session_cookie};
+use crate::flow::{IntoReply, page, session_cookie};
 use crate::state::AppState;
 use crate::web::pages;
 use crate::web::pages::Reply;
@@ -22,14 +21,6 @@ pub async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, form: 
 
 async fn authorize(req: HttpRequest, state: web::Data<AppState>, params: AuthorizeParams) -> Reply {
     let cookie = session_cookie(&req);
-    let outcome = state
-        .into_inner()
-        .blocking(move |s| {
-            Ok::<_, ApiError>(guise_flow::authorization::authorize(&s.flow(), &params, cookie.as_deref())?)
-        })
-        .await;
-    match outcome {
-        Ok(outcome) => outcome.into_reply(),
-        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
-    }
+    page(state, move |s| Ok(guise_flow::authorization::authorize(&s.flow(), &params, cookie.as_deref())?.into_reply()))
+        .await
 }

@@ -3,7 +3,7 @@
 //! themselves, who recently impersonated them or acted on their behalf.
 
 use crate::error::ApiError;
-use crate::flow::session_cookie;
+use crate::flow::{page, session_cookie};
 use crate::state::AppState;
 use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
@@ -19,41 +19,38 @@ const RECENT: u32 = 10;
 
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let cookie = session_cookie(&req);
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            let ctx = s.flow();
-            let now = ctx.now;
-            let end_token = cookie.as_deref().map(crate::console::session::end_impersonation_token);
-            let Some(session) = current_session(&ctx, cookie.as_deref())? else {
-                return Ok::<_, ApiError>(pages::render(StatusCode::OK, "home.html", context! {}));
-            };
-            let user = s.db.user_by_id(&session.user_id)?;
-            let (impersonation, history) = match &session.impersonator_id {
-                Some(id) => {
-                    let impersonator = s.db.user_by_id(id).map(|u| u.email).unwrap_or_else(|_| id.clone());
-                    let banner = context! {
-                        impersonator => impersonator,
-                        user => user.email.clone(),
-                        reason => session.impersonation_reason.clone(),
-                        ends_at => session.absolute_expires_at.to_rfc3339(),
-                        minutes_left => (session.absolute_expires_at - now).num_minutes().max(0),
-                        end_token => end_token,
-                    };
-                    // The user's own record of who acted as them is theirs, not the
-                    // impersonator's: it is not shown inside an impersonation.
-                    (Some(banner), None)
-                }
-                None => (None, Some(history(s, &user.user_id)?)),
-            };
-            Ok(pages::render(
-                StatusCode::OK,
-                "home.html",
-                context! { user_email => user.email, impersonation => impersonation, history => history },
-            ))
-        })
-        .await;
-    result.unwrap_or_else(|e| pages::error_page(e.status, "server_error", "The request could not be completed"))
+    page(state, move |s| {
+        let ctx = s.flow();
+        let now = ctx.now;
+        let end_token = cookie.as_deref().map(crate::console::session::end_impersonation_token);
+        let Some(session) = current_session(&ctx, cookie.as_deref())? else {
+            return Ok(pages::render(StatusCode::OK, "home.html", context! {}));
+        };
+        let user = s.db.user_by_id(&session.user_id)?;
+        let (impersonation, history) = match &session.impersonator_id {
+            Some(id) => {
+                let impersonator = s.db.user_by_id(id).map(|u| u.email).unwrap_or_else(|_| id.clone());
+                let banner = context! {
+                    impersonator => impersonator,
+                    user => user.email.clone(),
+                    reason => session.impersonation_reason.clone(),
+                    ends_at => session.absolute_expires_at.to_rfc3339(),
+                    minutes_left => (session.absolute_expires_at - now).num_minutes().max(0),
+                    end_token => end_token,
+                };
+                // The user's own record of who acted as them is theirs, not the
+                // impersonator's: it is not shown inside an impersonation.
+                (Some(banner), None)
+            }
+            None => (None, Some(history(s, &user.user_id)?)),
+        };
+        Ok(pages::render(
+            StatusCode::OK,
+            "home.html",
+            context! { user_email => user.email, impersonation => impersonation, history => history },
+        ))
+    })
+    .await
 }
 
 /// The recent impersonations of `user_id` (sessions opened as them) and the recent API

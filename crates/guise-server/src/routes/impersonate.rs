@@ -4,6 +4,7 @@
 
 use crate::auth::{Caller, RequestMeta};
 use crate::error::{ApiError, status_of};
+use crate::flow::failed;
 use crate::state::AppState;
 use crate::web::cookies;
 use crate::web::pages::{self, Reply};
@@ -17,24 +18,23 @@ use serde_json::{Map, Value};
 
 const ADDITIONAL: &str = "additionalParameters";
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(Value::Bool(b)) => Some(b.to_string()),
+/// A string, number or boolean as text.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(scalar)
 }
 
 /// Whether two values given for one parameter say the same thing: a form's `"60"` and a
 /// JSON body's `60` do.
 fn same(a: &Value, b: &Value) -> bool {
-    let scalar = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    };
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
@@ -178,14 +178,7 @@ fn mint_request(user_id: String, body: &Value) -> Result<MintRequest, ApiError> 
         }
     };
     let session_ttl = seconds("session_ttl")?;
-    let ttl = match body.get("ttl") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            text(body, "ttl")
-                .and_then(|t| t.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::bad_request(format!("ttl must be a number of seconds, not {v}")))?,
-        ),
-    };
+    let ttl = seconds("ttl")?;
     // SDKs that forward only `additionalParameters` (Auth0's) can carry the reason there.
     let reason = match (text(body, "reason"), text(&extra, "reason")) {
         (Some(a), Some(b)) if a != b => return Err(ApiError::bad_request("reason is given twice")),
@@ -262,7 +255,7 @@ pub async fn redeem_url(req: HttpRequest, state: web::Data<AppState>) -> Reply {
             reply.with_cookie(cookies::session(redeemed.cookie, secure))
         }
         Ok(Err((kind, message))) => pages::error_page(status_of(kind), "Impersonation refused", &message),
-        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
+        Err(e) => failed(e.status),
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::auth::RequestMeta;
 use crate::console::session::tokens_match;
 use crate::error::ApiError;
-use crate::flow::{IntoReply, session_cookie};
+use crate::flow::{IntoReply, failed, page, session_cookie};
 use crate::state::AppState;
 use crate::web::cookies::{self, CSRF_COOKIE};
 use crate::web::pages;
@@ -55,21 +55,18 @@ fn client_name(s: &AppState, client_id: &str) -> Result<String, ApiError> {
 pub async fn login_form(state: web::Data<AppState>, query: web::Query<TxQuery>) -> Reply {
     let tx = query.into_inner().tx;
     let secure = state.secure_cookies();
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            let ctx = s.flow();
-            Ok::<_, ApiError>(match load_request(&ctx, &tx)? {
-                Ok(record) => {
-                    let name = client_name(s, &record.request.client_id)?;
-                    let hint = record.request.login_hint().unwrap_or_default();
-                    login_page(StatusCode::OK, &name, &record, hint, None, secure)
-                }
-                Err(outcome) => outcome.into_reply(),
-            })
+    page(state, move |s| {
+        let ctx = s.flow();
+        Ok(match load_request(&ctx, &tx)? {
+            Ok(record) => {
+                let name = client_name(s, &record.request.client_id)?;
+                let hint = record.request.login_hint().unwrap_or_default();
+                login_page(StatusCode::OK, &name, &record, hint, None, secure)
+            }
+            Err(outcome) => outcome.into_reply(),
         })
-        .await;
-    result.unwrap_or_else(|e| pages::error_page(e.status, "server_error", "The request could not be completed"))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +128,7 @@ pub async fn login_submit(req: HttpRequest, state: web::Data<AppState>, form: we
             .into_reply()
             .with_cookie(cookies::session(cookie, secure))
             .with_cookie(cookies::removal(CSRF_COOKIE, secure)),
-        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
+        Err(e) => failed(e.status),
     }
 }
 
@@ -164,32 +161,29 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>, query: w
     let tx = query.into_inner().tx;
     let cookie = session_cookie(&req);
     let secure = state.secure_cookies();
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            let ctx = s.flow();
-            let record = match load_request(&ctx, &tx)? {
-                Ok(record) => record,
-                Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
-            };
-            let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
-                Ok(session) => session,
-                Err(outcome) => return Ok(outcome.into_reply()),
-            };
-            let user = s.db.user_by_id(&session.user_id)?;
-            let name = client_name(s, &record.request.client_id)?;
-            Ok(pages::render(
-                StatusCode::OK,
-                "consent.html",
-                context! {
-                    client_name => name, user_email => user.email, scopes => record.request.scope(),
-                    tx => record.id.clone(), csrf => record.csrf_token.clone(),
-                },
-            )
-            .with_cookie(cookies::csrf(record.csrf_token.clone(), secure)))
-        })
-        .await;
-    result.unwrap_or_else(|e| pages::error_page(e.status, "server_error", "The request could not be completed"))
+    page(state, move |s| {
+        let ctx = s.flow();
+        let record = match load_request(&ctx, &tx)? {
+            Ok(record) => record,
+            Err(outcome) => return Ok(outcome.into_reply()),
+        };
+        let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
+            Ok(session) => session,
+            Err(outcome) => return Ok(outcome.into_reply()),
+        };
+        let user = s.db.user_by_id(&session.user_id)?;
+        let name = client_name(s, &record.request.client_id)?;
+        Ok(pages::render(
+            StatusCode::OK,
+            "consent.html",
+            context! {
+                client_name => name, user_email => user.email, scopes => record.request.scope(),
+                tx => record.id.clone(), csrf => record.csrf_token.clone(),
+            },
+        )
+        .with_cookie(cookies::csrf(record.csrf_token.clone(), secure)))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,39 +201,35 @@ pub async fn consent_submit(req: HttpRequest, state: web::Data<AppState>, form: 
     let cookie = session_cookie(&req);
     let csrf_cookie = req.cookie(CSRF_COOKIE).map(|c| c.value().to_owned());
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            let ctx = s.flow();
-            let now = ctx.now;
-            let record = match load_request(&ctx, &form.tx)? {
-                Ok(record) => record,
-                Err(outcome) => return Ok::<_, ApiError>(outcome.into_reply()),
-            };
-            if !csrf_ok(&record, &form.csrf, csrf_cookie.as_deref()) {
-                return Ok(csrf_failure());
-            }
-            // No consent is given or recorded during impersonation.
-            let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
-                Ok(session) => session,
-                Err(outcome) => return Ok(outcome.into_reply()),
-            };
-            if form.decision != "allow" {
-                s.db.delete_authorization_request(&record.id)?;
-                return Ok(
-                    FlowOutcome::error(&ctx, &record.request, "access_denied", "The user denied access").into_reply()
-                );
-            }
-            let scope = record.request.scope();
-            let event =
-                AuditEvent::new(event_type::CONSENT, now, Actor::User(session.user_id.clone()), "Consent given")
-                    .subject(session.user_id.clone())
-                    .client(record.request.client_id.clone())
-                    .source_ip(meta.source_ip.clone())
-                    .details(serde_json::json!({ "scope": scope }));
-            s.db.grant_consent(&session.user_id, &record.request.client_id, &scope, now, event)?;
-            Ok(continue_authorization(&ctx, &record, Some(&session), true)?.into_reply())
-        })
-        .await;
-    result.unwrap_or_else(|e| pages::error_page(e.status, "server_error", "The request could not be completed"))
+    page(state, move |s| {
+        let ctx = s.flow();
+        let now = ctx.now;
+        let record = match load_request(&ctx, &form.tx)? {
+            Ok(record) => record,
+            Err(outcome) => return Ok(outcome.into_reply()),
+        };
+        if !csrf_ok(&record, &form.csrf, csrf_cookie.as_deref()) {
+            return Ok(csrf_failure());
+        }
+        // No consent is given or recorded during impersonation.
+        let session = match consenting_session(&ctx, &record, cookie.as_deref())? {
+            Ok(session) => session,
+            Err(outcome) => return Ok(outcome.into_reply()),
+        };
+        if form.decision != "allow" {
+            s.db.delete_authorization_request(&record.id)?;
+            return Ok(
+                FlowOutcome::error(&ctx, &record.request, "access_denied", "The user denied access").into_reply()
+            );
+        }
+        let scope = record.request.scope();
+        let event = AuditEvent::new(event_type::CONSENT, now, Actor::User(session.user_id.clone()), "Consent given")
+            .subject(session.user_id.clone())
+            .client(record.request.client_id.clone())
+            .source_ip(meta.source_ip.clone())
+            .details(serde_json::json!({ "scope": scope }));
+        s.db.grant_consent(&session.user_id, &record.request.client_id, &scope, now, event)?;
+        Ok(continue_authorization(&ctx, &record, Some(&session), true)?.into_reply())
+    })
+    .await
 }

@@ -9,7 +9,7 @@
 use crate::auth::RequestMeta;
 use crate::console::session::tokens_match;
 use crate::error::{ApiError, status_of};
-use crate::flow::session_cookie;
+use crate::flow::{failed, session_cookie};
 use crate::state::AppState;
 use crate::web::cookies::{self, LOGOUT_CSRF_COOKIE, SESSION_COOKIE};
 use crate::web::pages;
@@ -82,9 +82,9 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>, params: LogoutPara
             return pages::error_page(status_of(kind), "invalid_request", &message);
         }
         Ok(Err(e)) => {
-            return pages::error_page(ApiError::from(e).status, "server_error", "The request could not be completed");
+            return failed(ApiError::from(e).status);
         }
-        Err(e) => return pages::error_page(e.status, "server_error", "The request could not be completed"),
+        Err(e) => return failed(e.status),
     };
     reply
         .with_cookie(cookies::removal(SESSION_COOKIE, secure))

@@ -4,7 +4,7 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{IntoReply, session_cookie, sign_out_reply};
+use crate::flow::{IntoReply, page, session_cookie, sign_out_reply};
 use crate::state::AppState;
 use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
@@ -71,16 +71,10 @@ async fn sso(
     binding: Binding,
 ) -> Reply {
     let cookie = session_cookie(&req);
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            Ok::<_, ApiError>(guise_flow::saml::sign_in(&s.flow(), &client_id, &params, &binding, cookie.as_deref())?)
-        })
-        .await;
-    match result {
-        Ok(outcome) => outcome.into_reply(),
-        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
-    }
+    page(state, move |s| {
+        Ok(guise_flow::saml::sign_in(&s.flow(), &client_id, &params, &binding, cookie.as_deref())?.into_reply())
+    })
+    .await
 }
 
 /// Single logout of the guise session (`guise_flow::saml::logout`); the cookie goes only
@@ -92,23 +86,16 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, client_id: web
     let raw_query = req.query_string().to_owned();
     let cookie = session_cookie(&req);
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
-    let secure = state.secure_cookies();
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            let (ctx, cookie) = (s.flow(), cookie.as_deref());
-            Ok::<_, ApiError>(guise_flow::saml::logout(
-                &ctx,
-                &client_id,
-                &params,
-                &raw_query,
-                cookie,
-                meta.source_ip.clone(),
-            )?)
-        })
-        .await;
-    match result {
-        Ok(outcome) => sign_out_reply(outcome, secure),
-        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
-    }
+    page(state, move |s| {
+        let outcome = guise_flow::saml::logout(
+            &s.flow(),
+            &client_id,
+            &params,
+            &raw_query,
+            cookie.as_deref(),
+            meta.source_ip.clone(),
+        )?;
+        Ok(sign_out_reply(outcome, s.secure_cookies()))
+    })
+    .await
 }

@@ -5,7 +5,7 @@
 
 use crate::auth::RequestMeta;
 use crate::error::ApiError;
-use crate::flow::{session_cookie, sign_out_reply};
+use crate::flow::{page, session_cookie, sign_out_reply};
 use crate::state::AppState;
 use crate::web::pages::{self, Reply};
 use actix_web::http::StatusCode;
@@ -27,18 +27,12 @@ async fn wsfed(req: HttpRequest, state: web::Data<AppState>, client_id: Option<S
     };
     let cookie = session_cookie(&req);
     let meta = RequestMeta::from_request(&req, state.config.trust_forwarded_for);
-    let secure = state.secure_cookies();
-    let result = state
-        .into_inner()
-        .blocking(move |s| {
-            let (id, cookie) = (client_id.as_deref(), cookie.as_deref());
-            Ok::<_, ApiError>(guise_flow::wsfed::request(&s.flow(), id, &params, cookie, meta.source_ip.clone())?)
-        })
-        .await;
-    match result {
-        Ok(outcome) => sign_out_reply(outcome, secure),
-        Err(e) => pages::error_page(e.status, "server_error", "The request could not be completed"),
-    }
+    page(state, move |s| {
+        let (id, cookie) = (client_id.as_deref(), cookie.as_deref());
+        let outcome = guise_flow::wsfed::request(&s.flow(), id, &params, cookie, meta.source_ip.clone())?;
+        Ok(sign_out_reply(outcome, s.secure_cookies()))
+    })
+    .await
 }
 
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
