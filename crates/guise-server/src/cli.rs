@@ -251,7 +251,7 @@ fn cli_event(state: &AppState, description: &str) -> AuditEvent {
 }
 
 fn create_user(state: &AppState, email: &str, password: Option<&str>, name: Option<String>) -> Result<(), ApiError> {
-    let email = validate_email(email).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let email = validate_email(email)?;
     let password_hash = password.map(hash_password).transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
     let named = NewUser::named_after_email(new_user_id(), &email, state.clock.now());
     let new = NewUser { name: name.or(named.name.clone()), password_hash, ..named };
@@ -270,8 +270,7 @@ fn create_client(
 ) -> Result<(), ApiError> {
     let app_type = AppType::parse(app_type).ok_or_else(|| ApiError::bad_request("unknown app type"))?;
     let policy = guise_core::client::UrlPolicy::redirect(state.config.allow_insecure_http_urls);
-    guise_core::client::validate_urls("callbacks", &callbacks, policy)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    guise_core::client::validate_urls("callbacks", &callbacks, policy)?;
     let now = state.clock.now();
     let client = Client { callbacks, ..Client::new(new_client_id(), name, app_type, now) };
     let (client, secret) = crate::management::create_client(&state.db, client, cli_event(state, "Create a client"))?;

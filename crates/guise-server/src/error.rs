@@ -124,9 +124,15 @@ impl From<guise_flow::FlowError> for ApiError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        Self::internal(&e)
+impl From<guise_core::user::UserValidationError> for ApiError {
+    fn from(e: guise_core::user::UserValidationError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<guise_core::client::ClientValidationError> for ApiError {
+    fn from(e: guise_core::client::ClientValidationError) -> Self {
+        Self::bad_request(e.to_string())
     }
 }
 

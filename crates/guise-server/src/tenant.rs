@@ -45,7 +45,7 @@ fn event(state: &AppState, description: &str) -> AuditEvent {
 /// Create what is missing: the admin role with every Management API permission, the
 /// admin user holding it, the management client and its grant on every scope.
 pub fn init_tenant(state: &AppState, email: &str, password: &str) -> Result<InitOutcome, ApiError> {
-    let email = validate_email(email).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let email = validate_email(email)?;
     let audience = state.settings.management_audience();
     let role = ensure_admin_role(state, &audience)?;
     let admin = match state.db.user_by_email(&email) {

@@ -66,6 +66,17 @@ fn sign_in(req: &HttpRequest) -> HttpResponse {
     view::redirect(&location, vec![])
 }
 
+/// In a console handler: the agent, or return the response `load` gives instead.
+macro_rules! load_or_return {
+    ($req:expr, $state:expr) => {
+        match $crate::console::agent::load($req, $state).await {
+            Ok(agent) => agent,
+            Err(response) => return response,
+        }
+    };
+}
+pub(super) use load_or_return;
+
 /// The agent, or the response to give instead: sign in first, or "no access".
 pub async fn load(req: &HttpRequest, state: &web::Data<AppState>) -> Result<Agent, HttpResponse> {
     let Some(cookie) = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).filter(|c| session::well_formed(c))

@@ -9,6 +9,7 @@
 //! address only with the key and only from a loopback peer (`relayed_source`).
 
 use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::OnceLock;
@@ -42,6 +43,11 @@ pub struct ApiFailure {
 }
 
 impl ApiFailure {
+    /// The status to answer with: the API's own, or `502` for one that is not a status.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY)
+    }
+
     fn unreachable(e: &reqwest::Error) -> Self {
         tracing::error!(error = %e, "console: loopback call to the Management API failed");
         ApiFailure { status: 503, message: "guise could not be reached; try again".into() }
@@ -120,37 +126,25 @@ impl Api {
         Api { base: loopback_base(req), token, source: agent_address(req) }
     }
 
-    fn relayed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        relay(request.bearer_auth(&self.token), self.source.as_deref())
+    /// Send a call as the agent (their token, their address relayed); the response body as text.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, ApiFailure> {
+        let request = relay(request.bearer_auth(&self.token), self.source.as_deref());
+        let response = request.send().await.map_err(|e| ApiFailure::unreachable(&e))?;
+        answer(response).await
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiFailure> {
-        let response = self
-            .relayed(http().get(format!("{}{path}", self.base)).query(query))
-            .send()
-            .await
-            .map_err(|e| ApiFailure::unreachable(&e))?;
-        let text = answer(response).await?;
+        let text = self.send(http().get(format!("{}{path}", self.base)).query(query)).await?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// A POST with a JSON body; the response body as text.
     pub async fn post(&self, path: &str, body: &Value) -> Result<String, ApiFailure> {
-        let response = self
-            .relayed(http().post(format!("{}{path}", self.base)).json(body))
-            .send()
-            .await
-            .map_err(|e| ApiFailure::unreachable(&e))?;
-        answer(response).await
+        self.send(http().post(format!("{}{path}", self.base)).json(body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), ApiFailure> {
-        let response = self
-            .relayed(http().delete(format!("{}{path}", self.base)))
-            .send()
-            .await
-            .map_err(|e| ApiFailure::unreachable(&e))?;
-        answer(response).await.map(|_| ())
+        self.send(http().delete(format!("{}{path}", self.base))).await.map(|_| ())
     }
 }
 

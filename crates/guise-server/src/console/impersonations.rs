@@ -25,10 +25,7 @@ pub struct ListParams {
 
 /// `GET /console/impersonations`
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Query<ListParams>) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
+    let agent = agent::load_or_return!(&req, &state);
     let mine = params.show.as_deref() == Some("mine");
     let page = params.page.unwrap_or(0).min(10_000);
     let mut query =
@@ -38,9 +35,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
     }
     let (status, sessions, error) = match agent.api.get("/api/v2/impersonations", &query).await {
         Ok(body) => (StatusCode::OK, body["impersonations"].clone(), None),
-        Err(failure) => {
-            (StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_GATEWAY), json!([]), Some(failure.message))
-        }
+        Err(failure) => (failure.status_code(), json!([]), Some(failure.message)),
     };
     let ended = req.query_string().contains("ended=1");
     view::page(
@@ -64,17 +59,14 @@ pub async fn end(
     sid: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
+    let agent = agent::load_or_return!(&req, &state);
     if let Some(refused) = agent.csrf_refusal(&form.csrf) {
         return refused;
     }
     match agent.api.delete(&format!("/api/v2/impersonations/{}", segment(&sid))).await {
         Ok(()) => view::redirect("/console/impersonations?ended=1", vec![]),
         Err(failure) => view::message(
-            StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            failure.status_code(),
             "The impersonation was not ended",
             &format!("guise refused: {}", failure.message),
             Some(agent.context()),

@@ -58,10 +58,7 @@ fn query_of(f: &LogFilters) -> String {
 
 /// `GET /console/logs`
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, filters: web::Query<LogFilters>) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
+    let agent = agent::load_or_return!(&req, &state);
     let filters = filters.into_inner();
     let page = filters.page.unwrap_or(0).min(10_000);
     let q = query_of(&filters);
@@ -72,9 +69,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, filters: web::Qu
     }
     let (status, body, error) = match agent.api.get("/api/v2/logs", &query).await {
         Ok(body) => (StatusCode::OK, Some(body), None),
-        Err(failure) => {
-            (StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_GATEWAY), None, Some(failure.message))
-        }
+        Err(failure) => (failure.status_code(), None, Some(failure.message)),
     };
     let chain = match (&body, filters.verify.is_some()) {
         (Some(_), true) => {

@@ -19,10 +19,6 @@ pub struct SearchParams {
     page: Option<u32>,
 }
 
-fn status_of(failure: &ApiFailure) -> StatusCode {
-    StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_GATEWAY)
-}
-
 /// A section of a page: its data, or the API's reason for not showing it.
 fn section(result: Result<Value, ApiFailure>) -> Value {
     match result {
@@ -33,10 +29,7 @@ fn section(result: Result<Value, ApiFailure>) -> Value {
 
 /// `GET /console`: the search box and a page of results.
 pub async fn search(req: HttpRequest, state: web::Data<AppState>, params: web::Query<SearchParams>) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
+    let agent = agent::load_or_return!(&req, &state);
     let q = params.q.clone().unwrap_or_default().trim().to_owned();
     let page = params.page.unwrap_or(0).min(10_000);
     let mut query = vec![
@@ -51,7 +44,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>, params: web::Q
     let result = agent.api.get("/api/v2/users", &query).await;
     let (status, results, error) = match result {
         Ok(body) => (StatusCode::OK, Some(body), None),
-        Err(failure) => (status_of(&failure), None, Some(failure.message)),
+        Err(failure) => (failure.status_code(), None, Some(failure.message)),
     };
     let total = results.as_ref().and_then(|b| b["total"].as_u64()).unwrap_or(0);
     let shown_to = u64::from(page) * u64::from(PER_PAGE)
@@ -140,7 +133,7 @@ async fn user_page(
         Ok(user) => user,
         Err(failure) => {
             return view::message(
-                status_of(&failure),
+                failure.status_code(),
                 "This user cannot be shown",
                 &failure.message,
                 Some(agent.context()),
@@ -204,10 +197,7 @@ async fn user_page(
 
 /// `GET /console/users/{user_id}`
 pub async fn show(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
+    let agent = agent::load_or_return!(&req, &state);
     user_page(&state, &agent, &path, &ImpersonateForm::default(), None).await
 }
 
@@ -219,10 +209,7 @@ pub async fn impersonate(
     path: web::Path<String>,
     form: web::Form<ImpersonateForm>,
 ) -> HttpResponse {
-    let agent = match agent::load(&req, &state).await {
-        Ok(agent) => agent,
-        Err(response) => return response,
-    };
+    let agent = agent::load_or_return!(&req, &state);
     if let Some(refused) = agent.csrf_refusal(&form.csrf) {
         return refused;
     }
@@ -291,7 +278,7 @@ pub async fn impersonate(
         ),
         Err(failure) => {
             let text = format!("guise refused the impersonation: {}", failure.message);
-            user_page(&state, &agent, &user_id, &form, Some((status_of(&failure), text))).await
+            user_page(&state, &agent, &user_id, &form, Some((failure.status_code(), text))).await
         }
     }
 }

@@ -8,9 +8,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use guise_core::client::{
-    AppType, Client, ClientFilter, ClientPatch, ClientValidationError, TokenEndpointAuthMethod, UrlPolicy,
-    hash_client_secret, validate_client_metadata, validate_grant_types, validate_name, validate_origins, validate_url,
-    validate_urls,
+    AppType, Client, ClientFilter, ClientPatch, TokenEndpointAuthMethod, UrlPolicy, hash_client_secret,
+    validate_client_metadata, validate_grant_types, validate_name, validate_origins, validate_url, validate_urls,
 };
 use guise_core::ids::{new_client_id, new_secret};
 use guise_core::permission::scopes;
@@ -92,26 +91,25 @@ fn auth_method(s: &str) -> Result<TokenEndpointAuthMethod, ApiError> {
 /// Validate what a registration says, whichever route set it. `allow_insecure_http`:
 /// the `allow_insecure_http_urls` development setting.
 fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> {
-    let bad = |e: ClientValidationError| ApiError::bad_request(e.to_string());
     let redirect = UrlPolicy::redirect(allow_insecure_http);
     let web = UrlPolicy::web(allow_insecure_http);
-    validate_name(&client.name).map_err(bad)?;
+    validate_name(&client.name)?;
     // `callbacks` are also the SAML ACS URLs and the WS-Fed reply addresses.
-    validate_urls("callbacks", &client.callbacks, redirect).map_err(bad)?;
-    validate_urls("allowed_logout_urls", &client.allowed_logout_urls, redirect).map_err(bad)?;
-    validate_grant_types(&client.grant_types).map_err(bad)?;
+    validate_urls("callbacks", &client.callbacks, redirect)?;
+    validate_urls("allowed_logout_urls", &client.allowed_logout_urls, redirect)?;
+    validate_grant_types(&client.grant_types)?;
     if let Some(uri) = &client.initiate_login_uri {
-        validate_url("initiate_login_uri", uri, web).map_err(bad)?;
+        validate_url("initiate_login_uri", uri, web)?;
     }
-    validate_origins("web_origins", &client.web_origins, allow_insecure_http).map_err(bad)?;
-    validate_origins("allowed_origins", &client.allowed_origins, allow_insecure_http).map_err(bad)?;
+    validate_origins("web_origins", &client.web_origins, allow_insecure_http)?;
+    validate_origins("allowed_origins", &client.allowed_origins, allow_insecure_http)?;
     if let Some(uri) = &client.logo_uri {
-        validate_url("logo_uri", uri, web).map_err(bad)?;
+        validate_url("logo_uri", uri, web)?;
     }
     if let Some(uri) = &client.backchannel_logout_uri {
-        validate_url("backchannel_logout_uri", uri, web).map_err(bad)?;
+        validate_url("backchannel_logout_uri", uri, web)?;
     }
-    validate_client_metadata(&client.client_metadata).map_err(bad)?;
+    validate_client_metadata(&client.client_metadata)?;
     let saml = guise_saml::settings::from_addons(&client.addons).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(saml) = saml {
         for (field, url) in [
@@ -120,7 +118,7 @@ fn validate(client: &Client, allow_insecure_http: bool) -> Result<(), ApiError> 
             ("addons.samlp.logout.callback", &saml.logout_callback),
         ] {
             if let Some(url) = url {
-                validate_url(field, url, web).map_err(bad)?;
+                validate_url(field, url, web)?;
             }
         }
     }
@@ -308,7 +306,7 @@ pub struct ClientPatchBody {
     allow_impersonation: Option<bool>,
     allow_act_as: Option<bool>,
     allow_token_exchange: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     initiate_login_uri: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
@@ -318,20 +316,16 @@ pub struct ClientPatchBody {
     web_origins: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
     oidc_conformant: Option<bool>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     logo_uri: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
     client_metadata: Option<Map<String, Value>>,
     /// OIDC Back-Channel Logout: where logout tokens go; `null` removes it.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     backchannel_logout_uri: Option<Option<String>>,
     backchannel_logout_session_required: Option<bool>,
-}
-
-fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 fn parse_client_patch(body: &Value) -> Result<ClientPatch, ApiError> {

@@ -193,6 +193,13 @@ pub fn payload_error(e: serde_json::Error) -> ApiError {
     ApiError::bad_request(format!("Payload validation error: {text}"))
 }
 
+/// A PATCH property that may be absent (`None`), `null` (`Some(None)`) or set.
+pub(super) fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// Reject an empty JSON object on PATCH.
 pub fn require_non_empty(body: &Value) -> Result<(), ApiError> {
     match body.as_object() {

@@ -78,7 +78,7 @@ fn password_error(e: PasswordError) -> ApiError {
 fn check_profile_lengths(fields: &[(&'static str, &Option<String>)]) -> Result<(), ApiError> {
     for (name, value) in fields {
         if let Some(value) = value {
-            validate_length(name, value, 300).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            validate_length(name, value, 300)?;
         }
     }
     Ok(())
@@ -110,17 +110,11 @@ async fn create(
         body.email
             .as_deref()
             .ok_or_else(|| ApiError::bad_request("Payload validation error: 'Missing required property: email'"))?,
-    )
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    )?;
     if let Some(id) = &body.external_id {
-        validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        validate_external_id(id)?;
     }
-    let username = body
-        .username
-        .as_deref()
-        .map(validate_username)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let username = body.username.as_deref().map(validate_username).transpose()?;
     check_profile_lengths(&[
         ("name", &body.name),
         ("given_name", &body.given_name),
@@ -280,43 +274,43 @@ async fn get(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatchBody {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     username: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<bool>)]
     email_verified: Option<Option<bool>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     given_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     family_name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     nickname: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     picture: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<bool>)]
     blocked: Option<Option<bool>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<Object>)]
     app_metadata: Option<Option<Map<String, Value>>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<Object>)]
     user_metadata: Option<Option<Map<String, Value>>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     external_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     #[schema(value_type = Option<String>)]
     password: Option<Option<String>>,
     /// Accepted for Auth0 compatibility.
@@ -327,11 +321,6 @@ pub struct UserPatchBody {
     #[serde(default, rename = "verify_email")]
     #[schema(value_type = Option<bool>)]
     _verify_email: Option<Value>,
-}
-
-/// A property that may be absent (`None`), `null` (`Some(None)`) or set.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `null` where a value must be given.
@@ -348,16 +337,16 @@ pub fn parse_user_patch(body: &Value) -> Result<(UserPatch, Option<String>), Api
     require_non_empty(body)?;
     let body: UserPatchBody = serde_json::from_value(body.clone()).map_err(super::payload_error)?;
     let email = match body.email {
-        Some(Some(e)) => Some(validate_email(&e).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        Some(Some(e)) => Some(validate_email(&e)?),
         Some(None) => return Err(ApiError::bad_request("email cannot be removed")),
         None => None,
     };
     let username = match body.username {
-        Some(Some(u)) => Some(Some(validate_username(&u).map_err(|e| ApiError::bad_request(e.to_string()))?)),
+        Some(Some(u)) => Some(Some(validate_username(&u)?)),
         other => other,
     };
     if let Some(Some(id)) = &body.external_id {
-        validate_external_id(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        validate_external_id(id)?;
     }
     let patch = UserPatch {
         email,

@@ -144,7 +144,7 @@ impl From<Delivery> for DeliveryView {
 }
 
 fn check_url(url: &str, allow_insecure_http: bool) -> Result<(), ApiError> {
-    validate_url("url", url, UrlPolicy::web(allow_insecure_http)).map_err(|e| ApiError::bad_request(e.to_string()))
+    Ok(validate_url("url", url, UrlPolicy::web(allow_insecure_http))?)
 }
 
 fn check_event_types(types: &[String]) -> Result<(), ApiError> {
@@ -362,29 +362,24 @@ pub struct DeliveryParams {
 }
 
 fn parse_status(status: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError> {
-    match status {
-        None => Ok(None),
-        Some(s) => Ok(Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid_query("Query validation error: 'status' must be pending, delivered or failed")
-        })?)),
-    }
+    status
+        .map(|s| {
+            DeliveryStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid_query("Query validation error: 'status' must be pending, delivered or failed")
+            })
+        })
+        .transpose()
 }
 
-impl DeliveryParams {
-    fn status(&self) -> Result<Option<DeliveryStatus>, ApiError> {
-        parse_status(self.status.as_deref())
-    }
-
-    fn kind(&self) -> Result<Option<DeliveryKind>, ApiError> {
-        match self.kind.as_deref() {
-            None => Ok(None),
-            Some(k) => Ok(Some(DeliveryKind::parse(k).ok_or_else(|| {
-                ApiError::invalid_query(
-                    "Query validation error: 'kind' must be webhook, email, backchannel_logout or saml_logout",
-                )
-            })?)),
-        }
-    }
+fn parse_kind(kind: Option<&str>) -> Result<Option<DeliveryKind>, ApiError> {
+    kind.map(|k| {
+        DeliveryKind::parse(k).ok_or_else(|| {
+            ApiError::invalid_query(
+                "Query validation error: 'kind' must be webhook, email, backchannel_logout or saml_logout",
+            )
+        })
+    })
+    .transpose()
 }
 
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", summary = "List a webhook's deliveries",
@@ -463,7 +458,8 @@ async fn all_deliveries(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(scopes::READ_WEBHOOKS)?;
     allow_query(&req, &[query_names::<Paging>(), query_names::<DeliveryParams>()])?;
-    let filter = DeliveryFilter { target: params.target.clone(), status: params.status()?, kind: params.kind()? };
+    let (status, kind) = (parse_status(params.status.as_deref())?, parse_kind(params.kind.as_deref())?);
+    let filter = DeliveryFilter { target: params.target.clone(), status, kind };
     let page = guise_core::page::PageRequest::new(paging.page, paging.per_page);
     let found = state
         .into_inner()
