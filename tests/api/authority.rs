@@ -20,6 +20,7 @@ both_backends!(
     a_machine_minter_weaker_than_the_target_is_refused_and_audited,
     a_machine_minter_is_named_from_mint_to_code_exchange,
     an_impersonation_session_gets_no_management_api_token,
+    a_user_token_mints_only_within_its_application_s_grant,
     // 2. Tokens do not outlive their client or grant.
     a_deleted_client_s_token_stops_working,
     a_deleted_grant_stops_its_client_s_token,
@@ -355,6 +356,57 @@ async fn a_machine_minter_is_named_from_mint_to_code_exchange(app: TestApp) {
     assert_eq!(event["details"]["impersonated"], true, "{event}");
     assert_eq!(event["on_behalf_of"], app.admin_user_id.as_str(), "{event}");
     assert_eq!(event["user_id"], target.as_str(), "{event}");
+}
+
+/// A user's Management API token holds the user's permissions capped by the grant of the
+/// application it was issued to. Minting with it, that grant must cover the target too;
+/// the URL names the application, whose grant is re-checked when the URL is used.
+async fn a_user_token_mints_only_within_its_application_s_grant(app: TestApp) {
+    let audience = app.management_audience();
+    let (desk_id, desk_secret) = web_client(&app, json!({ "name": "Support desk" })).await;
+    let scope = ["impersonate:users", "read:users"];
+    let (status, grant) =
+        app.post("/api/v2/client-grants", &json!({ "client_id": desk_id, "audience": audience, "scope": scope })).await;
+    assert_eq!(status, 201, "{grant}");
+    // The administrator, who holds everything, signs in to the support desk.
+    let url = auth_url(&app, &desk_id, "openid impersonate:users read:users", &[("audience", &audience)]);
+    let page = Browser::new().login_via(&app, &url, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let code = at_callback(&page)["code"].clone();
+    let (status, tokens) = exchange(&app, &desk_id, &desk_secret, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+
+    let (client_id, _) = impersonation_client(&app, json!({})).await;
+    let strong = user_id(&app, "strong@example.com").await;
+    let creator = role(&app, "Client creator", &["create:clients"]).await;
+    assign(&app, &strong, &creator).await;
+    // The administrator holds create:clients; their token, capped by the desk's grant, does not.
+    let (status, text) = mint_with(&app, &token, &strong, &mint_body(&app, &client_id)).await;
+    assert_eq!(status, 403, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["message"], "The caller lacks permissions the target holds: create:clients", "{body}");
+    assert!(app.logs_of_type("guise_impersonation_minted").await.is_empty(), "nothing was minted");
+
+    // An ordinary target: minted, and the URL names the support desk.
+    let target = user(&app).await["user_id"].as_str().unwrap().to_owned();
+    let (status, url) = mint_with(&app, &token, &target, &mint_body(&app, &client_id)).await;
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(callback_params(&url).get("minted_by"), Some(&desk_id), "{url}");
+    let minted = app.logs_of_type("guise_impersonation_minted").await;
+    assert_eq!(minted[0]["actor"], json!({ "type": "user", "id": app.admin_user_id }), "{}", minted[0]);
+    assert_eq!(minted[0]["details"]["minted_by"], desk_id.as_str(), "{}", minted[0]);
+
+    // The desk loses impersonate:users before the URL is used: it opens nothing.
+    let (status, narrowed) = app
+        .patch(&format!("/api/v2/client-grants/{}", grant["id"].as_str().unwrap()), &json!({ "scope": ["read:users"] }))
+        .await;
+    assert_eq!(status, 200, "{narrowed}");
+    let page = Browser::new().get(&url).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.location.is_none(), "no redirect to the application");
+    let refused = app.logs_of_type("guise_impersonation_refused").await;
+    assert!(refused.iter().any(|e| e["details"]["stage"] == "redeem"), "{refused:?}");
+    assert!(app.logs_of_type("guise_impersonation_redeemed").await.is_empty());
 }
 
 async fn an_impersonation_session_gets_no_management_api_token(app: TestApp) {

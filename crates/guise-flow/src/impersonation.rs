@@ -60,14 +60,6 @@ impl Minter {
             Minter::Operator => Actor::System,
         }
     }
-
-    /// The machine client behind the URL, recorded in the ticket and the session.
-    fn machine_client(&self) -> Option<&str> {
-        match self {
-            Minter::Token(Link { principal: Principal::Client(id), .. }) => Some(id),
-            _ => None,
-        }
-    }
 }
 
 const MAX_FIELD: usize = 1024;
@@ -133,7 +125,10 @@ pub fn mint(
     token_client: Option<String>,
 ) -> Result<String, FlowError> {
     let now = ctx.now;
-    let outcome = if scope_granted { mint_unaudited(ctx, &minter, &req) } else { Err(Refusal::MissingScope.into()) };
+    let outcome = match scope_granted {
+        true => mint_unaudited(ctx, &minter, &req, token_client.as_deref()),
+        false => Err(Refusal::MissingScope.into()),
+    };
     let mut event = match &outcome {
         Ok((url, ticket, exp)) => {
             AuditEvent::new(event_type::IMPERSONATION_MINTED, now, minter.actor(), "Impersonation URL minted").details(
@@ -173,13 +168,16 @@ fn mint_unaudited(
     ctx: &FlowContext<'_>,
     minter: &Minter,
     req: &MintRequest,
+    token_client: Option<&str>,
 ) -> Result<(String, Ticket, DateTime<Utc>), FlowError> {
     let MintParams { protocol, impersonator_id, ttl, reason } = validate_request(ctx, minter, req)?;
-    // A machine client's token is a link of its own; a user's token mints for that
-    // user, who is the impersonator and is measured on everything they hold.
+    // The token is a link of its own, holding what it carries now: a machine client's
+    // grant, or a user's permissions capped by the grant of the application the token
+    // was issued to. The caller's own authority must cover the target, not only the
+    // impersonator's.
     let holder = match minter {
-        Minter::Token(link @ Link { principal: Principal::Client(_), .. }) => Holder::Caller(link.clone()),
-        Minter::Token(_) | Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
+        Minter::Token(link) => Holder::Caller(link.clone()),
+        Minter::ActingAs(_) | Minter::Operator => Holder::Nobody,
     };
     let names = Names { target_id: &req.target_user_id, impersonator_id: &impersonator_id, client_id: &req.client_id };
     let client = chain::check(ctx.chain_stores(), holder, names, &ctx.settings.management_audience())?.client;
@@ -220,7 +218,10 @@ fn mint_unaudited(
         jti: new_token_id(),
         session_ttl: req.session_ttl.unwrap_or_else(|| ctx.policies.impersonation.session_lifetime.num_seconds()),
         reason,
-        minted_by: minter.machine_client().map(str::to_owned),
+        // The application whose token minted the URL (a machine client, or the one a
+        // user's token was issued to): its grant is re-checked at redemption and on every
+        // use of the session.
+        minted_by: matches!(minter, Minter::Token(_)).then(|| token_client.map(str::to_owned)).flatten(),
         scope: req.scope.clone(),
         state: req.state.clone(),
         nonce: req.nonce.clone(),
