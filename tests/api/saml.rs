@@ -20,6 +20,7 @@ both_backends!(
     bad_saml_input_is_refused_without_redirect,
     samlp_impersonation_posts_a_response_naming_both,
     single_logout_ends_the_session,
+    single_logout_ends_only_the_session_it_names,
 );
 
 pub async fn saml_client(app: &TestApp, samlp: Value) -> String {
@@ -306,6 +307,47 @@ async fn single_logout_ends_the_session(app: TestApp) {
     assert!(xml.contains(r#"InResponseTo="_logout1""#) && xml.contains("status:Success"), "{xml}");
 
     // The guise session is over: IdP-initiated SSO asks for a login again.
+    let again = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    assert_eq!(again.status, 302);
+    assert!(again.location.unwrap().starts_with("/login"));
+    assert!(!app.logs_of_type("slo").await.is_empty());
+}
+
+/// A LogoutRequest with `SessionIndex` values ends only those sessions (SAML core
+/// §3.7.3.2): one from the SP's earlier session leaves the browser's newer one alone.
+async fn single_logout_ends_only_the_session_it_names(app: TestApp) {
+    user(&app).await;
+    let callback = "http://127.0.0.1:9/saml/slo";
+    let client_id = saml_client(&app, json!({ "logout": { "callback": callback } })).await;
+    let (status, _) =
+        app.patch(&format!("/api/v2/clients/{client_id}"), &json!({ "allowed_logout_urls": [callback] })).await;
+    assert_eq!(status, 200);
+    let browser = Browser::new();
+    let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
+    let posted = browser.follow(&app, done).await;
+    assert_eq!(posted.status, 200);
+    let (xml, _) = posted_response(&posted.body);
+    let index = xml.split("SessionIndex=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
+
+    let logout = |id: &str, session_index: &str| {
+        let request = format!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="2026-11-25T00:00:00Z"><saml:Issuer>{SP_ENTITY}</saml:Issuer><saml:NameID>{USER_EMAIL}</saml:NameID><samlp:SessionIndex>{session_index}</samlp:SessionIndex></samlp:LogoutRequest>"#
+        );
+        let encoded = crate::users::urlencode(&deflate_b64(&request));
+        format!("{}?SAMLRequest={encoded}", app.url(&format!("/samlp/{client_id}/logout")))
+    };
+    // Another session's index: answered to the callback, and this session stays.
+    let other = browser.get(&logout("_logout_other", "an-earlier-session")).await;
+    assert_eq!(other.status, 302, "{}", other.body);
+    assert!(other.location.as_deref().unwrap().starts_with(callback));
+    let still = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    assert_eq!(still.status, 200, "still signed in: {:?}", still.location);
+    assert!(app.logs_of_type("slo").await.is_empty(), "nothing ended");
+
+    // This session's index ends it.
+    let out = browser.get(&logout("_logout_this", &index)).await;
+    assert_eq!(out.status, 302, "{}", out.body);
     let again = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
     assert_eq!(again.status, 302);
     assert!(again.location.unwrap().starts_with("/login"));

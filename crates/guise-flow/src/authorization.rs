@@ -104,7 +104,7 @@ impl From<Delivery> for FlowOutcome {
 }
 
 /// The session a cookie's value names, ended or not, if any.
-fn session_behind(ctx: &FlowContext<'_>, cookie: Option<&str>) -> Result<Option<Session>, StoreError> {
+pub(crate) fn session_behind(ctx: &FlowContext<'_>, cookie: Option<&str>) -> Result<Option<Session>, StoreError> {
     match cookie.filter(|v| !v.is_empty() && v.len() <= 128) {
         Some(value) => found(ctx.store.session_by_cookie_hash(&hash_secret(value))),
         None => Ok(None),

@@ -2,13 +2,13 @@
 //! settings looked up, then single sign-on (`guise_saml::sso`, the shared login flow) or
 //! single logout (`guise_saml::slo`, the replay key redeemed on any node, the session ended).
 
-use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, start};
+use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, session_behind, start};
 use crate::{FlowContext, FlowError};
 use guise_core::client::Client;
 use guise_core::store::found;
 use guise_saml::response::STATUS_REQUESTER;
 use guise_saml::settings::{SamlSettings, from_addons};
-use guise_saml::slo::{LogoutRefusal, check_logout, response_url};
+use guise_saml::slo::{LogoutRefusal, check_logout, is_for_session, response_url};
 use guise_saml::sso::{Binding, SamlParams, SsoRefusal, pending_sso};
 
 /// The client and its SAML settings, or the error page saying why not.
@@ -75,6 +75,19 @@ pub fn logout(
         && !ctx.store.redeem_once(key, ctx.now, *until)?
     {
         return refused(LogoutRefusal::Replayed);
+    }
+    // Only the sessions the request names end: a request from the SP's earlier session
+    // leaves a newer one in this browser alone (its answer still says that one ended).
+    if let Some(session) = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none())
+        && !is_for_session(&checked, &session.sid)
+    {
+        tracing::info!(client_id = %client.client_id, "SAML LogoutRequest for another session: nothing ended");
+        return Ok(SignOutOutcome::Continue(match reply {
+            Some(url) => FlowOutcome::Page(url),
+            None => FlowOutcome::invalid_request(
+                "This logout is for a session that has already ended; you are still signed in",
+            ),
+        }));
     }
     end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (SAML)")?;
     Ok(SignOutOutcome::SignedOut { reply })

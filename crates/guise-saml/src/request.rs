@@ -94,6 +94,9 @@ pub struct LogoutRequest {
     pub issuer: Option<String>,
     /// `IssueInstant` (required by SAML core §3.2.1), when it parses.
     pub issue_instant: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `SessionIndex` values: the sessions at the IdP the request is for (guise's
+    /// assertions carry the session's id).
+    pub session_indexes: Vec<String>,
 }
 
 const NS_SAMLP: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
@@ -158,7 +161,13 @@ pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, RequestError> {
         .attribute("IssueInstant")
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&chrono::Utc));
-    Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root), issue_instant })
+    let session_indexes = root
+        .children()
+        .filter(|n| n.has_tag_name((NS_SAMLP, "SessionIndex")))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_owned())
+        .collect();
+    Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root), issue_instant, session_indexes })
 }
 
 /// Verify the HTTP-Redirect binding signature: RSA-SHA256 over

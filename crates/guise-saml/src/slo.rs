@@ -61,6 +61,15 @@ pub fn check_logout(
     Ok(CheckedLogout { request: Some(request), replay })
 }
 
+/// Whether a LogoutRequest is for the session with id `sid` (SAML core §3.7.3.2: the
+/// session authority ends the sessions the request identifies). A request with
+/// `SessionIndex` values is for those sessions only; guise's assertions carry the
+/// session's id there. One without (or a bare logout, with no request) is for the
+/// session the browser comes with.
+pub fn is_for_session(checked: &CheckedLogout, sid: &str) -> bool {
+    checked.request.as_ref().is_none_or(|r| r.session_indexes.is_empty() || r.session_indexes.iter().any(|i| i == sid))
+}
+
 fn parse(encoded: &str) -> Result<LogoutRequest, RequestError> {
     request::parse_logout_request(&request::decode_redirect(encoded)?)
 }

@@ -17,7 +17,27 @@ fn now() -> DateTime<Utc> {
 }
 
 fn logout_request(issuer: &str, at: DateTime<Utc>) -> LogoutRequest {
-    LogoutRequest { id: "_l1".into(), issuer: Some(issuer.into()), issue_instant: Some(at) }
+    LogoutRequest { id: "_l1".into(), issuer: Some(issuer.into()), issue_instant: Some(at), session_indexes: vec![] }
+}
+
+#[test]
+fn a_request_naming_sessions_ends_only_those() {
+    let bare = CheckedLogout { request: None, replay: None };
+    assert!(is_for_session(&bare, "s1"), "a bare logout is for the browser's session");
+    let mut request = logout_request("urn:c1", now());
+    let unnamed = CheckedLogout { request: Some(request.clone()), replay: None };
+    assert!(is_for_session(&unnamed, "s1"), "no SessionIndex: the browser's session");
+    request.session_indexes = vec!["s0".into(), "s1".into()];
+    let named = CheckedLogout { request: Some(request), replay: None };
+    assert!(is_for_session(&named, "s1"));
+    assert!(!is_for_session(&named, "s2"), "another session stays");
+}
+
+#[test]
+fn session_indexes_are_read_from_the_request() {
+    let xml = r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_l2" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>urn:c1</saml:Issuer><saml:NameID>@NOT_USED@</saml:NameID><samlp:SessionIndex> s1 </samlp:SessionIndex><samlp:SessionIndex>s2</samlp:SessionIndex></samlp:LogoutRequest>"#;
+    let parsed = request::parse_logout_request(xml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.session_indexes, vec!["s1".to_owned(), "s2".to_owned()]);
 }
 
 #[test]
