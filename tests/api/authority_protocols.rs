@@ -383,24 +383,13 @@ async fn saml_session_alive(app: &TestApp, browser: &Browser, client_id: &str) -
 }
 
 async fn a_signing_cert_sp_must_sign_its_logout_requests(app: TestApp) {
-    user(&app).await;
     let dir = tempfile::tempdir().unwrap();
     let (key, cert_pem) = sp_key_pair(dir.path());
     let other_dir = tempfile::tempdir().unwrap();
     let (other_key, _) = sp_key_pair(other_dir.path());
     let callback = "http://127.0.0.1:9/saml/slo";
-    let client_id = saml_client(
-        &app,
-        json!({ "audience": SP_ENTITY, "signingCert": cert_pem, "logout": { "callback": callback } }),
-    )
-    .await;
-    let (status, _) =
-        app.patch(&format!("/api/v2/clients/{client_id}"), &json!({ "allowed_logout_urls": [callback] })).await;
-    assert_eq!(status, 200);
-    let browser = Browser::new();
-    let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
-    let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
-    assert_eq!(browser.follow(&app, done).await.status, 200);
+    let settings = json!({ "audience": SP_ENTITY, "signingCert": cert_pem });
+    let (client_id, browser, _) = crate::saml::signed_in_with_slo(&app, callback, settings).await;
     assert!(saml_session_alive(&app, &browser, &client_id).await);
 
     let endpoint = app.url(&format!("/samlp/{client_id}/logout"));

@@ -274,18 +274,32 @@ async fn samlp_impersonation_posts_a_response_naming_both(app: TestApp) {
     assert_eq!(issued[0]["on_behalf_of"], app.admin_user_id.as_str());
 }
 
-async fn single_logout_ends_the_session(app: TestApp) {
-    user(&app).await;
-    let callback = "http://127.0.0.1:9/saml/slo";
-    let client_id = saml_client(&app, json!({ "logout": { "callback": callback } })).await;
+/// A SAML client with a registered logout callback (`addons.samlp.logout.callback`),
+/// `samlp` addon settings merged from `samlp`, and a browser signed in to it over
+/// IdP-initiated SSO; returns the client, the browser and the posted SAMLResponse.
+pub async fn signed_in_with_slo(app: &TestApp, callback: &str, samlp: Value) -> (String, Browser, String) {
+    user(app).await;
+    let mut settings = json!({ "logout": { "callback": callback } });
+    for (k, v) in samlp.as_object().unwrap() {
+        settings[k] = v.clone();
+    }
+    let client_id = saml_client(app, settings).await;
     // Like every redirect, the logout callback must be a registered URL of the client.
     let (status, _) =
         app.patch(&format!("/api/v2/clients/{client_id}"), &json!({ "allowed_logout_urls": [callback] })).await;
     assert_eq!(status, 200);
     let browser = Browser::new();
     let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
-    let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
-    assert_eq!(browser.follow(&app, done).await.status, 200);
+    let done = browser.submit_login(app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
+    let posted = browser.follow(app, done).await;
+    assert_eq!(posted.status, 200);
+    let (xml, _) = posted_response(&posted.body);
+    (client_id, browser, xml)
+}
+
+async fn single_logout_ends_the_session(app: TestApp) {
+    let callback = "http://127.0.0.1:9/saml/slo";
+    let (client_id, browser, _) = signed_in_with_slo(&app, callback, json!({})).await;
 
     let logout_request = format!(
         r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_logout1" Version="2.0" IssueInstant="2026-11-25T00:00:00Z"><saml:Issuer>{SP_ENTITY}</saml:Issuer><saml:NameID>x</saml:NameID></samlp:LogoutRequest>"#
@@ -316,18 +330,8 @@ async fn single_logout_ends_the_session(app: TestApp) {
 /// A LogoutRequest with `SessionIndex` values ends only those sessions (SAML core
 /// §3.7.3.2): one from the SP's earlier session leaves the browser's newer one alone.
 async fn single_logout_ends_only_the_session_it_names(app: TestApp) {
-    user(&app).await;
     let callback = "http://127.0.0.1:9/saml/slo";
-    let client_id = saml_client(&app, json!({ "logout": { "callback": callback } })).await;
-    let (status, _) =
-        app.patch(&format!("/api/v2/clients/{client_id}"), &json!({ "allowed_logout_urls": [callback] })).await;
-    assert_eq!(status, 200);
-    let browser = Browser::new();
-    let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
-    let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
-    let posted = browser.follow(&app, done).await;
-    assert_eq!(posted.status, 200);
-    let (xml, _) = posted_response(&posted.body);
+    let (client_id, browser, xml) = signed_in_with_slo(&app, callback, json!({})).await;
     let index = xml.split("SessionIndex=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
 
     let logout = |id: &str, session_index: &str| {
