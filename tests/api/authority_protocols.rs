@@ -443,9 +443,28 @@ async fn a_signing_cert_sp_must_sign_its_logout_requests(app: TestApp) {
     // The same signed request again, against a new session: used once, refused now.
     let start = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
     let done = browser.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
-    assert_eq!(browser.follow(&app, done).await.status, 200);
+    let posted = browser.follow(&app, done).await;
+    assert_eq!(posted.status, 200);
     let replay = browser.get(&format!("{endpoint}?{query}&Signature={}", urlencode(&good_signature))).await;
     assert_eq!(replay.status, 400, "{}", replay.body);
     assert!(replay.body.contains("already used"), "{}", replay.body);
     assert!(saml_session_alive(&app, &browser, &client_id).await, "a replayed LogoutRequest ends nothing");
+
+    // Signed and naming this session (SessionIndex), but arriving in another browser
+    // where the same user signed in as well: both sessions of that user end.
+    let (xml, _) = crate::saml::posted_response(&posted.body);
+    let sid = xml.split("SessionIndex=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned();
+    let other = Browser::new();
+    let start = other.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    let done = other.submit_login(&app, start.location.as_deref().unwrap(), USER_EMAIL, USER_PASSWORD).await;
+    assert_eq!(other.follow(&app, done).await.status, 200);
+    let named = logout_request("_lo4").replace(
+        "</samlp:LogoutRequest>",
+        &format!("<samlp:SessionIndex>{sid}</samlp:SessionIndex></samlp:LogoutRequest>"),
+    );
+    let query = signed_of(&named, "bye");
+    let out = other.get(&format!("{endpoint}?{query}&Signature={}", urlencode(&sign(&key, &query)))).await;
+    assert_eq!(out.status, 302, "{}", out.body);
+    assert!(!saml_session_alive(&app, &other, &client_id).await, "the browser's own session ended");
+    assert!(!saml_session_alive(&app, &browser, &client_id).await, "the named session ended");
 }

@@ -327,13 +327,15 @@ async fn single_logout_ends_the_session(app: TestApp) {
     assert!(!app.logs_of_type("slo").await.is_empty());
 }
 
-/// A LogoutRequest with `SessionIndex` values ends only those sessions (SAML core
-/// §3.7.3.2): one from the SP's earlier session leaves the browser's newer one alone.
+/// A LogoutRequest with `SessionIndex` values is for those sessions (SAML core
+/// §3.7.3.2): one naming nobody's session here leaves the browser's alone, and one naming
+/// the same user's earlier session (they signed in again since) logs the browser out.
 async fn single_logout_ends_only_the_session_it_names(app: TestApp) {
     let callback = "http://127.0.0.1:9/saml/slo";
-    let (client_id, browser, xml) = signed_in_with_slo(&app, callback, json!({})).await;
-    let index = xml.split("SessionIndex=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned();
-
+    let (client_id, browser, xml) = signed_in_with_slo(&app, callback, json!({ "audience": SP_ENTITY })).await;
+    let session_index =
+        |xml: &str| xml.split("SessionIndex=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned();
+    let first = session_index(&xml);
     let logout = |id: &str, session_index: &str| {
         let request = format!(
             r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="2026-11-25T00:00:00Z"><saml:Issuer>{SP_ENTITY}</saml:Issuer><saml:NameID>{USER_EMAIL}</saml:NameID><samlp:SessionIndex>{session_index}</samlp:SessionIndex></samlp:LogoutRequest>"#
@@ -341,19 +343,32 @@ async fn single_logout_ends_only_the_session_it_names(app: TestApp) {
         let encoded = crate::users::urlencode(&deflate_b64(&request));
         format!("{}?SAMLRequest={encoded}", app.url(&format!("/samlp/{client_id}/logout")))
     };
-    // Another session's index: answered to the callback, and this session stays.
-    let other = browser.get(&logout("_logout_other", "an-earlier-session")).await;
+    // A session that is not here: answered to the callback, and this session stays.
+    let other = browser.get(&logout("_logout_other", "not-a-session-here")).await;
     assert_eq!(other.status, 302, "{}", other.body);
     assert!(other.location.as_deref().unwrap().starts_with(callback));
     let still = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
     assert_eq!(still.status, 200, "still signed in: {:?}", still.location);
     assert!(app.logs_of_type("slo").await.is_empty(), "nothing ended");
 
-    // This session's index ends it.
-    let out = browser.get(&logout("_logout_this", &index)).await;
+    // The user signs in again (ForceAuthn): a new session in this browser.
+    let forced = authn_request("_req_forced", ACS).replace(r#"Version="2.0""#, r#"Version="2.0" ForceAuthn="true""#);
+    let url = format!(
+        "{}?SAMLRequest={}",
+        app.url(&format!("/samlp/{client_id}")),
+        crate::users::urlencode(&deflate_b64(&forced))
+    );
+    let again = browser.login_via(&app, &url, USER_EMAIL, USER_PASSWORD).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let second = session_index(&posted_response(&again.body).0);
+    assert_ne!(first, second, "a forced login opens a new session");
+
+    // The SP logs out of the first sign-in: the same user, so the browser is logged out.
+    let out = browser.get(&logout("_logout_first", &first)).await;
     assert_eq!(out.status, 302, "{}", out.body);
-    let again = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
-    assert_eq!(again.status, 302);
-    assert!(again.location.unwrap().starts_with("/login"));
+    assert!(out.location.as_deref().unwrap().starts_with(callback));
+    let after = browser.get(&app.url(&format!("/samlp/{client_id}"))).await;
+    assert_eq!(after.status, 302);
+    assert!(after.location.unwrap().starts_with("/login"));
     assert!(!app.logs_of_type("slo").await.is_empty());
 }

@@ -151,8 +151,8 @@ impl AuditEvent {
     }
 
     /// Name who really acted in an event an impersonation session caused: the
-    /// impersonator (`on_behalf_of`), the machine client that minted the impersonation
-    /// if one did, and why it was opened. Ordinary sessions leave the event as it is.
+    /// impersonator (`on_behalf_of`), the client whose token minted the impersonation
+    /// (if a token did), and why it was opened. Ordinary sessions leave the event as it is.
     pub fn caused_by(mut self, session: &crate::session::Session) -> Self {
         if let Some(impersonator) = &session.impersonator_id {
             self.on_behalf_of = Some(impersonator.clone());

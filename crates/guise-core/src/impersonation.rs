@@ -234,7 +234,8 @@ pub struct Ticket {
     /// Lifetime of the session the URL opens, in seconds.
     pub session_ttl: i64,
     pub reason: Option<String>,
-    /// The machine client whose token minted the URL, when one did: part of the chain.
+    /// The client whose token minted the URL (a machine client, or the application a
+    /// user's token was issued to); none for `guise impersonate`. Part of the chain.
     pub minted_by: Option<String>,
     pub scope: Option<String>,
     pub state: Option<String>,

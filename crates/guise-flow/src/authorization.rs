@@ -297,6 +297,17 @@ pub fn end_cookie_session(
     description: &str,
 ) -> Result<(), FlowError> {
     let Some(session) = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none()) else { return Ok(()) };
+    end_session(ctx, &session, client_id, source_ip, description)
+}
+
+/// Log out of `session` (revoking its tokens), audited.
+pub(crate) fn end_session(
+    ctx: &FlowContext<'_>,
+    session: &Session,
+    client_id: Option<String>,
+    source_ip: Option<String>,
+    description: &str,
+) -> Result<(), FlowError> {
     // Logging out of an impersonation ends the impersonation: the impersonator acted, the
     // user is its subject.
     let (kind, actor) = match &session.impersonator_id {
@@ -307,11 +318,14 @@ pub fn end_cookie_session(
         .subject(session.user_id.clone())
         .source_ip(source_ip)
         .details(serde_json::json!({ "sid": session.sid }))
-        .caused_by(&session);
+        .caused_by(session);
     if session.impersonator_id.is_some() {
         event.details["reason"] = serde_json::json!("logout");
     }
     event.client_id = client_id;
-    ctx.store.end_session(&session.sid, ctx.now, event)?;
-    Ok(())
+    match ctx.store.end_session(&session.sid, ctx.now, event) {
+        // Another request ended it first.
+        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

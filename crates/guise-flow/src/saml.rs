@@ -2,13 +2,14 @@
 //! settings looked up, then single sign-on (`guise_saml::sso`, the shared login flow) or
 //! single logout (`guise_saml::slo`, the replay key redeemed on any node, the session ended).
 
-use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, session_behind, start};
+use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, end_session, session_behind, start};
 use crate::{FlowContext, FlowError};
 use guise_core::client::Client;
+use guise_core::session::Session;
 use guise_core::store::found;
 use guise_saml::response::STATUS_REQUESTER;
 use guise_saml::settings::{SamlSettings, from_addons};
-use guise_saml::slo::{LogoutRefusal, check_logout, is_for_session, response_url};
+use guise_saml::slo::{CheckedLogout, LogoutRefusal, check_logout, is_for_session, response_url};
 use guise_saml::sso::{Binding, SamlParams, SsoRefusal, pending_sso};
 
 /// The client and its SAML settings, or the error page saying why not.
@@ -76,19 +77,45 @@ pub fn logout(
     {
         return refused(LogoutRefusal::Replayed);
     }
-    // Only the sessions the request names end: a request from the SP's earlier session
-    // leaves a newer one in this browser alone (its answer still says that one ended).
-    if let Some(session) = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none())
+    let browser_session = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none());
+    if let Some(session) = &browser_session
         && !is_for_session(&checked, &session.sid)
     {
-        tracing::info!(client_id = %client.client_id, "SAML LogoutRequest for another session: nothing ended");
-        return Ok(SignOutOutcome::Continue(match reply {
-            Some(url) => FlowOutcome::Page(url),
-            None => FlowOutcome::invalid_request(
-                "This logout is for a session that has already ended; you are still signed in",
-            ),
-        }));
+        // The request names other sessions. Those of this browser's user are the same
+        // principal logging out (it signed in again since: ForceAuthn, step-up), so they
+        // end with this one; one of another user's (an earlier sign-in in this browser,
+        // or someone else's request) leaves this session alone.
+        let named = named_sessions(ctx, &checked)?;
+        let same_user: Vec<&Session> = named.iter().filter(|s| s.user_id == session.user_id).collect();
+        if same_user.is_empty() {
+            tracing::info!(client_id = %client.client_id, "SAML LogoutRequest for another user's session: nothing ended");
+            return Ok(SignOutOutcome::Continue(match reply {
+                Some(url) => FlowOutcome::Page(url),
+                None => FlowOutcome::invalid_request("This logout is for another sign-in; you are still signed in"),
+            }));
+        }
+        // Only a signed request ends a session other than the browser's own (session ids
+        // also reach OIDC relying parties as `sid`).
+        if checked.replay.is_some() {
+            for other in same_user.into_iter().filter(|s| s.ended_at.is_none()) {
+                let (client_id, source_ip) = (Some(client.client_id.clone()), source_ip.clone());
+                end_session(ctx, other, client_id, source_ip, "Logged out (SAML)")?;
+            }
+        }
     }
     end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (SAML)")?;
     Ok(SignOutOutcome::SignedOut { reply })
+}
+
+/// The most sessions one LogoutRequest's `SessionIndex` values are looked up for.
+const MAX_NAMED_SESSIONS: usize = 16;
+
+/// The sessions (ended or not) a LogoutRequest's `SessionIndex` values name.
+fn named_sessions(ctx: &FlowContext<'_>, checked: &CheckedLogout) -> Result<Vec<Session>, FlowError> {
+    let indexes = checked.request.iter().flat_map(|r| &r.session_indexes).take(MAX_NAMED_SESSIONS);
+    let mut named = Vec::new();
+    for sid in indexes {
+        named.extend(found(ctx.store.session_by_sid(sid))?);
+    }
+    Ok(named)
 }

@@ -54,7 +54,8 @@ pub enum Holder<'a> {
     Nobody,
     /// A verified caller whose authority the caller computed (token scope included).
     Caller(Link),
-    /// The machine client that minted the URL: its grants as they are now.
+    /// The client whose token minted the URL (a machine client, or the application a
+    /// user's token was issued to): its Management API grant as it is now.
     MintingClient(&'a str),
 }
 

@@ -166,6 +166,7 @@ pub fn parse_logout_request(xml: &str) -> Result<LogoutRequest, RequestError> {
         .filter(|n| n.has_tag_name((NS_SAMLP, "SessionIndex")))
         .filter_map(|n| n.text())
         .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
         .collect();
     Ok(LogoutRequest { id: id.to_owned(), issuer: issuer(root), issue_instant, session_indexes })
 }

@@ -35,7 +35,7 @@ fn a_request_naming_sessions_ends_only_those() {
 
 #[test]
 fn session_indexes_are_read_from_the_request() {
-    let xml = r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_l2" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>urn:c1</saml:Issuer><saml:NameID>@NOT_USED@</saml:NameID><samlp:SessionIndex> s1 </samlp:SessionIndex><samlp:SessionIndex>s2</samlp:SessionIndex></samlp:LogoutRequest>"#;
+    let xml = r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_l2" IssueInstant="2026-01-01T00:00:00Z"><saml:Issuer>urn:c1</saml:Issuer><saml:NameID>@NOT_USED@</saml:NameID><samlp:SessionIndex> s1 </samlp:SessionIndex><samlp:SessionIndex>s2</samlp:SessionIndex><samlp:SessionIndex> </samlp:SessionIndex><samlp:SessionIndex/></samlp:LogoutRequest>"#;
     let parsed = request::parse_logout_request(xml).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed.session_indexes, vec!["s1".to_owned(), "s2".to_owned()]);
 }
