@@ -2,7 +2,7 @@
 //! settings looked up, then single sign-on (`guise_saml::sso`, the shared login flow) or
 //! single logout (`guise_saml::slo`, the replay key redeemed on any node, the session ended).
 
-use crate::authorization::{FlowOutcome, SignOutOutcome, end_cookie_session, end_session, session_behind, start};
+use crate::authorization::{FlowOutcome, SignOutOutcome, end_session, session_behind, start};
 use crate::{FlowContext, FlowError};
 use guise_core::client::Client;
 use guise_core::session::Session;
@@ -77,10 +77,10 @@ pub fn logout(
     {
         return refused(LogoutRefusal::Replayed);
     }
-    let browser_session = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none());
-    if let Some(session) = &browser_session
-        && !is_for_session(&checked, &session.sid)
-    {
+    let Some(session) = session_behind(ctx, cookie)?.filter(|s| s.ended_at.is_none()) else {
+        return Ok(SignOutOutcome::SignedOut { reply });
+    };
+    if !is_for_session(&checked, &session.sid) {
         // The request names other sessions. Those of this browser's user are the same
         // principal logging out (it signed in again since: ForceAuthn, step-up), so they
         // end with this one; one of another user's (an earlier sign-in in this browser,
@@ -103,7 +103,7 @@ pub fn logout(
             }
         }
     }
-    end_cookie_session(ctx, cookie, Some(client.client_id), source_ip, "Logged out (SAML)")?;
+    end_session(ctx, &session, Some(client.client_id), source_ip, "Logged out (SAML)")?;
     Ok(SignOutOutcome::SignedOut { reply })
 }
 
